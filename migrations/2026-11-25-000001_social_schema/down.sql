@@ -1,0 +1,4 @@
+DROP TABLE posts;
+DROP TABLE friendships;
+DROP TABLE login_tokens;
+DROP TABLE users;

@@ -1,0 +1,7 @@
+//! One file per resource of the contract.
+
+pub mod feed_socket;
+pub mod friends;
+pub mod health;
+pub mod posts;
+pub mod users;

@@ -1,0 +1,66 @@
+//! What every session actor answers: the WebSocket session, and any stand-in (tests use small
+//! actors in its place). The registry, broker and watchdog speak to sessions only through these,
+//! via a [`SessionHandle`], never through a concrete actor type.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::dev::ToEnvelope;
+use actix::prelude::*;
+use uuid::Uuid;
+
+/// One serialized feed event for the session to write as one text frame.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct Deliver(pub Arc<str>);
+
+/// The watchdog's periodic call: the session pings its client and reports when it last heard
+/// anything from it.
+#[derive(Message)]
+#[rtype(result = "Instant")]
+pub struct Heartbeat;
+
+/// Why the server ends a session; the WebSocket session maps each to a close code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The client answered nothing for `realtime.client_timeout_secs`.
+    ClientTimeout,
+    /// The server is shutting down (close code 1001).
+    ServerShutdown,
+    /// The broker connection was lost; the client should reconnect (close code 1013).
+    BrokerLost,
+}
+
+/// Asks a session to close its client connection and stop.
+#[derive(Message, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Disconnect(pub DisconnectReason);
+
+/// Everything the realtime actors hold of one session.
+#[derive(Clone)]
+pub struct SessionHandle {
+    pub user_id: Uuid,
+    pub deliver: Recipient<Deliver>,
+    pub heartbeat: Recipient<Heartbeat>,
+    pub disconnect: Recipient<Disconnect>,
+}
+
+impl SessionHandle {
+    pub fn new<A>(user_id: Uuid, addr: &Addr<A>) -> Self
+    where
+        A: Actor + Handler<Deliver> + Handler<Heartbeat> + Handler<Disconnect>,
+        A::Context: ToEnvelope<A, Deliver> + ToEnvelope<A, Heartbeat> + ToEnvelope<A, Disconnect>,
+    {
+        SessionHandle {
+            user_id,
+            deliver: addr.clone().recipient(),
+            heartbeat: addr.clone().recipient(),
+            disconnect: addr.clone().recipient(),
+        }
+    }
+
+    /// False once the session actor has stopped.
+    pub fn is_alive(&self) -> bool {
+        self.deliver.connected()
+    }
+}

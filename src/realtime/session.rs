@@ -1,0 +1,118 @@
+//! `WsSession`: one actor per WebSocket connection. It exists only for an authenticated user
+//! whose queue is already bound, writes each event it is handed as one text frame, answers the
+//! client's pings, tracks when it last heard from the client, and closes cleanly.
+
+use std::time::Instant;
+
+use actix::prelude::*;
+use actix_web_actors::ws::{self, CloseCode, CloseReason};
+use uuid::Uuid;
+
+use super::messages::{Deliver, Disconnect, DisconnectReason, Heartbeat, SessionHandle};
+use super::registry::{Deregister, Register, SessionRegistry};
+
+pub struct WsSession {
+    id: Uuid,
+    user_id: Uuid,
+    registry: Addr<SessionRegistry>,
+    last_heard: Instant,
+}
+
+impl WsSession {
+    pub fn new(id: Uuid, user_id: Uuid, registry: Addr<SessionRegistry>) -> Self {
+        WsSession {
+            id,
+            user_id,
+            registry,
+            last_heard: Instant::now(),
+        }
+    }
+
+    fn close(&self, ctx: &mut ws::WebsocketContext<Self>, code: CloseCode, why: &str) {
+        ctx.close(Some(CloseReason {
+            code,
+            description: Some(why.to_owned()),
+        }));
+        ctx.stop();
+    }
+}
+
+impl Actor for WsSession {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.registry.do_send(Register {
+            session_id: self.id,
+            handle: SessionHandle::new(self.user_id, &ctx.address()),
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.registry.do_send(Deregister {
+            session_id: self.id,
+        });
+    }
+}
+
+impl Handler<Deliver> for WsSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        ctx.text(&*msg.0);
+    }
+}
+
+impl Handler<Heartbeat> for WsSession {
+    type Result = MessageResult<Heartbeat>;
+
+    fn handle(&mut self, _: Heartbeat, ctx: &mut Self::Context) -> Self::Result {
+        ctx.ping(b"");
+        MessageResult(self.last_heard)
+    }
+}
+
+impl Handler<Disconnect> for WsSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Disconnect, ctx: &mut Self::Context) {
+        let (code, why) = match msg.0 {
+            DisconnectReason::ClientTimeout => (CloseCode::Policy, "client timeout"),
+            DisconnectReason::ServerShutdown => (CloseCode::Away, "server shutting down"),
+            DisconnectReason::BrokerLost => (CloseCode::Again, "event broker unavailable"),
+        };
+        self.close(ctx, code, why);
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
+    fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        let message = match item {
+            Ok(message) => message,
+            Err(ws::ProtocolError::Overflow) => {
+                return self.close(ctx, CloseCode::Size, "frame too large");
+            }
+            Err(error) => {
+                log::debug!("session {}: protocol error: {error}", self.id);
+                return self.close(ctx, CloseCode::Protocol, "protocol error");
+            }
+        };
+        self.last_heard = Instant::now();
+        match message {
+            ws::Message::Ping(payload) => ctx.pong(&payload),
+            ws::Message::Close(reason) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+            // The feed is one-way: client data frames count as signs of life and are dropped.
+            ws::Message::Pong(_)
+            | ws::Message::Text(_)
+            | ws::Message::Binary(_)
+            | ws::Message::Continuation(_)
+            | ws::Message::Nop => {}
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}

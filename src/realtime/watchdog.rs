@@ -1,0 +1,124 @@
+//! `Watchdog`: every `realtime.ping_interval_secs` it heartbeats every registered session (the
+//! session pings its client and says when it last heard from it), stops sessions whose client
+//! has been silent for `realtime.client_timeout_secs` or whose actor no longer answers, and
+//! has the broker release every queue left without a live session.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures_util::future::join_all;
+use uuid::Uuid;
+
+use super::broker::{BrokerActor, Sweep};
+use super::messages::{Disconnect, DisconnectReason, Heartbeat};
+use super::registry::{Deregister, SessionRegistry, Snapshot};
+
+pub struct Watchdog {
+    registry: Addr<SessionRegistry>,
+    broker: Addr<BrokerActor>,
+    interval: Duration,
+    timeout: Duration,
+}
+
+impl Watchdog {
+    pub fn new(
+        registry: Addr<SessionRegistry>,
+        broker: Addr<BrokerActor>,
+        interval: Duration,
+        timeout: Duration,
+    ) -> Self {
+        Watchdog {
+            registry,
+            broker,
+            interval,
+            timeout,
+        }
+    }
+}
+
+impl Actor for Watchdog {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.interval, |_, ctx| ctx.notify(Round));
+    }
+}
+
+/// What one round found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RoundReport {
+    pub alive: usize,
+    /// Sessions stopped because their client (or their actor) stayed silent.
+    pub timed_out: usize,
+    /// Sessions whose actor had already stopped.
+    pub gone: usize,
+    /// Queues released because no live session owned them.
+    pub swept: usize,
+}
+
+enum Verdict {
+    Alive,
+    Silent,
+    Gone,
+}
+
+/// One watchdog round. Sent by the watchdog's own timer; tests may send it to run a round now.
+#[derive(Message)]
+#[rtype(result = "RoundReport")]
+pub struct Round;
+
+impl Handler<Round> for Watchdog {
+    type Result = ResponseFuture<RoundReport>;
+
+    fn handle(&mut self, _: Round, _: &mut Context<Self>) -> Self::Result {
+        let registry = self.registry.clone();
+        let broker = self.broker.clone();
+        let (interval, timeout) = (self.interval, self.timeout);
+        Box::pin(async move {
+            let mut report = RoundReport::default();
+            let started = Instant::now();
+            let Ok(sessions) = registry.send(Snapshot).await else {
+                return report;
+            };
+            let checks = sessions.into_iter().map(|(id, handle)| async move {
+                let answer = tokio::time::timeout(interval, handle.heartbeat.send(Heartbeat)).await;
+                let verdict = match answer {
+                    Ok(Ok(last_heard)) if last_heard.elapsed() <= timeout => Verdict::Alive,
+                    Ok(Ok(_)) | Err(_) => Verdict::Silent,
+                    Ok(Err(_)) => Verdict::Gone,
+                };
+                (id, handle, verdict)
+            });
+            let mut live: HashSet<Uuid> = HashSet::new();
+            for (id, handle, verdict) in join_all(checks).await {
+                match verdict {
+                    Verdict::Alive => {
+                        live.insert(id);
+                        report.alive += 1;
+                    }
+                    Verdict::Silent => {
+                        log::info!("watchdog: session {id} timed out");
+                        handle
+                            .disconnect
+                            .do_send(Disconnect(DisconnectReason::ClientTimeout));
+                        registry.do_send(Deregister { session_id: id });
+                        report.timed_out += 1;
+                    }
+                    Verdict::Gone => {
+                        registry.do_send(Deregister { session_id: id });
+                        report.gone += 1;
+                    }
+                }
+            }
+            // Subscriptions younger than one interval before the snapshot may belong to a
+            // session that is registering right now; they get their turn next round.
+            let older_than = started.checked_sub(interval).unwrap_or(started);
+            report.swept = broker
+                .send(Sweep { live, older_than })
+                .await
+                .unwrap_or_default();
+            report
+        })
+    }
+}

@@ -1,0 +1,244 @@
+//! Start-up and shutdown, split from `main` so tests can run whole servers on random ports:
+//! database (create, migrate, pool), broker link and realtime actors, then the HTTP server.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::{from_fn, Logger};
+use actix_web::{web, App, HttpServer};
+
+use crate::config::{AmqpSettings, DatabaseSettings, RealtimeSettings, Settings};
+use crate::http::{self, request_id, AppState};
+use crate::realtime::broker::{self, Close};
+use crate::realtime::messages::DisconnectReason;
+use crate::realtime::registry::{DisconnectAll, SessionCount};
+use crate::realtime::{BrokerActor, BrokerHealth, SessionRegistry, Watchdog};
+use crate::retry::{self, redact};
+use crate::store::{database, DbPool};
+
+/// How long shutdown waits for sessions to close before closing the broker link anyway.
+const SESSION_DRAIN: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("{0}")]
+    Database(#[from] database::DatabaseError),
+    #[error("{0}")]
+    Broker(#[from] broker::BrokerError),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(String, std::io::Error),
+}
+
+/// Creates the database if missing (and allowed), applies migrations, and builds the pool,
+/// retrying with backoff while PostgreSQL is unreachable.
+pub async fn prepare_database(settings: &DatabaseSettings) -> Result<DbPool, StartupError> {
+    let what = format!("PostgreSQL at {}", redact(&settings.url));
+    let applied = retry::with_backoff(&what, || async {
+        if settings.create_if_missing {
+            if let Err(error) = database::create_if_missing(&settings.url).await {
+                log::debug!("could not create the database: {error}");
+            }
+        }
+        database::run_migrations(&settings.url).await
+    })
+    .await;
+    if applied > 0 {
+        log::info!("applied {applied} migration(s)");
+    }
+    Ok(database::build_pool(settings)?)
+}
+
+/// The realtime actors of one node.
+#[derive(Clone)]
+pub struct Realtime {
+    pub broker: Addr<BrokerActor>,
+    pub registry: Addr<SessionRegistry>,
+    pub watchdog: Addr<Watchdog>,
+    pub health: BrokerHealth,
+}
+
+impl Realtime {
+    /// Connects to RabbitMQ (retrying with backoff), declares the exchange and starts the
+    /// broker, registry and watchdog on the current arbiter.
+    pub async fn start(
+        amqp: &AmqpSettings,
+        settings: &RealtimeSettings,
+        db: DbPool,
+    ) -> Result<Self, StartupError> {
+        let pool = broker::build_pool(amqp)?;
+        let what = format!("RabbitMQ at {}", redact(&amqp.url));
+        let link = retry::with_backoff(&what, || broker::open_link(&pool, &settings.exchange)).await;
+        let (broker, registry, health) =
+            BrokerActor::start_with_registry(settings.clone(), pool, link, db);
+        let watchdog = Watchdog::new(
+            registry.clone(),
+            broker.clone(),
+            settings.ping_interval(),
+            settings.client_timeout(),
+        )
+        .start();
+        Ok(Realtime {
+            broker,
+            registry,
+            watchdog,
+            health,
+        })
+    }
+
+    /// Closes every session with 1001, waits briefly for them to go, then closes the broker
+    /// connection (which releases every session queue).
+    pub async fn shutdown(&self) {
+        let _ = self
+            .registry
+            .send(DisconnectAll(DisconnectReason::ServerShutdown))
+            .await;
+        let deadline = Instant::now() + SESSION_DRAIN;
+        while Instant::now() < deadline {
+            match self.registry.send(SessionCount).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        let _ = self.broker.send(Close).await;
+        self.watchdog.do_send(StopWatchdog);
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct StopWatchdog;
+
+impl Handler<StopWatchdog> for Watchdog {
+    type Result = ();
+
+    fn handle(&mut self, _: StopWatchdog, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+/// Stops a running application gracefully: sessions first, then the broker, then HTTP.
+#[derive(Clone)]
+pub struct Stopper {
+    realtime: Realtime,
+    server: ServerHandle,
+}
+
+impl Stopper {
+    pub async fn stop(&self) {
+        self.realtime.shutdown().await;
+        self.server.stop(true).await;
+    }
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    realtime: Realtime,
+    pool: DbPool,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let pool = prepare_database(&settings.database).await?;
+        let realtime = Realtime::start(&settings.amqp, &settings.realtime, pool.clone()).await?;
+
+        let listener = TcpListener::bind(&settings.http.bind)
+            .map_err(|e| StartupError::Bind(settings.http.bind.clone(), e))?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| StartupError::Bind(settings.http.bind.clone(), e))?;
+        let state = web::Data::new(AppState {
+            pool: pool.clone(),
+            broker: realtime.broker.clone(),
+            registry: realtime.registry.clone(),
+            broker_health: realtime.health.clone(),
+            auth: settings.auth.clone(),
+            max_frame_bytes: settings.realtime.max_frame_bytes,
+        });
+        let body_limit = settings.http.body_limit_bytes;
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(from_fn(request_id::stamp))
+                .wrap(access_log())
+                .app_data(state.clone())
+                .configure(|cfg| http::configure(cfg, body_limit))
+                .default_service(web::to(http::error::not_found))
+        })
+        .disable_signals()
+        .shutdown_timeout(5);
+        if settings.http.workers > 0 {
+            server = server.workers(settings.http.workers);
+        }
+        let server = server
+            .listen(listener)
+            .map_err(|e| StartupError::Bind(settings.http.bind.clone(), e))?
+            .run();
+        log::info!("herald listening on http://{address}");
+        Ok(Application {
+            port: address.port(),
+            server,
+            realtime,
+            pool,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn realtime(&self) -> &Realtime {
+        &self.realtime
+    }
+
+    pub fn pool(&self) -> &DbPool {
+        &self.pool
+    }
+
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            realtime: self.realtime.clone(),
+            server: self.server.handle(),
+        }
+    }
+
+    /// Serves until SIGINT or SIGTERM (or a `Stopper`), then shuts down gracefully.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let stopper = self.stopper();
+        actix_rt::spawn(async move {
+            wait_for_signal().await;
+            log::info!("signal received, shutting down");
+            stopper.stop().await;
+        });
+        self.server.await
+    }
+}
+
+/// One line per request. `%U` is the path without the query string: `?token=` never reaches
+/// a log.
+fn access_log() -> Logger {
+    Logger::new("%{r}a \"%{method}xi %U\" %s %b %{x-request-id}o %Dms")
+        .custom_request_replace("method", |req| req.method().to_string())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+                return;
+            }
+            Err(error) => log::warn!("cannot listen for SIGTERM: {error}"),
+        }
+    }
+    if let Err(error) = tokio::signal::ctrl_c().await {
+        log::warn!("cannot listen for SIGINT: {error}");
+        std::future::pending::<()>().await;
+    }
+}

@@ -1,0 +1,51 @@
+//! Persistence: the PostgreSQL schema, its row types and every query herald runs, behind a
+//! pooled diesel-async connection. Routes call the functions here; no SQL lives elsewhere.
+
+pub mod database;
+pub mod friends;
+pub mod models;
+pub mod posts;
+pub mod schema;
+pub mod tokens;
+pub mod users;
+
+use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
+use diesel_async::AsyncPgConnection;
+
+pub type DbPool = Pool<AsyncPgConnection>;
+pub type DbConn = Object<AsyncPgConnection>;
+
+/// What can go wrong talking to PostgreSQL, split by what the caller should tell its client.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No connection could be had in time: the database is down or saturated. Retry later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Query(#[from] diesel::result::Error),
+}
+
+impl From<PoolError> for StoreError {
+    fn from(error: PoolError) -> Self {
+        StoreError::Unavailable(error.to_string())
+    }
+}
+
+impl StoreError {
+    /// A query that failed because the server went away is an outage, not a bug.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Unavailable(_) => true,
+            StoreError::Query(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::ClosedConnection,
+                _,
+            )) => true,
+            StoreError::Query(_) => false,
+        }
+    }
+}
+
+/// Takes a connection from the pool, waiting at most the pool's configured timeout.
+pub async fn connection(pool: &DbPool) -> Result<DbConn, StoreError> {
+    Ok(pool.get().await?)
+}

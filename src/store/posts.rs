@@ -1,0 +1,131 @@
+//! Queries on `posts`: writes restricted to the author, lookups, and the feed.
+
+use chrono::Utc;
+use diesel::dsl::exists;
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::models::Post;
+use super::schema::{friendships, posts};
+use super::StoreError;
+
+/// What a write by `author_id` to someone's post came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Change<T> {
+    Done(T),
+    NotFound,
+    NotAuthor,
+}
+
+pub async fn create(
+    conn: &mut AsyncPgConnection,
+    author_id: Uuid,
+    text: &str,
+) -> Result<Post, StoreError> {
+    let now = Utc::now();
+    Ok(diesel::insert_into(posts::table)
+        .values((
+            posts::id.eq(Uuid::now_v7()),
+            posts::author_id.eq(author_id),
+            posts::text.eq(text),
+            posts::created_at.eq(now),
+            posts::updated_at.eq(now),
+        ))
+        .returning(Post::as_returning())
+        .get_result(conn)
+        .await?)
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<Post>, StoreError> {
+    Ok(posts::table
+        .find(id)
+        .select(Post::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// Tells a missing post from someone else's, after a write matched no row of the author's.
+async fn refusal<T>(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Change<T>, StoreError> {
+    let found: bool = diesel::select(exists(posts::table.find(id)))
+        .get_result(conn)
+        .await?;
+    Ok(if found {
+        Change::NotAuthor
+    } else {
+        Change::NotFound
+    })
+}
+
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    author_id: Uuid,
+    text: &str,
+) -> Result<Change<Post>, StoreError> {
+    let updated = diesel::update(
+        posts::table
+            .find(id)
+            .filter(posts::author_id.eq(author_id)),
+    )
+    .set((posts::text.eq(text), posts::updated_at.eq(Utc::now())))
+    .returning(Post::as_returning())
+    .get_result(conn)
+    .await
+    .optional()?;
+    match updated {
+        Some(post) => Ok(Change::Done(post)),
+        None => refusal(conn, id).await,
+    }
+}
+
+pub async fn delete(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    author_id: Uuid,
+) -> Result<Change<()>, StoreError> {
+    let deleted = diesel::delete(
+        posts::table
+            .find(id)
+            .filter(posts::author_id.eq(author_id)),
+    )
+    .execute(conn)
+    .await?;
+    if deleted > 0 {
+        Ok(Change::Done(()))
+    } else {
+        refusal(conn, id).await
+    }
+}
+
+/// Posts of everyone `user_id` follows, newest first.
+///
+/// A nested loop over the user's follow edges (primary key) into `posts_author_feed_idx`,
+/// then a top-N sort:
+///
+/// ```text
+/// Limit
+///   ->  Sort  (Sort Key: posts.id DESC)
+///         ->  Nested Loop
+///               ->  Index Only Scan using friendships_pkey on friendships
+///                     Index Cond: (user_id = '…')
+///               ->  Index Scan using posts_author_feed_idx on posts
+///                     Index Cond: (author_id = friendships.friend_id)
+/// ```
+pub async fn feed(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<Post>, StoreError> {
+    Ok(posts::table
+        .inner_join(friendships::table.on(friendships::friend_id.eq(posts::author_id)))
+        .filter(friendships::user_id.eq(user_id))
+        .order(posts::id.desc())
+        .offset(offset)
+        .limit(limit)
+        .select(Post::as_select())
+        .load(conn)
+        .await?)
+}

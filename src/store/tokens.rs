@@ -1,0 +1,48 @@
+//! Queries on `login_tokens`. Only SHA-256 hashes of tokens are stored or compared.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::schema::login_tokens;
+use super::StoreError;
+
+/// Stores a new token hash and drops the user's expired ones, so the table does not grow forever.
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    token_hash: &[u8],
+    user_id: Uuid,
+    expires_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    diesel::delete(
+        login_tokens::table
+            .filter(login_tokens::user_id.eq(user_id))
+            .filter(login_tokens::expires_at.le(Utc::now())),
+    )
+    .execute(conn)
+    .await?;
+    diesel::insert_into(login_tokens::table)
+        .values((
+            login_tokens::token_hash.eq(token_hash),
+            login_tokens::user_id.eq(user_id),
+            login_tokens::expires_at.eq(expires_at),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The user a token belongs to, if the token exists and has not expired.
+pub async fn user_for(
+    conn: &mut AsyncPgConnection,
+    token_hash: &[u8],
+) -> Result<Option<Uuid>, StoreError> {
+    Ok(login_tokens::table
+        .find(token_hash)
+        .filter(login_tokens::expires_at.gt(Utc::now()))
+        .select(login_tokens::user_id)
+        .first(conn)
+        .await
+        .optional()?)
+}

@@ -1,0 +1,102 @@
+//! Queries on `users`: registration, lookup, credentials and the name-prefix search.
+
+use diesel::dsl::exists;
+use diesel::prelude::*;
+use diesel::sql_types::Text;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::models::{NewUser, User};
+use super::schema::users;
+use super::StoreError;
+
+define_sql_function!(fn lower(x: Text) -> Text);
+
+pub async fn insert(conn: &mut AsyncPgConnection, user: &NewUser<'_>) -> Result<(), StoreError> {
+    diesel::insert_into(users::table)
+        .values(user)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<User>, StoreError> {
+    Ok(users::table
+        .find(id)
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+pub async fn exists_by_id(conn: &mut AsyncPgConnection, id: Uuid) -> Result<bool, StoreError> {
+    Ok(diesel::select(exists(users::table.find(id)))
+        .get_result(conn)
+        .await?)
+}
+
+pub async fn password_hash(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> Result<Option<String>, StoreError> {
+    Ok(users::table
+        .find(id)
+        .select(users::password_hash)
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// Escapes LIKE's wildcards so user input only ever matches literally.
+fn like_prefix(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for ch in prefix.to_lowercase().chars() {
+        if matches!(ch, '\\' | '%' | '_') {
+            pattern.push('\\');
+        }
+        pattern.push(ch);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// Case-insensitive prefix search on both names, ordered by id, at most `limit` rows.
+///
+/// Served by `users_name_prefix_idx` (lower(name) text_pattern_ops), e.g. for
+/// `first_name=Ал`, `last_name=Ив` on 100k users:
+///
+/// ```text
+/// Limit
+///   ->  Sort  (Sort Key: id)
+///         ->  Bitmap Heap Scan on users
+///               Filter: ((lower(first_name) ~~ 'ал%') AND (lower(second_name) ~~ 'ив%'))
+///               ->  Bitmap Index Scan on users_name_prefix_idx
+///                     Index Cond: ((lower(first_name) ~>=~ 'ал') AND (lower(first_name) ~<~ 'ам')
+///                                  AND (lower(second_name) ~>=~ 'ив') AND (lower(second_name) ~<~ 'ив'))
+/// ```
+pub async fn search(
+    conn: &mut AsyncPgConnection,
+    first_name: &str,
+    second_name: &str,
+    limit: i64,
+) -> Result<Vec<User>, StoreError> {
+    Ok(users::table
+        .filter(lower(users::first_name).like(like_prefix(first_name)))
+        .filter(lower(users::second_name).like(like_prefix(second_name)))
+        .order(users::id)
+        .limit(limit)
+        .select(User::as_select())
+        .load(conn)
+        .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_prefix;
+
+    #[test]
+    fn like_prefix_escapes_wildcards_and_lowercases() {
+        assert_eq!(like_prefix("Ab%_\\"), "ab\\%\\_\\\\%");
+        assert_eq!(like_prefix("Иван"), "иван%");
+    }
+}
