@@ -40,11 +40,9 @@ pub async fn stamp(
         .filter(|value| is_sane(value))
         .map(str::to_owned)
         .unwrap_or_else(|| Uuid::new_v4().to_string());
-    let request = req.request().clone();
-    let response = match next.call(req).await {
-        Ok(response) => response.map_into_boxed_body(),
-        Err(error) => ServiceResponse::from_err(error, request),
-    };
+    // Handlers' and extractors' errors arrive here as responses (with `error()` set); this is
+    // the innermost middleware, so nothing below it returns `Err`.
+    let response = next.call(req).await?.map_into_boxed_body();
     let status = response.status();
     // Errors get the contract's body; a handler that already wrote a body (e.g. /health's
     // report) keeps it.
