@@ -1,0 +1,438 @@
+//! Test support: whole herald servers on random ports, each test with its own database and its
+//! own exchange (dropped when the test ends, even if it fails), an HTTP client for the API,
+//! a WebSocket feed client, and probes that ask RabbitMQ directly what exists.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use actix_codec::Framed;
+use awc::ws::{CloseReason, Codec, Frame, Message};
+use awc::BoxedSocket;
+use futures_util::{SinkExt, StreamExt};
+use herald::config::Settings;
+use herald::startup::{Application, Realtime, Stopper};
+use herald::store::DbPool;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+/// How long any awaited condition may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Settings for one isolated test: a fresh database name, a fresh exchange, a random port and
+/// a fast watchdog (ping every second, drop after two silent seconds).
+pub fn test_settings() -> Settings {
+    let mut settings = Settings::load().expect("settings load");
+    let run = Uuid::new_v4().simple().to_string();
+    let mut url = url::Url::parse(&settings.database.url).expect("database url");
+    url.set_path(&format!("/herald_test_{run}"));
+    settings.database.url = url.to_string();
+    settings.realtime.exchange = format!("herald.test.{run}");
+    settings.http.bind = "127.0.0.1:0".into();
+    settings.http.workers = 2;
+    settings.realtime.ping_interval_secs = 1;
+    settings.realtime.client_timeout_secs = 2;
+    settings
+}
+
+/// Drops a test's database and exchange. Runs on a thread of its own with its own runtime, so
+/// it works from `Drop`, even while a failed test unwinds.
+pub fn drop_test_resources(database_url: String, amqp_url: String, exchange: String) {
+    let cleanup = std::thread::spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(_) => return,
+        };
+        runtime.block_on(async move {
+            if let Err(error) = herald::store::database::drop_database(&database_url).await {
+                eprintln!("cleanup: dropping {database_url}: {error}");
+            }
+            if let Ok(conn) = Connection::connect(&amqp_url, ConnectionProperties::default()).await {
+                if let Ok(channel) = conn.create_channel().await {
+                    let _ = channel
+                        .exchange_delete(exchange.as_str().into(), Default::default())
+                        .await;
+                }
+                let _ = conn.close(200, "bye".into()).await;
+            }
+        });
+    });
+    let _ = cleanup.join();
+}
+
+pub struct TestApp {
+    pub port: u16,
+    pub address: String,
+    pub settings: Settings,
+    pub realtime: Realtime,
+    pub pool: DbPool,
+    stopper: Stopper,
+    owns_resources: bool,
+    client: awc::Client,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(test_settings()).await
+    }
+
+    pub async fn spawn_with(settings: Settings) -> TestApp {
+        Self::start(settings, true).await
+    }
+
+    /// A second instance sharing this one's database and exchange.
+    pub async fn sibling(&self) -> TestApp {
+        Self::start(self.settings.clone(), false).await
+    }
+
+    async fn start(settings: Settings, owns_resources: bool) -> TestApp {
+        let app = Application::build(settings.clone())
+            .await
+            .expect("herald starts");
+        let port = app.port();
+        let realtime = app.realtime().clone();
+        let pool = app.pool().clone();
+        let stopper = app.stopper();
+        actix_rt::spawn(app.run_until_stopped());
+        TestApp {
+            port,
+            address: format!("http://127.0.0.1:{port}"),
+            settings,
+            realtime,
+            pool,
+            stopper,
+            owns_resources,
+            client: awc::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .finish(),
+        }
+    }
+
+    pub async fn stop(&self) {
+        self.stopper.stop().await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// Sends a request; returns the status and the body parsed as JSON (`Null` when empty).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<String>,
+    ) -> (u16, Value, awc::http::header::HeaderMap) {
+        let method = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let mut response = match body {
+            Some(body) => request
+                .insert_header(("content-type", "application/json"))
+                .send_body(body)
+                .await
+                .expect("request sent"),
+            None => request.send().await.expect("request sent"),
+        };
+        let bytes = response.body().limit(16 << 20).await.expect("body");
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                Value::String(String::from_utf8_lossy(&bytes).into_owned())
+            })
+        };
+        (response.status().as_u16(), value, response.headers().clone())
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let (status, body, _) = self.call("GET", path, token, None).await;
+        (status, body)
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+        let (status, body, _) = self.call("POST", path, token, Some(body.to_string())).await;
+        (status, body)
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Option<&Value>) -> (u16, Value) {
+        let (status, body, _) = self
+            .call("PUT", path, token, body.map(|b| b.to_string()))
+            .await;
+        (status, body)
+    }
+
+    pub async fn register(&self, first_name: &str, second_name: &str) -> Uuid {
+        let (status, body) = self
+            .post(
+                "/user/register",
+                None,
+                &json!({
+                    "first_name": first_name,
+                    "second_name": second_name,
+                    "birthdate": "1990-05-17",
+                    "biography": "tests things",
+                    "city": "Lisbon",
+                    "password": "correct horse",
+                }),
+            )
+            .await;
+        assert_eq!(status, 200, "register: {body}");
+        body["user_id"].as_str().expect("user_id").parse().expect("uuid")
+    }
+
+    pub async fn login(&self, id: Uuid) -> String {
+        let (status, body) = self
+            .post("/login", None, &json!({"id": id, "password": "correct horse"}))
+            .await;
+        assert_eq!(status, 200, "login: {body}");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// A registered, logged-in user.
+    pub async fn user(&self, name: &str) -> TestUser {
+        let id = self.register(name, "Tester").await;
+        let token = self.login(id).await;
+        TestUser { id, token }
+    }
+
+    pub async fn follow(&self, follower: &TestUser, author: &TestUser) {
+        let (status, body) = self
+            .put(&format!("/friend/set/{}", author.id), Some(&follower.token), None)
+            .await;
+        assert_eq!(status, 200, "follow: {body}");
+    }
+
+    pub async fn unfollow(&self, follower: &TestUser, author: &TestUser) {
+        let (status, body) = self
+            .put(&format!("/friend/delete/{}", author.id), Some(&follower.token), None)
+            .await;
+        assert_eq!(status, 200, "unfollow: {body}");
+    }
+
+    pub async fn create_post(&self, author: &TestUser, text: &str) -> Uuid {
+        let (status, body) = self
+            .post("/post/create", Some(&author.token), &json!({ "text": text }))
+            .await;
+        assert_eq!(status, 200, "create post: {body}");
+        body.as_str().expect("bare id").parse().expect("uuid")
+    }
+
+    /// Opens the feed socket for `user`.
+    pub async fn feed(&self, user: &TestUser) -> FeedClient {
+        let url = format!("ws://127.0.0.1:{}/post/feed/posted", self.port);
+        let (response, framed) = awc::Client::new()
+            .ws(url)
+            .bearer_auth(&user.token)
+            .connect()
+            .await
+            .expect("websocket connects");
+        assert_eq!(response.status().as_u16(), 101);
+        FeedClient { framed }
+    }
+
+    /// Runs `probe` until it holds or the deadline passes; returns whether it held.
+    pub async fn eventually<F, Fut>(&self, probe: F) -> bool
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        eventually(probe).await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if self.owns_resources {
+            drop_test_resources(
+                self.settings.database.url.clone(),
+                self.settings.amqp.url.clone(),
+                self.settings.realtime.exchange.clone(),
+            );
+        }
+    }
+}
+
+pub struct TestUser {
+    pub id: Uuid,
+    pub token: String,
+}
+
+/// Runs `probe` every 25 ms until it holds or `DEADLINE` passes; returns whether it held.
+pub async fn eventually<F, Fut>(mut probe: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if probe().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A WebSocket feed client that answers pings (unless told to play dead).
+pub struct FeedClient {
+    pub framed: Framed<BoxedSocket, Codec>,
+}
+
+pub enum Received {
+    Event(Value),
+    Closed(Option<CloseReason>),
+    TimedOut,
+}
+
+impl FeedClient {
+    /// The next frame of interest within `within`: an event, the server's close, or nothing.
+    pub async fn receive(&mut self, within: Duration) -> Received {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let frame = match tokio::time::timeout_at(deadline, self.framed.next()).await {
+                Err(_) => return Received::TimedOut,
+                Ok(None) => return Received::Closed(None),
+                Ok(Some(Err(_))) => return Received::Closed(None),
+                Ok(Some(Ok(frame))) => frame,
+            };
+            match frame {
+                Frame::Text(bytes) => {
+                    let value = serde_json::from_slice(&bytes).expect("events are JSON");
+                    return Received::Event(value);
+                }
+                Frame::Ping(payload) => {
+                    let _ = self.framed.send(Message::Pong(payload)).await;
+                }
+                Frame::Close(reason) => return Received::Closed(reason),
+                _ => {}
+            }
+        }
+    }
+
+    /// The next event; fails the test if none arrives within the deadline.
+    pub async fn next_event(&mut self) -> Value {
+        match self.receive(DEADLINE).await {
+            Received::Event(value) => value,
+            Received::Closed(reason) => panic!("feed closed while waiting for an event: {reason:?}"),
+            Received::TimedOut => panic!("no event within {DEADLINE:?}"),
+        }
+    }
+
+    /// Waits for the server's close frame, skipping anything before it.
+    pub async fn close_reason(&mut self) -> Option<CloseReason> {
+        loop {
+            match self.receive(DEADLINE).await {
+                Received::Event(_) => continue,
+                Received::Closed(reason) => return reason,
+                Received::TimedOut => panic!("the server did not close within {DEADLINE:?}"),
+            }
+        }
+    }
+
+    pub async fn send(&mut self, message: Message) {
+        self.framed.send(message).await.expect("frame sent");
+    }
+}
+
+/// Asserts an event is exactly the given post event.
+pub fn assert_event(event: &Value, kind: &str, post_id: Uuid, author: Uuid, text: Option<&str>) {
+    assert_eq!(event["type"], kind, "event: {event}");
+    assert_eq!(event["postId"], post_id.to_string(), "event: {event}");
+    assert_eq!(event["author_user_id"], author.to_string(), "event: {event}");
+    match text {
+        Some(text) => assert_eq!(event["postText"], text, "event: {event}"),
+        None => assert!(event.get("postText").is_none(), "event: {event}"),
+    }
+}
+
+/// A fresh AMQP connection for probing the broker from outside herald.
+pub async fn amqp(settings: &Settings) -> Connection {
+    Connection::connect(&settings.amqp.url, ConnectionProperties::default())
+        .await
+        .expect("AMQP connects")
+}
+
+/// Whether a queue exists. herald's session queues are exclusive, so from another connection a
+/// passive declare of a live one fails with RESOURCE_LOCKED, and of a deleted one with NOT_FOUND.
+pub async fn queue_exists(conn: &Connection, queue: &str) -> bool {
+    let channel = conn.create_channel().await.expect("channel");
+    let result = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await;
+    match result {
+        Ok(_) => true,
+        Err(error) => match error.kind() {
+            lapin::ErrorKind::ProtocolError(amqp) => match amqp.kind() {
+                AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND) => false,
+                AMQPErrorKind::Soft(AMQPSoftError::RESOURCELOCKED) => true,
+                other => panic!("unexpected AMQP error for {queue}: {other:?}"),
+            },
+            other => panic!("unexpected error for {queue}: {other:?}"),
+        },
+    }
+}
+
+/// Whether the exchange routes `routing_key` anywhere (publishes a mandatory probe message).
+pub async fn is_routed(conn: &Connection, exchange: &str, routing_key: &str) -> bool {
+    let channel = conn.create_channel().await.expect("channel");
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    let confirm = channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            br#"{"type":"probe"}"#,
+            BasicProperties::default(),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
+    confirm.take_message().is_none()
+}
+
+/// Publishes a raw event to the exchange, as another herald instance would.
+pub async fn publish_raw(conn: &Connection, exchange: &str, routing_key: &str, body: &Value) {
+    let channel = conn.create_channel().await.expect("channel");
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions::default(),
+            body.to_string().as_bytes(),
+            BasicProperties::default(),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
+}
