@@ -88,16 +88,34 @@ impl Settings {
     fn validate(&self) -> Result<(), SettingsError> {
         let rt = &self.realtime;
         let checks = [
-            (rt.ping_interval_secs > 0, "realtime.ping_interval_secs must be > 0"),
+            (
+                rt.ping_interval_secs > 0,
+                "realtime.ping_interval_secs must be > 0",
+            ),
             (
                 rt.client_timeout_secs >= rt.ping_interval_secs,
                 "realtime.client_timeout_secs must be >= realtime.ping_interval_secs",
             ),
-            (!rt.exchange.is_empty(), "realtime.exchange must not be empty"),
-            (rt.fanout_page_size > 0, "realtime.fanout_page_size must be > 0"),
-            (rt.max_confirms_in_flight > 0, "realtime.max_confirms_in_flight must be > 0"),
-            (self.database.pool_size > 0, "database.pool_size must be > 0"),
-            (self.http.body_limit_bytes > 0, "http.body_limit_bytes must be > 0"),
+            (
+                !rt.exchange.is_empty(),
+                "realtime.exchange must not be empty",
+            ),
+            (
+                rt.fanout_page_size > 0,
+                "realtime.fanout_page_size must be > 0",
+            ),
+            (
+                rt.max_confirms_in_flight > 0,
+                "realtime.max_confirms_in_flight must be > 0",
+            ),
+            (
+                self.database.pool_size > 0,
+                "database.pool_size must be > 0",
+            ),
+            (
+                self.http.body_limit_bytes > 0,
+                "http.body_limit_bytes must be > 0",
+            ),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, why)) => Err(SettingsError::Invalid((*why).to_owned())),

@@ -37,9 +37,10 @@ async fn main() -> ExitCode {
             .await
             .map(|_| log::info!("database is up to date")),
         Command::Serve => match Application::build(settings).await {
-            Ok(app) => app.run_until_stopped().await.map_err(|e| {
-                startup::StartupError::Bind("the HTTP server".into(), e)
-            }),
+            Ok(app) => app
+                .run_until_stopped()
+                .await
+                .map_err(|e| startup::StartupError::Bind("the HTTP server".into(), e)),
             Err(error) => Err(error),
         },
     };

@@ -69,7 +69,8 @@ impl Realtime {
     ) -> Result<Self, StartupError> {
         let pool = broker::build_pool(amqp)?;
         let what = format!("RabbitMQ at {}", redact(&amqp.url));
-        let link = retry::with_backoff(&what, || broker::open_link(&pool, &settings.exchange)).await;
+        let link =
+            retry::with_backoff(&what, || broker::open_link(&pool, &settings.exchange)).await;
         let (broker, registry, health) =
             BrokerActor::start_with_registry(settings.clone(), pool, link, db);
         let watchdog = Watchdog::new(

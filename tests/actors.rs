@@ -30,7 +30,9 @@ struct Rig {
 
 impl Rig {
     async fn start(settings: Settings) -> Rig {
-        let pool = prepare_database(&settings.database).await.expect("database");
+        let pool = prepare_database(&settings.database)
+            .await
+            .expect("database");
         let realtime = Realtime::start(&settings.amqp, &settings.realtime, pool.clone())
             .await
             .expect("realtime");
@@ -261,7 +263,9 @@ async fn published_posts_fan_out_to_followers_from_the_database() {
     {
         let mut conn = rig.pool.get().await.expect("connection");
         for fan in fans {
-            friends::follow(&mut conn, fan, author).await.expect("follow");
+            friends::follow(&mut conn, fan, author)
+                .await
+                .expect("follow");
         }
     }
     let mut fan_sessions = Vec::new();
@@ -287,8 +291,18 @@ async fn published_posts_fan_out_to_followers_from_the_database() {
     }
     let sentinel = marker(9);
     let conn = amqp(&rig.settings).await;
-    publish_raw(&conn, &rig.settings.realtime.exchange, &format!("user.{loner}"), &sentinel).await;
-    assert_eq!(loner_session.next_event().await, sentinel, "the loner got the author's post");
+    publish_raw(
+        &conn,
+        &rig.settings.realtime.exchange,
+        &format!("user.{loner}"),
+        &sentinel,
+    )
+    .await;
+    assert_eq!(
+        loner_session.next_event().await,
+        sentinel,
+        "the loner got the author's post"
+    );
 }
 
 #[actix_web::test]
@@ -297,7 +311,10 @@ async fn a_stopped_sessions_queue_is_deleted() {
     let conn = amqp(&rig.settings).await;
     let session = rig.session(Uuid::new_v4(), Behaviour::Responsive).await;
     let queue = rig.queue_of(&session);
-    assert!(queue_exists(&conn, &queue).await, "the queue exists while the session lives");
+    assert!(
+        queue_exists(&conn, &queue).await,
+        "the queue exists while the session lives"
+    );
 
     session.addr.do_send(Die);
     assert!(eventually(|| async { !queue_exists(&conn, &queue).await }).await);
@@ -313,7 +330,12 @@ async fn the_watchdog_stops_a_session_that_never_answers() {
     let (silent_queue, healthy_queue) = (rig.queue_of(&silent), rig.queue_of(&healthy));
     assert!(eventually(|| async { rig.session_count().await == 2 }).await);
 
-    let report = rig.realtime.watchdog.send(Round).await.expect("watchdog answers");
+    let report = rig
+        .realtime
+        .watchdog
+        .send(Round)
+        .await
+        .expect("watchdog answers");
     assert_eq!((report.alive, report.timed_out), (1, 1), "{report:?}");
     match silent.next().await {
         Seen::Disconnected(reason) => assert_eq!(reason, DisconnectReason::ClientTimeout),
@@ -322,7 +344,10 @@ async fn the_watchdog_stops_a_session_that_never_answers() {
     assert!(eventually(|| async { !queue_exists(&conn, &silent_queue).await }).await);
     assert!(queue_exists(&conn, &healthy_queue).await);
     assert_eq!(rig.session_count().await, 1);
-    assert!(healthy.seen.try_recv().is_err(), "the healthy session was left alone");
+    assert!(
+        healthy.seen.try_recv().is_err(),
+        "the healthy session was left alone"
+    );
 }
 
 #[actix_web::test]
@@ -335,7 +360,12 @@ async fn the_watchdog_deletes_the_queue_of_a_crashed_actor() {
     session.addr.do_send(Die);
     // Nothing deregistered it; the watchdog notices the dead actor.
     assert!(eventually(|| async { !session.addr.connected() }).await);
-    let report = rig.realtime.watchdog.send(Round).await.expect("watchdog answers");
+    let report = rig
+        .realtime
+        .watchdog
+        .send(Round)
+        .await
+        .expect("watchdog answers");
     assert_eq!(report.gone, 1, "{report:?}");
     assert!(eventually(|| async { !queue_exists(&conn, &queue).await }).await);
     assert_eq!(rig.session_count().await, 0);

@@ -9,8 +9,14 @@ use uuid::Uuid;
 
 fn assert_error(status: u16, body: &Value, expected: u16) {
     assert_eq!(status, expected, "body: {body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "body: {body}");
-    assert!(body["request_id"].as_str().is_some_and(|r| !r.is_empty()), "body: {body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "body: {body}"
+    );
+    assert!(
+        body["request_id"].as_str().is_some_and(|r| !r.is_empty()),
+        "body: {body}"
+    );
     assert_eq!(body["code"], expected, "body: {body}");
 }
 
@@ -30,7 +36,11 @@ async fn register_login_and_get_a_user() {
     let app = TestApp::spawn().await;
     let (status, body) = app.post("/user/register", None, &registration()).await;
     assert_eq!(status, 200, "{body}");
-    let id: Uuid = body["user_id"].as_str().expect("user_id").parse().expect("uuid");
+    let id: Uuid = body["user_id"]
+        .as_str()
+        .expect("user_id")
+        .parse()
+        .expect("uuid");
 
     let (status, body) = app.get(&format!("/user/get/{id}"), None).await;
     assert_eq!(status, 200);
@@ -43,7 +53,11 @@ async fn register_login_and_get_a_user() {
     );
 
     let (status, body) = app
-        .post("/login", None, &json!({"id": id, "password": "s3cret-enough"}))
+        .post(
+            "/login",
+            None,
+            &json!({"id": id, "password": "s3cret-enough"}),
+        )
         .await;
     assert_eq!(status, 200);
     let token = body["token"].as_str().expect("token");
@@ -125,11 +139,18 @@ async fn registration_rejects_bad_input() {
         assert_error(status, &response, 400);
     }
     let (status, body, _) = app
-        .call("POST", "/user/register", None, Some("{\"first_name\": ".into()))
+        .call(
+            "POST",
+            "/user/register",
+            None,
+            Some("{\"first_name\": ".into()),
+        )
         .await;
     assert_error(status, &body, 400);
     // Nothing half-written was left behind.
-    assert!(sql_strings(&app, "SELECT id::text FROM users").await.is_empty());
+    assert!(sql_strings(&app, "SELECT id::text FROM users")
+        .await
+        .is_empty());
 }
 
 #[actix_web::test]
@@ -137,15 +158,27 @@ async fn login_failures() {
     let app = TestApp::spawn().await;
     let id = app.register("Ann", "Lee").await;
     let (status, body) = app
-        .post("/login", None, &json!({"id": id, "password": "wrong password"}))
+        .post(
+            "/login",
+            None,
+            &json!({"id": id, "password": "wrong password"}),
+        )
         .await;
     assert_error(status, &body, 400);
     let (status, body) = app
-        .post("/login", None, &json!({"id": Uuid::new_v4(), "password": "whatever1"}))
+        .post(
+            "/login",
+            None,
+            &json!({"id": Uuid::new_v4(), "password": "whatever1"}),
+        )
         .await;
     assert_error(status, &body, 404);
     let (status, body) = app
-        .post("/login", None, &json!({"id": "not-a-uuid", "password": "whatever1"}))
+        .post(
+            "/login",
+            None,
+            &json!({"id": "not-a-uuid", "password": "whatever1"}),
+        )
         .await;
     assert_error(status, &body, 400);
 }
@@ -153,7 +186,9 @@ async fn login_failures() {
 #[actix_web::test]
 async fn get_user_errors() {
     let app = TestApp::spawn().await;
-    let (status, body) = app.get(&format!("/user/get/{}", Uuid::new_v4()), None).await;
+    let (status, body) = app
+        .get(&format!("/user/get/{}", Uuid::new_v4()), None)
+        .await;
     assert_error(status, &body, 404);
     let (status, body) = app.get("/user/get/12345", None).await;
     assert_error(status, &body, 400);
@@ -168,7 +203,9 @@ async fn search_matches_name_prefixes_case_insensitively() {
     app.register("Bob", "Smith").await;
     app.register("A%na", "Smith").await;
 
-    let (status, body) = app.get("/user/search?first_name=AN&last_name=sm", None).await;
+    let (status, body) = app
+        .get("/user/search?first_name=AN&last_name=sm", None)
+        .await;
     assert_eq!(status, 200, "{body}");
     let mut found: Vec<Uuid> = body
         .as_array()
@@ -182,9 +219,13 @@ async fn search_matches_name_prefixes_case_insensitively() {
     assert_eq!(found, expected);
 
     // LIKE wildcards in the query match only literally.
-    let (_, body) = app.get("/user/search?first_name=%25&last_name=S", None).await;
+    let (_, body) = app
+        .get("/user/search?first_name=%25&last_name=S", None)
+        .await;
     assert_eq!(body.as_array().map(Vec::len), Some(0), "{body}");
-    let (_, body) = app.get("/user/search?first_name=A%25&last_name=S", None).await;
+    let (_, body) = app
+        .get("/user/search?first_name=A%25&last_name=S", None)
+        .await;
     assert_eq!(body.as_array().map(Vec::len), Some(1), "{body}");
 
     let (status, body) = app.get("/user/search?first_name=An", None).await;
@@ -214,10 +255,16 @@ async fn friendships_are_directed_idempotent_and_checked() {
     let (_, feed) = app.get("/post/feed", Some(&a.token)).await;
     assert_eq!(feed, json!([]));
 
-    let (status, body) = app.put(&format!("/friend/set/{}", a.id), Some(&a.token), None).await;
+    let (status, body) = app
+        .put(&format!("/friend/set/{}", a.id), Some(&a.token), None)
+        .await;
     assert_error(status, &body, 400);
     let (status, body) = app
-        .put(&format!("/friend/set/{}", Uuid::new_v4()), Some(&a.token), None)
+        .put(
+            &format!("/friend/set/{}", Uuid::new_v4()),
+            Some(&a.token),
+            None,
+        )
         .await;
     assert_error(status, &body, 404);
     let (status, body) = app.put("/friend/set/nope", Some(&a.token), None).await;
@@ -225,11 +272,19 @@ async fn friendships_are_directed_idempotent_and_checked() {
     let (status, body) = app.put(&format!("/friend/set/{}", b.id), None, None).await;
     assert_error(status, &body, 401);
     let (status, body) = app
-        .put(&format!("/friend/delete/{}", b.id), Some(&"0".repeat(64)), None)
+        .put(
+            &format!("/friend/delete/{}", b.id),
+            Some(&"0".repeat(64)),
+            None,
+        )
         .await;
     assert_error(status, &body, 401);
     let (status, body) = app
-        .put(&format!("/friend/delete/{}", b.id), Some("garbage token"), None)
+        .put(
+            &format!("/friend/delete/{}", b.id),
+            Some("garbage token"),
+            None,
+        )
         .await;
     assert_error(status, &body, 401);
 }
@@ -249,7 +304,11 @@ async fn posts_crud_and_ownership() {
     );
 
     let (status, _) = app
-        .put("/post/update", Some(&author.token), Some(&json!({"id": id, "text": "second"})))
+        .put(
+            "/post/update",
+            Some(&author.token),
+            Some(&json!({"id": id, "text": "second"})),
+        )
         .await;
     assert_eq!(status, 200);
     let (_, body) = app.get(&format!("/post/get/{id}"), None).await;
@@ -257,10 +316,16 @@ async fn posts_crud_and_ownership() {
 
     // Someone else's post: 403, and nothing changes.
     let (status, body) = app
-        .put("/post/update", Some(&other.token), Some(&json!({"id": id, "text": "hijack"})))
+        .put(
+            "/post/update",
+            Some(&other.token),
+            Some(&json!({"id": id, "text": "hijack"})),
+        )
         .await;
     assert_error(status, &body, 403);
-    let (status, body) = app.put(&format!("/post/delete/{id}"), Some(&other.token), None).await;
+    let (status, body) = app
+        .put(&format!("/post/delete/{id}"), Some(&other.token), None)
+        .await;
     assert_error(status, &body, 403);
     let (_, body) = app.get(&format!("/post/get/{id}"), None).await;
     assert_eq!(body["text"], "second");
@@ -268,10 +333,20 @@ async fn posts_crud_and_ownership() {
     // Unknown posts: 404.
     let missing = Uuid::new_v4();
     let (status, body) = app
-        .put("/post/update", Some(&author.token), Some(&json!({"id": missing, "text": "x"})))
+        .put(
+            "/post/update",
+            Some(&author.token),
+            Some(&json!({"id": missing, "text": "x"})),
+        )
         .await;
     assert_error(status, &body, 404);
-    let (status, body) = app.put(&format!("/post/delete/{missing}"), Some(&author.token), None).await;
+    let (status, body) = app
+        .put(
+            &format!("/post/delete/{missing}"),
+            Some(&author.token),
+            None,
+        )
+        .await;
     assert_error(status, &body, 404);
     let (status, body) = app.get(&format!("/post/get/{missing}"), None).await;
     assert_error(status, &body, 404);
@@ -279,16 +354,28 @@ async fn posts_crud_and_ownership() {
     // Bad input: 400; no token: 401.
     for text in [json!(""), json!("  "), json!("x".repeat(10_001)), json!(17)] {
         let (status, body) = app
-            .post("/post/create", Some(&author.token), &json!({ "text": text }))
+            .post(
+                "/post/create",
+                Some(&author.token),
+                &json!({ "text": text }),
+            )
             .await;
         assert_error(status, &body, 400);
     }
     let (status, body) = app
-        .post("/post/create", Some(&author.token), &json!({ "text": "ж".repeat(10_000) }))
+        .post(
+            "/post/create",
+            Some(&author.token),
+            &json!({ "text": "ж".repeat(10_000) }),
+        )
         .await;
     assert_eq!(status, 200, "10,000 characters is allowed: {body}");
     let (status, body) = app
-        .put("/post/update", Some(&author.token), Some(&json!({"id": "nope", "text": "x"})))
+        .put(
+            "/post/update",
+            Some(&author.token),
+            Some(&json!({"id": "nope", "text": "x"})),
+        )
         .await;
     assert_error(status, &body, 400);
     let (status, body) = app.post("/post/create", None, &json!({"text": "x"})).await;
@@ -296,7 +383,9 @@ async fn posts_crud_and_ownership() {
     let (status, body) = app.get("/post/get/not-a-uuid", None).await;
     assert_error(status, &body, 400);
 
-    let (status, _) = app.put(&format!("/post/delete/{id}"), Some(&author.token), None).await;
+    let (status, _) = app
+        .put(&format!("/post/delete/{id}"), Some(&author.token), None)
+        .await;
     assert_eq!(status, 200);
     let (status, body) = app.get(&format!("/post/get/{id}"), None).await;
     assert_error(status, &body, 404);
@@ -330,7 +419,9 @@ async fn feed_is_newest_first_and_paged() {
     let want: Vec<String> = ids.iter().map(Uuid::to_string).collect();
     assert_eq!(got, want);
 
-    let (_, body) = app.get("/post/feed?offset=1&limit=2", Some(&reader.token)).await;
+    let (_, body) = app
+        .get("/post/feed?offset=1&limit=2", Some(&reader.token))
+        .await;
     let got: Vec<&str> = body
         .as_array()
         .expect("array")
@@ -340,7 +431,9 @@ async fn feed_is_newest_first_and_paged() {
     assert_eq!(got, vec![want[1].as_str(), want[2].as_str()]);
 
     for query in ["offset=-1", "limit=0", "limit=1001", "limit=ten"] {
-        let (status, body) = app.get(&format!("/post/feed?{query}"), Some(&reader.token)).await;
+        let (status, body) = app
+            .get(&format!("/post/feed?{query}"), Some(&reader.token))
+            .await;
         assert_error(status, &body, 400);
     }
     let (status, body) = app.get("/post/feed", None).await;
@@ -352,7 +445,11 @@ async fn every_response_carries_a_request_id_and_errors_share_one_shape() {
     let app = TestApp::spawn().await;
     let (status, body, headers) = app.call("GET", "/no/such/route", None, None).await;
     assert_error(status, &body, 404);
-    let header = headers.get("x-request-id").expect("header").to_str().expect("ascii");
+    let header = headers
+        .get("x-request-id")
+        .expect("header")
+        .to_str()
+        .expect("ascii");
     assert_eq!(body["request_id"], header);
 
     let (status, _, headers) = app.call("GET", "/health", None, None).await;
@@ -367,14 +464,22 @@ async fn every_response_carries_a_request_id_and_errors_share_one_shape() {
         .send()
         .await
         .expect("sent");
-    assert_eq!(response.headers().get("x-request-id").expect("id"), "trace-abc.123");
+    assert_eq!(
+        response.headers().get("x-request-id").expect("id"),
+        "trace-abc.123"
+    );
     let response = client
         .get(app.url("/health"))
         .insert_header(("x-request-id", "bad id with spaces"))
         .send()
         .await
         .expect("sent");
-    let id = response.headers().get("x-request-id").expect("id").to_str().expect("ascii");
+    let id = response
+        .headers()
+        .get("x-request-id")
+        .expect("id")
+        .to_str()
+        .expect("ascii");
     assert_ne!(id, "bad id with spaces");
     assert!(Uuid::parse_str(id).is_ok());
 }
@@ -386,10 +491,17 @@ async fn bodies_over_the_limit_get_413_and_the_server_keeps_serving() {
     let app = TestApp::spawn_with(settings).await;
     let user = app.user("Big").await;
     let huge = json!({ "text": "x".repeat(8192) }).to_string();
-    let (status, body, _) = app.call("POST", "/post/create", Some(&user.token), Some(huge)).await;
+    let (status, body, _) = app
+        .call("POST", "/post/create", Some(&user.token), Some(huge))
+        .await;
     assert_error(status, &body, 413);
     let (status, body, _) = app
-        .call("POST", "/user/register", None, Some(format!("{{\"a\":\"{}\"}}", "y".repeat(1 << 20))))
+        .call(
+            "POST",
+            "/user/register",
+            None,
+            Some(format!("{{\"a\":\"{}\"}}", "y".repeat(1 << 20))),
+        )
         .await;
     assert_error(status, &body, 413);
     let id = app.create_post(&user, "still serving").await;
@@ -419,7 +531,12 @@ async fn unavailable_dependencies_give_503_with_retry_after() {
         .await
         .expect("broker answers");
     let (status, body, headers) = app
-        .call("POST", "/post/create", Some(&user.token), Some(json!({"text": "hi"}).to_string()))
+        .call(
+            "POST",
+            "/post/create",
+            Some(&user.token),
+            Some(json!({"text": "hi"}).to_string()),
+        )
         .await;
     assert_error(status, &body, 503);
     assert!(headers.contains_key("retry-after"));
@@ -434,5 +551,8 @@ async fn unavailable_dependencies_give_503_with_retry_after() {
         .call("GET", &format!("/user/get/{}", user.id), None, None)
         .await;
     assert_error(status, &body, 503);
-    assert_eq!(headers.get("retry-after").map(|v| v.as_bytes()), Some(&b"1"[..]));
+    assert_eq!(
+        headers.get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"1"[..])
+    );
 }

@@ -27,15 +27,33 @@ async fn three_users_see_exactly_their_friends_posts() {
     let p1 = app.create_post(&one, "hello from one").await;
     app.create_post(&three, "nobody follows three").await;
     let (status, _) = app
-        .put("/post/update", Some(&one.token), Some(&json!({"id": p1, "text": "edited"})))
+        .put(
+            "/post/update",
+            Some(&one.token),
+            Some(&json!({"id": p1, "text": "edited"})),
+        )
         .await;
     assert_eq!(status, 200);
-    let (status, _) = app.put(&format!("/post/delete/{p1}"), Some(&one.token), None).await;
+    let (status, _) = app
+        .put(&format!("/post/delete/{p1}"), Some(&one.token), None)
+        .await;
     assert_eq!(status, 200);
 
     // Two sees one's created, updated, deleted, in order, and nothing of three's in between.
-    assert_event(&feed_2.next_event().await, "post.created", p1, one.id, Some("hello from one"));
-    assert_event(&feed_2.next_event().await, "post.updated", p1, one.id, Some("edited"));
+    assert_event(
+        &feed_2.next_event().await,
+        "post.created",
+        p1,
+        one.id,
+        Some("hello from one"),
+    );
+    assert_event(
+        &feed_2.next_event().await,
+        "post.updated",
+        p1,
+        one.id,
+        Some("edited"),
+    );
     assert_event(&feed_2.next_event().await, "post.deleted", p1, one.id, None);
 
     // After unfollowing, one's posts stop reaching two.
@@ -43,15 +61,33 @@ async fn three_users_see_exactly_their_friends_posts() {
     app.create_post(&one, "two no longer hears this").await;
     app.follow(&two, &three).await;
     let barrier = app.create_post(&three, "barrier for two").await;
-    assert_event(&feed_2.next_event().await, "post.created", barrier, three.id, Some("barrier for two"));
+    assert_event(
+        &feed_2.next_event().await,
+        "post.created",
+        barrier,
+        three.id,
+        Some("barrier for two"),
+    );
 
     // One and three follow nobody until now: their first events are these barriers.
     app.follow(&one, &three).await;
     let barrier_1 = app.create_post(&three, "barrier for one").await;
-    assert_event(&feed_1.next_event().await, "post.created", barrier_1, three.id, Some("barrier for one"));
+    assert_event(
+        &feed_1.next_event().await,
+        "post.created",
+        barrier_1,
+        three.id,
+        Some("barrier for one"),
+    );
     app.follow(&three, &one).await;
     let barrier_3 = app.create_post(&one, "barrier for three").await;
-    assert_event(&feed_3.next_event().await, "post.created", barrier_3, one.id, Some("barrier for three"));
+    assert_event(
+        &feed_3.next_event().await,
+        "post.created",
+        barrier_3,
+        one.id,
+        Some("barrier for three"),
+    );
 }
 
 #[actix_web::test]
@@ -63,8 +99,20 @@ async fn every_session_of_a_user_gets_each_event() {
     let mut tab_1 = app.feed(&reader).await;
     let mut tab_2 = app.feed(&reader).await;
     let post = app.create_post(&author, "to both tabs").await;
-    assert_event(&tab_1.next_event().await, "post.created", post, author.id, Some("to both tabs"));
-    assert_event(&tab_2.next_event().await, "post.created", post, author.id, Some("to both tabs"));
+    assert_event(
+        &tab_1.next_event().await,
+        "post.created",
+        post,
+        author.id,
+        Some("to both tabs"),
+    );
+    assert_event(
+        &tab_2.next_event().await,
+        "post.created",
+        post,
+        author.id,
+        Some("to both tabs"),
+    );
 }
 
 #[actix_web::test]
@@ -73,11 +121,24 @@ async fn browsers_can_pass_the_token_in_the_query() {
     let author = app.user("Author").await;
     let reader = app.user("Reader").await;
     app.follow(&reader, &author).await;
-    let url = format!("ws://127.0.0.1:{}/post/feed/posted?token={}", app.port, reader.token);
-    let (_, framed) = awc::Client::new().ws(url).connect().await.expect("connects");
+    let url = format!(
+        "ws://127.0.0.1:{}/post/feed/posted?token={}",
+        app.port, reader.token
+    );
+    let (_, framed) = awc::Client::new()
+        .ws(url)
+        .connect()
+        .await
+        .expect("connects");
     let mut feed = support::FeedClient { framed };
     let post = app.create_post(&author, "via query token").await;
-    assert_event(&feed.next_event().await, "post.created", post, author.id, Some("via query token"));
+    assert_event(
+        &feed.next_event().await,
+        "post.created",
+        post,
+        author.id,
+        Some("via query token"),
+    );
 }
 
 #[actix_web::test]
@@ -90,11 +151,29 @@ async fn a_session_on_one_instance_gets_posts_written_through_another() {
     let mut feed_on_a = a.feed(&reader).await;
     let mut feed_on_b = b.feed(&reader).await;
     let post = b.create_post(&author, "written through b").await;
-    assert_event(&feed_on_a.next_event().await, "post.created", post, author.id, Some("written through b"));
-    assert_event(&feed_on_b.next_event().await, "post.created", post, author.id, Some("written through b"));
+    assert_event(
+        &feed_on_a.next_event().await,
+        "post.created",
+        post,
+        author.id,
+        Some("written through b"),
+    );
+    assert_event(
+        &feed_on_b.next_event().await,
+        "post.created",
+        post,
+        author.id,
+        Some("written through b"),
+    );
     b.stop().await;
     let post = a.create_post(&author, "b is gone").await;
-    assert_event(&feed_on_a.next_event().await, "post.created", post, author.id, Some("b is gone"));
+    assert_event(
+        &feed_on_a.next_event().await,
+        "post.created",
+        post,
+        author.id,
+        Some("b is gone"),
+    );
 }
 
 #[actix_web::test]
@@ -108,7 +187,12 @@ async fn a_silent_client_is_dropped_and_its_queue_and_binding_are_gone() {
     app.follow(&lively, &author).await;
 
     let mut silent = app.feed(&quiet).await;
-    let queues = app.realtime.broker.send(Queues).await.expect("broker answers");
+    let queues = app
+        .realtime
+        .broker
+        .send(Queues)
+        .await
+        .expect("broker answers");
     assert_eq!(queues.len(), 1);
     let queue = queues[0].clone();
     assert!(queue_exists(&conn, &queue).await);
@@ -116,12 +200,28 @@ async fn a_silent_client_is_dropped_and_its_queue_and_binding_are_gone() {
 
     // The lively client answers pings for longer than the timeout and stays connected; the
     // silent one (never read from) is dropped meanwhile.
-    assert!(matches!(alive.receive(Duration::from_secs(4)).await, Received::TimedOut));
+    assert!(matches!(
+        alive.receive(Duration::from_secs(4)).await,
+        Received::TimedOut
+    ));
     assert!(support::eventually(|| async { !queue_exists(&conn, &queue).await }).await);
     assert!(!is_routed(&conn, &exchange, &format!("user.{}", quiet.id)).await);
     let post = app.create_post(&author, "still here").await;
-    assert_event(&alive.next_event().await, "post.created", post, author.id, Some("still here"));
-    assert_eq!(app.realtime.registry.send(SessionCount).await.expect("registry"), 1);
+    assert_event(
+        &alive.next_event().await,
+        "post.created",
+        post,
+        author.id,
+        Some("still here"),
+    );
+    assert_eq!(
+        app.realtime
+            .registry
+            .send(SessionCount)
+            .await
+            .expect("registry"),
+        1
+    );
 
     // The silent client finds a close frame (1008) after the pings it never answered.
     let reason = silent.close_reason().await.expect("a close reason");
@@ -148,12 +248,21 @@ async fn the_upgrade_needs_a_valid_token_and_a_websocket_request() {
         .await
         .err()
         .expect("refused");
-    assert!(error.to_string().contains("401") || format!("{error:?}").contains("401"), "{error:?}");
+    assert!(
+        error.to_string().contains("401") || format!("{error:?}").contains("401"),
+        "{error:?}"
+    );
     // A valid token on a plain GET is not an upgrade.
     let (status, body) = app.get("/post/feed/posted", Some(&user.token)).await;
     assert_eq!(status, 400, "{body}");
     // Refused upgrades leave no queue behind.
-    assert!(app.realtime.broker.send(Queues).await.expect("broker").is_empty());
+    assert!(app
+        .realtime
+        .broker
+        .send(Queues)
+        .await
+        .expect("broker")
+        .is_empty());
 }
 
 #[actix_web::test]
@@ -173,8 +282,20 @@ async fn bad_frames_close_only_the_offending_session() {
     chatty.send(Message::Binary(vec![0u8; 16].into())).await;
     app.follow(&vandal, &author).await;
     let post = app.create_post(&author, "after chatter").await;
-    assert_event(&chatty.next_event().await, "post.created", post, author.id, Some("after chatter"));
-    assert_event(&good.next_event().await, "post.created", post, author.id, Some("after chatter"));
+    assert_event(
+        &chatty.next_event().await,
+        "post.created",
+        post,
+        author.id,
+        Some("after chatter"),
+    );
+    assert_event(
+        &good.next_event().await,
+        "post.created",
+        post,
+        author.id,
+        Some("after chatter"),
+    );
 
     // An oversized frame closes that session with 1009.
     chatty.send(Message::Text("x".repeat(4096).into())).await;
@@ -187,19 +308,34 @@ async fn bad_frames_close_only_the_offending_session() {
 
     // Everyone else is still served.
     let post = app.create_post(&author, "still fine").await;
-    assert_event(&good.next_event().await, "post.created", post, author.id, Some("still fine"));
+    assert_event(
+        &good.next_event().await,
+        "post.created",
+        post,
+        author.id,
+        Some("still fine"),
+    );
     let (status, _) = app.get("/health", None).await;
     assert_eq!(status, 200);
-    assert!(support::eventually(|| async {
-        app.realtime.registry.send(SessionCount).await.expect("registry") == 1
-    })
-    .await);
+    assert!(
+        support::eventually(|| async {
+            app.realtime
+                .registry
+                .send(SessionCount)
+                .await
+                .expect("registry")
+                == 1
+        })
+        .await
+    );
 }
 
 /// Upgrades by hand over TCP, sends a frame with a reserved opcode, and returns the close code
 /// the server answers with.
 async fn raw_garbage_close_code(port: u16, token: &str) -> u16 {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("tcp");
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("tcp");
     let request = format!(
         "GET /post/feed/posted?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
@@ -219,10 +355,17 @@ async fn raw_garbage_close_code(port: u16, token: &str) -> u16 {
             break pos + 4;
         }
     };
-    assert!(received.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&received));
+    assert!(
+        received.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&received)
+    );
     received.drain(..header_end);
     // FIN + reserved opcode 0xB, masked, empty payload.
-    stream.write_all(&[0x8B, 0x80, 1, 2, 3, 4]).await.expect("write");
+    stream
+        .write_all(&[0x8B, 0x80, 1, 2, 3, 4])
+        .await
+        .expect("write");
     loop {
         // Frames from the server are unmasked: [0x88, len, code_hi, code_lo, ...] is a close.
         if let Some(pos) = received.iter().position(|b| *b == 0x88) {

@@ -48,7 +48,9 @@ impl FromRequest for AuthenticatedUser {
         Box::pin(async move {
             let token = token.ok_or(ApiError::Unauthorized)?;
             let state = state.ok_or(ApiError::Internal)?;
-            authenticate(&state.pool, &token).await.map(AuthenticatedUser)
+            authenticate(&state.pool, &token)
+                .await
+                .map(AuthenticatedUser)
         })
     }
 }

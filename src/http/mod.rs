@@ -40,12 +40,18 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
     .route("/user/get/{id}", web::get().to(routes::users::get))
     .route("/user/search", web::get().to(routes::users::search))
     .route("/friend/set/{user_id}", web::put().to(routes::friends::set))
-    .route("/friend/delete/{user_id}", web::put().to(routes::friends::delete))
+    .route(
+        "/friend/delete/{user_id}",
+        web::put().to(routes::friends::delete),
+    )
     .route("/post/create", web::post().to(routes::posts::create))
     .route("/post/update", web::put().to(routes::posts::update))
     .route("/post/delete/{id}", web::put().to(routes::posts::delete))
     .route("/post/get/{id}", web::get().to(routes::posts::get))
     .route("/post/feed", web::get().to(routes::posts::feed))
-    .route("/post/feed/posted", web::get().to(routes::feed_socket::connect))
+    .route(
+        "/post/feed/posted",
+        web::get().to(routes::feed_socket::connect),
+    )
     .route("/health", web::get().to(routes::health::health));
 }

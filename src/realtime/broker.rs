@@ -210,11 +210,9 @@ impl BrokerActor {
         let pool = self.pool.clone();
         let exchange = self.settings.exchange.clone();
         ctx.spawn(
-            async move {
-                retry::with_backoff("RabbitMQ", || open_link(&pool, &exchange)).await
-            }
-            .into_actor(self)
-            .map(|link, _, ctx| ctx.notify(LinkUp(link))),
+            async move { retry::with_backoff("RabbitMQ", || open_link(&pool, &exchange)).await }
+                .into_actor(self)
+                .map(|link, _, ctx| ctx.notify(LinkUp(link))),
         );
     }
 
@@ -265,7 +263,8 @@ impl Handler<LinkUp> for BrokerActor {
                 .events_listener()
                 .map(move |event| LinkEvent(generation, event)),
         );
-        self.publish_channel.send_replace(Some(msg.0.publish.clone()));
+        self.publish_channel
+            .send_replace(Some(msg.0.publish.clone()));
         self.link = Some(msg.0);
         self.health.set(true);
         log::info!("connected to RabbitMQ");
@@ -473,11 +472,7 @@ impl Handler<Publish> for BrokerActor {
             author_id: msg.0.author(),
             payload: msg.0.to_json().into_bytes().into(),
         };
-        Box::pin(async move {
-            jobs.send(job)
-                .await
-                .map_err(|_| BrokerError::Unavailable)
-        })
+        Box::pin(async move { jobs.send(job).await.map_err(|_| BrokerError::Unavailable) })
     }
 }
 
@@ -498,7 +493,10 @@ impl Handler<Close> for BrokerActor {
             async move {
                 if let Some(link) = link {
                     let _ = link.publish.wait_for_confirms().await;
-                    if let Err(error) = link.connection.close(200, "herald shutting down".into()).await
+                    if let Err(error) = link
+                        .connection
+                        .close(200, "herald shutting down".into())
+                        .await
                     {
                         log::warn!("closing the RabbitMQ connection: {error}");
                     }

@@ -98,7 +98,8 @@ pub async fn run_migrations(url: &str) -> Result<usize, DatabaseError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         let result = (|| {
-            let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)?;
+            let mut conn =
+                <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)?;
             conn.run_pending_migrations(MIGRATIONS)
                 .map(|applied| applied.len())
                 .map_err(|e| DatabaseError::Migrate(e.to_string()))

@@ -64,16 +64,12 @@ pub async fn update(
     author_id: Uuid,
     text: &str,
 ) -> Result<Change<Post>, StoreError> {
-    let updated = diesel::update(
-        posts::table
-            .find(id)
-            .filter(posts::author_id.eq(author_id)),
-    )
-    .set((posts::text.eq(text), posts::updated_at.eq(Utc::now())))
-    .returning(Post::as_returning())
-    .get_result(conn)
-    .await
-    .optional()?;
+    let updated = diesel::update(posts::table.find(id).filter(posts::author_id.eq(author_id)))
+        .set((posts::text.eq(text), posts::updated_at.eq(Utc::now())))
+        .returning(Post::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?;
     match updated {
         Some(post) => Ok(Change::Done(post)),
         None => refusal(conn, id).await,
@@ -85,13 +81,9 @@ pub async fn delete(
     id: Uuid,
     author_id: Uuid,
 ) -> Result<Change<()>, StoreError> {
-    let deleted = diesel::delete(
-        posts::table
-            .find(id)
-            .filter(posts::author_id.eq(author_id)),
-    )
-    .execute(conn)
-    .await?;
+    let deleted = diesel::delete(posts::table.find(id).filter(posts::author_id.eq(author_id)))
+        .execute(conn)
+        .await?;
     if deleted > 0 {
         Ok(Change::Done(()))
     } else {

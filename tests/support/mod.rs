@@ -53,7 +53,8 @@ pub fn drop_test_resources(database_url: String, amqp_url: String, exchange: Str
             if let Err(error) = herald::store::database::drop_database(&database_url).await {
                 eprintln!("cleanup: dropping {database_url}: {error}");
             }
-            if let Ok(conn) = Connection::connect(&amqp_url, ConnectionProperties::default()).await {
+            if let Ok(conn) = Connection::connect(&amqp_url, ConnectionProperties::default()).await
+            {
                 if let Ok(channel) = conn.create_channel().await {
                     let _ = channel
                         .exchange_delete(exchange.as_str().into(), Default::default())
@@ -147,11 +148,14 @@ impl TestApp {
         let value = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-                Value::String(String::from_utf8_lossy(&bytes).into_owned())
-            })
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
-        (response.status().as_u16(), value, response.headers().clone())
+        (
+            response.status().as_u16(),
+            value,
+            response.headers().clone(),
+        )
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
@@ -187,12 +191,20 @@ impl TestApp {
             )
             .await;
         assert_eq!(status, 200, "register: {body}");
-        body["user_id"].as_str().expect("user_id").parse().expect("uuid")
+        body["user_id"]
+            .as_str()
+            .expect("user_id")
+            .parse()
+            .expect("uuid")
     }
 
     pub async fn login(&self, id: Uuid) -> String {
         let (status, body) = self
-            .post("/login", None, &json!({"id": id, "password": "correct horse"}))
+            .post(
+                "/login",
+                None,
+                &json!({"id": id, "password": "correct horse"}),
+            )
             .await;
         assert_eq!(status, 200, "login: {body}");
         body["token"].as_str().expect("token").to_owned()
@@ -207,21 +219,33 @@ impl TestApp {
 
     pub async fn follow(&self, follower: &TestUser, author: &TestUser) {
         let (status, body) = self
-            .put(&format!("/friend/set/{}", author.id), Some(&follower.token), None)
+            .put(
+                &format!("/friend/set/{}", author.id),
+                Some(&follower.token),
+                None,
+            )
             .await;
         assert_eq!(status, 200, "follow: {body}");
     }
 
     pub async fn unfollow(&self, follower: &TestUser, author: &TestUser) {
         let (status, body) = self
-            .put(&format!("/friend/delete/{}", author.id), Some(&follower.token), None)
+            .put(
+                &format!("/friend/delete/{}", author.id),
+                Some(&follower.token),
+                None,
+            )
             .await;
         assert_eq!(status, 200, "unfollow: {body}");
     }
 
     pub async fn create_post(&self, author: &TestUser, text: &str) -> Uuid {
         let (status, body) = self
-            .post("/post/create", Some(&author.token), &json!({ "text": text }))
+            .post(
+                "/post/create",
+                Some(&author.token),
+                &json!({ "text": text }),
+            )
             .await;
         assert_eq!(status, 200, "create post: {body}");
         body.as_str().expect("bare id").parse().expect("uuid")
@@ -325,7 +349,9 @@ impl FeedClient {
     pub async fn next_event(&mut self) -> Value {
         match self.receive(DEADLINE).await {
             Received::Event(value) => value,
-            Received::Closed(reason) => panic!("feed closed while waiting for an event: {reason:?}"),
+            Received::Closed(reason) => {
+                panic!("feed closed while waiting for an event: {reason:?}")
+            }
             Received::TimedOut => panic!("no event within {DEADLINE:?}"),
         }
     }
@@ -350,7 +376,11 @@ impl FeedClient {
 pub fn assert_event(event: &Value, kind: &str, post_id: Uuid, author: Uuid, text: Option<&str>) {
     assert_eq!(event["type"], kind, "event: {event}");
     assert_eq!(event["postId"], post_id.to_string(), "event: {event}");
-    assert_eq!(event["author_user_id"], author.to_string(), "event: {event}");
+    assert_eq!(
+        event["author_user_id"],
+        author.to_string(),
+        "event: {event}"
+    );
     match text {
         Some(text) => assert_eq!(event["postText"], text, "event: {event}"),
         None => assert!(event.get("postText").is_none(), "event: {event}"),

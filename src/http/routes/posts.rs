@@ -11,9 +11,9 @@ use crate::http::validation;
 use crate::http::AppState;
 use crate::realtime::broker::Publish;
 use crate::realtime::FeedEvent;
+use crate::store;
 use crate::store::models::Post;
 use crate::store::posts::{self, Change};
-use crate::store;
 
 /// A post as the API shows it.
 #[derive(Serialize)]

@@ -55,11 +55,9 @@ pub async fn register(
     body: web::Json<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let first_name = validation::required_text("first_name", &body.first_name, NAME_MAX_CHARS)?;
-    let second_name =
-        validation::required_text("second_name", &body.second_name, NAME_MAX_CHARS)?;
+    let second_name = validation::required_text("second_name", &body.second_name, NAME_MAX_CHARS)?;
     let birthdate = validation::birthdate(&body.birthdate)?;
-    let biography =
-        validation::optional_text("biography", &body.biography, BIOGRAPHY_MAX_CHARS)?;
+    let biography = validation::optional_text("biography", &body.biography, BIOGRAPHY_MAX_CHARS)?;
     let city = validation::required_text("city", &body.city, CITY_MAX_CHARS)?;
     validation::password(&body.password)?;
 
