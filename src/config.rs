@@ -2,9 +2,11 @@
 //! working directory if present, the file named by `HERALD_CONFIG`, then `HERALD__SECTION__KEY`
 //! environment variables, later sources winning.
 
+use std::collections::HashMap;
+use std::time::Duration;
+
 use config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
-use std::time::Duration;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
 
@@ -66,18 +68,28 @@ pub enum SettingsError {
 impl Settings {
     /// Loads settings from every source, in order of precedence.
     pub fn load() -> Result<Self, SettingsError> {
+        Self::load_from(std::env::var("HERALD_CONFIG").ok().as_deref(), None)
+    }
+
+    /// Loads settings with an explicit override file and, for tests, an explicit environment
+    /// (`None` reads the process environment).
+    pub fn load_from(
+        config_file: Option<&str>,
+        environment: Option<HashMap<String, String>>,
+    ) -> Result<Self, SettingsError> {
         let mut builder = Config::builder()
             .add_source(File::from_str(DEFAULTS, FileFormat::Toml))
             .add_source(File::with_name("config/default.toml").required(false));
-        if let Ok(path) = std::env::var("HERALD_CONFIG") {
-            builder = builder.add_source(File::with_name(&path).required(true));
+        if let Some(path) = config_file {
+            builder = builder.add_source(File::with_name(path).required(true));
         }
         let settings: Settings = builder
             .add_source(
                 Environment::with_prefix("HERALD")
                     .prefix_separator("__")
                     .separator("__")
-                    .try_parsing(true),
+                    .try_parsing(true)
+                    .source(environment),
             )
             .build()?
             .try_deserialize()?;
@@ -131,5 +143,85 @@ impl RealtimeSettings {
 
     pub fn client_timeout(&self) -> Duration {
         Duration::from_secs(self.client_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::Settings;
+
+    fn env(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let settings = Settings::load_from(None, env(&[])).expect("defaults load");
+        assert_eq!(settings.http.bind, "127.0.0.1:8080");
+        assert_eq!(
+            settings.database.url,
+            "postgres://postgres@127.0.0.1:5432/herald"
+        );
+        assert_eq!(settings.amqp.url, "amqp://guest:guest@127.0.0.1:5672/%2f");
+        assert_eq!(settings.realtime.exchange, "herald.feed");
+        assert_eq!(settings.realtime.ping_interval_secs, 10);
+        assert_eq!(settings.realtime.client_timeout_secs, 30);
+    }
+
+    #[test]
+    fn a_config_file_overrides_defaults_and_the_environment_overrides_both() {
+        let dir = std::env::temp_dir().join(format!("herald-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("override.toml");
+        std::fs::write(
+            &file,
+            "[http]\nbind = \"0.0.0.0:9000\"\n[realtime]\nexchange = \"from.file\"\n",
+        )
+        .expect("write");
+        let path = file.to_str().expect("utf-8 path");
+
+        let settings = Settings::load_from(Some(path), env(&[])).expect("loads");
+        assert_eq!(settings.http.bind, "0.0.0.0:9000");
+        assert_eq!(settings.realtime.exchange, "from.file");
+
+        let settings = Settings::load_from(
+            Some(path),
+            env(&[
+                ("HERALD__REALTIME__EXCHANGE", "from.env"),
+                ("HERALD__REALTIME__PING_INTERVAL_SECS", "3"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(settings.http.bind, "0.0.0.0:9000");
+        assert_eq!(settings.realtime.exchange, "from.env");
+        assert_eq!(settings.realtime.ping_interval_secs, 3);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_a_reason() {
+        let missing = Settings::load_from(Some("/nonexistent/herald.toml"), env(&[]));
+        assert!(missing.is_err());
+        let not_a_number = Settings::load_from(
+            None,
+            env(&[("HERALD__REALTIME__PING_INTERVAL_SECS", "soon")]),
+        );
+        assert!(not_a_number.is_err());
+        let inverted = Settings::load_from(
+            None,
+            env(&[
+                ("HERALD__REALTIME__PING_INTERVAL_SECS", "30"),
+                ("HERALD__REALTIME__CLIENT_TIMEOUT_SECS", "10"),
+            ]),
+        );
+        let error = inverted.err().expect("refused").to_string();
+        assert!(error.contains("client_timeout_secs"), "{error}");
     }
 }

@@ -17,7 +17,7 @@ use herald::startup::{prepare_database, Realtime};
 use herald::store::models::NewUser;
 use herald::store::{friends, users, DbPool};
 use serde_json::{json, Value};
-use support::{amqp, drop_test_resources, eventually, publish_raw, queue_exists, test_settings};
+use support::{amqp, eventually, publish_raw, queue_exists, test_settings, Cleanup};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -26,6 +26,7 @@ struct Rig {
     settings: Settings,
     realtime: Realtime,
     pool: DbPool,
+    _cleanup: Cleanup,
 }
 
 impl Rig {
@@ -37,6 +38,7 @@ impl Rig {
             .await
             .expect("realtime");
         Rig {
+            _cleanup: Cleanup(settings.clone()),
             settings,
             realtime,
             pool,
@@ -107,16 +109,6 @@ impl Rig {
             .send(SessionCount)
             .await
             .expect("registry answers")
-    }
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        drop_test_resources(
-            self.settings.database.url.clone(),
-            self.settings.amqp.url.clone(),
-            self.settings.realtime.exchange.clone(),
-        );
     }
 }
 
@@ -390,4 +382,38 @@ async fn the_watchdog_sweeps_a_queue_whose_session_never_started() {
     assert!(queue_exists(&conn, &queue).await);
     // No session ever registers (say, the upgrade failed): a later round releases the queue.
     assert!(eventually(|| async { !queue_exists(&conn, &queue).await }).await);
+}
+
+#[actix_web::test]
+async fn fan_out_pages_through_every_follower() {
+    let mut settings = test_settings();
+    settings.realtime.ping_interval_secs = 3600;
+    settings.realtime.client_timeout_secs = 3600;
+    settings.realtime.fanout_page_size = 7; // 40 followers: six pages, the last one partial
+    settings.realtime.max_confirms_in_flight = 5; // and more publishes than confirm permits
+    let rig = Rig::start(settings).await;
+    let author = rig.add_user("Star").await;
+    let mut sessions = Vec::new();
+    for i in 0..40 {
+        let fan = rig.add_user(&format!("Fan{i}")).await;
+        let mut conn = rig.pool.get().await.expect("connection");
+        friends::follow(&mut conn, fan, author)
+            .await
+            .expect("follow");
+        sessions.push(rig.session(fan, Behaviour::Responsive).await);
+    }
+    let event = FeedEvent::PostDeleted {
+        post_id: Uuid::now_v7(),
+        author_user_id: author,
+    };
+    rig.realtime
+        .broker
+        .send(Publish(event.clone()))
+        .await
+        .expect("broker answers")
+        .expect("queued");
+    let expected: Value = serde_json::from_str(&event.to_json()).expect("json");
+    for session in &mut sessions {
+        assert_eq!(session.next_event().await, expected);
+    }
 }

@@ -67,6 +67,19 @@ pub fn drop_test_resources(database_url: String, amqp_url: String, exchange: Str
     let _ = cleanup.join();
 }
 
+/// Drops a test's database and exchange when it goes out of scope, however the test ends.
+pub struct Cleanup(pub Settings);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        drop_test_resources(
+            self.0.database.url.clone(),
+            self.0.amqp.url.clone(),
+            self.0.realtime.exchange.clone(),
+        );
+    }
+}
+
 pub struct TestApp {
     pub port: u16,
     pub address: String,
@@ -74,8 +87,9 @@ pub struct TestApp {
     pub realtime: Realtime,
     pub pool: DbPool,
     stopper: Stopper,
-    owns_resources: bool,
     client: awc::Client,
+    /// Set on the instance that created the database and exchange (not on siblings).
+    _cleanup: Option<Cleanup>,
 }
 
 impl TestApp {
@@ -104,11 +118,11 @@ impl TestApp {
         TestApp {
             port,
             address: format!("http://127.0.0.1:{port}"),
-            settings,
+            settings: settings.clone(),
             realtime,
             pool,
             stopper,
-            owns_resources,
+            _cleanup: owns_resources.then(|| Cleanup(settings.clone())),
             client: awc::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .finish(),
@@ -271,18 +285,6 @@ impl TestApp {
         Fut: std::future::Future<Output = bool>,
     {
         eventually(probe).await
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if self.owns_resources {
-            drop_test_resources(
-                self.settings.database.url.clone(),
-                self.settings.amqp.url.clone(),
-                self.settings.realtime.exchange.clone(),
-            );
-        }
     }
 }
 

@@ -1,0 +1,269 @@
+//! The `herald` binary as users run it: `herald migrate`, configuration from `HERALD_CONFIG`
+//! and `HERALD__*`, retrying unreachable dependencies at start, graceful stop on SIGTERM, and
+//! no secrets in its logs.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use awc::ws::CloseCode;
+use serde_json::json;
+use support::{amqp, is_routed, test_settings, Cleanup, FeedClient, DEADLINE};
+use uuid::Uuid;
+
+/// A running `herald` process whose log lines are collected as they come.
+struct Herald {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Herald {
+    fn spawn(args: &[&str], env: &[(&str, String)]) -> Herald {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+        command
+            .args(args)
+            .env("RUST_LOG", "info,herald=debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("herald starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        Herald { child, log }
+    }
+
+    fn log_text(&self) -> String {
+        self.log.lock().expect("log lock").join("\n")
+    }
+
+    /// Waits for a log line containing `needle` and returns it.
+    async fn wait_for_line(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(line) = self
+                .log
+                .lock()
+                .expect("log lock")
+                .iter()
+                .find(|line| line.contains(needle))
+            {
+                return line.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {needle:?}; log so far:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits for the process to exit; returns whether it exited successfully.
+    async fn wait_for_exit(&mut self) -> bool {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.success();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "herald did not exit:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+}
+
+impl Drop for Herald {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Environment that points a `herald` process at a test's database and exchange.
+fn env_for(settings: &herald::config::Settings) -> Vec<(&'static str, String)> {
+    vec![
+        ("HERALD__DATABASE__URL", settings.database.url.clone()),
+        ("HERALD__AMQP__URL", settings.amqp.url.clone()),
+        (
+            "HERALD__REALTIME__EXCHANGE",
+            settings.realtime.exchange.clone(),
+        ),
+        ("HERALD__HTTP__BIND", "127.0.0.1:0".into()),
+    ]
+}
+
+fn listening_port(line: &str) -> u16 {
+    line.rsplit(':')
+        .next()
+        .and_then(|port| port.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"))
+}
+
+#[actix_web::test]
+async fn migrate_creates_the_database_and_exits() {
+    let settings = test_settings();
+    let _cleanup = Cleanup(settings.clone());
+    let mut herald = Herald::spawn(&["migrate"], &env_for(&settings));
+    assert!(herald.wait_for_exit().await, "{}", herald.log_text());
+    let log = herald.log_text();
+    assert!(log.contains("created database"), "{log}");
+    assert!(log.contains("applied 1 migration"), "{log}");
+    // The schema is there: a second run has nothing to apply.
+    let mut again = Herald::spawn(&["migrate"], &env_for(&settings));
+    assert!(again.wait_for_exit().await);
+    assert!(
+        !again.log_text().contains("applied"),
+        "{}",
+        again.log_text()
+    );
+}
+
+#[actix_web::test]
+async fn serves_with_a_config_file_and_stops_gracefully_on_sigterm() {
+    let settings = test_settings();
+    let _cleanup = Cleanup(settings.clone());
+    // The config file sets the watchdog; the environment still wins for what it sets.
+    let dir = std::env::temp_dir().join(format!("herald-process-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("herald.toml");
+    std::fs::write(
+        &file,
+        "[http]\nbind = \"127.0.0.1:1\"\n[realtime]\nping_interval_secs = 1\nclient_timeout_secs = 2\n",
+    )
+    .expect("write");
+    let mut env = env_for(&settings);
+    env.push(("HERALD_CONFIG", file.to_string_lossy().into_owned()));
+    let mut herald = Herald::spawn(&[], &env);
+    let port = listening_port(&herald.wait_for_line("listening on").await);
+
+    let client = awc::Client::default();
+    let base = format!("http://127.0.0.1:{port}");
+    let password = "a-very-secret-password";
+    let mut response = client
+        .post(format!("{base}/user/register"))
+        .send_json(
+            &json!({"first_name": "Sig", "second_name": "Term", "birthdate": "2000-01-01",
+                           "biography": "", "city": "Oslo", "password": password}),
+        )
+        .await
+        .expect("register");
+    let id = response.json::<serde_json::Value>().await.expect("json")["user_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let mut response = client
+        .post(format!("{base}/login"))
+        .send_json(&json!({"id": id, "password": password}))
+        .await
+        .expect("login");
+    let token = response.json::<serde_json::Value>().await.expect("json")["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let (_, framed) = awc::Client::new()
+        .ws(format!(
+            "ws://127.0.0.1:{port}/post/feed/posted?token={token}"
+        ))
+        .connect()
+        .await
+        .expect("websocket");
+    let mut feed = FeedClient { framed };
+    let conn = amqp(&settings).await;
+    let routing_key = format!("user.{id}");
+    assert!(is_routed(&conn, &settings.realtime.exchange, &routing_key).await);
+
+    herald.signal("-TERM");
+    let reason = feed.close_reason().await.expect("close reason");
+    assert_eq!(reason.code, CloseCode::Away);
+    assert!(herald.wait_for_exit().await, "{}", herald.log_text());
+
+    let log = herald.log_text();
+    assert!(!log.contains(&token), "the token reached the log");
+    assert!(!log.contains(password), "the password reached the log");
+    assert!(!log.contains("panicked"), "{log}");
+    // The session's queue and binding went with it.
+    assert!(!is_routed(&conn, &settings.realtime.exchange, &routing_key).await);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Accepts on `listener` and pipes each connection to `target`.
+async fn proxy(listener: tokio::net::TcpListener, target: &'static str) {
+    while let Ok((mut inbound, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[actix_web::test]
+async fn waits_for_unreachable_dependencies_then_starts() {
+    let settings = test_settings();
+    let _cleanup = Cleanup(settings.clone());
+    let (pg_port, amqp_port) = (free_port(), free_port());
+    let mut db_url = url::Url::parse(&settings.database.url).expect("url");
+    db_url.set_port(Some(pg_port)).expect("port");
+    let mut amqp_url = url::Url::parse(&settings.amqp.url).expect("url");
+    amqp_url.set_port(Some(amqp_port)).expect("port");
+    let mut env = env_for(&settings);
+    env.retain(|(k, _)| !k.ends_with("__URL"));
+    env.push(("HERALD__DATABASE__URL", db_url.to_string()));
+    env.push(("HERALD__AMQP__URL", amqp_url.to_string()));
+    let herald = Herald::spawn(&[], &env);
+
+    // Nothing listens yet: herald says so and keeps trying.
+    herald.wait_for_line("PostgreSQL at").await;
+    let pg = tokio::net::TcpListener::bind(("127.0.0.1", pg_port))
+        .await
+        .expect("bind");
+    tokio::spawn(proxy(pg, "127.0.0.1:5432"));
+    herald.wait_for_line("RabbitMQ at").await;
+    let rabbit = tokio::net::TcpListener::bind(("127.0.0.1", amqp_port))
+        .await
+        .expect("bind");
+    tokio::spawn(proxy(rabbit, "127.0.0.1:5672"));
+
+    let line = herald.wait_for_line("listening on").await;
+    let port = listening_port(&line);
+    let mut response = awc::Client::default()
+        .get(format!("http://127.0.0.1:{port}/health"))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(response.status().as_u16(), 200);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["status"], "ok");
+    let log = herald.log_text();
+    assert!(log.contains("retrying in"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+}
