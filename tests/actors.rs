@@ -417,3 +417,44 @@ async fn fan_out_pages_through_every_follower() {
         assert_eq!(session.next_event().await, expected);
     }
 }
+
+#[actix_web::test]
+async fn the_topology_is_a_durable_direct_exchange_and_capped_exclusive_session_queues() {
+    let rig = Rig::manual_watchdog().await;
+    let conn = amqp(&rig.settings).await;
+    // Re-declaring with the same kind and durability succeeds only if that is what exists
+    // (anything else is PRECONDITION_FAILED).
+    let channel = conn.create_channel().await.expect("channel");
+    channel
+        .exchange_declare(
+            rig.settings.realtime.exchange.as_str().into(),
+            lapin::ExchangeKind::Direct,
+            lapin::options::ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .expect("the exchange is durable and direct");
+
+    let session = rig.session(Uuid::new_v4(), Behaviour::Responsive).await;
+    let queue = rig.queue_of(&session);
+    let listing = std::process::Command::new("rabbitmqctl")
+        .args(["list_queues", "-q", "--formatter", "json"])
+        .args(["name", "exclusive", "auto_delete", "arguments"])
+        .output()
+        .expect("rabbitmqctl runs");
+    let queues: Value = serde_json::from_slice(&listing.stdout).expect("json listing");
+    let ours = queues
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|q| q["name"] == queue.as_str())
+        .unwrap_or_else(|| panic!("{queue} not listed"));
+    assert_eq!(ours["exclusive"], true, "{ours}");
+    assert_eq!(ours["auto_delete"], true, "{ours}");
+    let arguments = ours["arguments"].to_string();
+    assert!(arguments.contains("x-expires"), "{ours}");
+    assert!(arguments.contains("x-max-length"), "{ours}");
+}

@@ -7,6 +7,7 @@ mod support;
 use std::time::Duration;
 
 use awc::ws::{CloseCode, Message};
+use futures_util::StreamExt;
 use herald::realtime::broker::Queues;
 use herald::realtime::registry::SessionCount;
 use serde_json::json;
@@ -276,8 +277,25 @@ async fn bad_frames_close_only_the_offending_session() {
     app.follow(&reader, &author).await;
     let mut good = app.feed(&reader).await;
 
-    // Client data frames are ignored; the session stays.
+    // Client pings are answered with the same payload.
     let mut chatty = app.feed(&vandal).await;
+    chatty
+        .send(Message::Ping(b"are you there".to_vec().into()))
+        .await;
+    let pong = tokio::time::timeout(support::DEADLINE, async {
+        loop {
+            match chatty.framed.next().await {
+                Some(Ok(awc::ws::Frame::Pong(payload))) => return payload,
+                Some(Ok(_)) => continue,
+                other => panic!("no pong: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("pong in time");
+    assert_eq!(&pong[..], b"are you there");
+
+    // Client data frames are ignored; the session stays.
     chatty.send(Message::Text("hello?".into())).await;
     chatty.send(Message::Binary(vec![0u8; 16].into())).await;
     app.follow(&vandal, &author).await;

@@ -94,16 +94,16 @@ pub async fn delete(
 /// Posts of everyone `user_id` follows, newest first.
 ///
 /// A nested loop over the user's follow edges (primary key) into `posts_author_feed_idx`,
-/// then a top-N sort:
+/// then a top-N sort. On 100,000 users, 500,000 edges and 500,000 posts:
 ///
 /// ```text
 /// Limit
-///   ->  Sort  (Sort Key: posts.id DESC)
+///   ->  Sort  (Sort Key: p.id DESC)
 ///         ->  Nested Loop
-///               ->  Index Only Scan using friendships_pkey on friendships
-///                     Index Cond: (user_id = '…')
-///               ->  Index Scan using posts_author_feed_idx on posts
-///                     Index Cond: (author_id = friendships.friend_id)
+///               ->  Bitmap Heap Scan on friendships f
+///                     ->  Bitmap Index Scan on friendships_pkey  (Index Cond: user_id = '…')
+///               ->  Index Scan using posts_author_feed_idx on posts p
+///                     Index Cond: (author_id = f.friend_id)
 /// ```
 pub async fn feed(
     conn: &mut AsyncPgConnection,
