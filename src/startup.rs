@@ -67,7 +67,7 @@ impl Realtime {
         settings: &RealtimeSettings,
         db: DbPool,
     ) -> Result<Self, StartupError> {
-        let pool = broker::build_pool(amqp)?;
+        let pool = broker::build_pool(amqp, &settings.exchange)?;
         let what = format!("RabbitMQ at {}", redact(&amqp.url));
         let link =
             retry::with_backoff(&what, || broker::open_link(&pool, &settings.exchange)).await;

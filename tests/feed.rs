@@ -413,3 +413,29 @@ async fn shutdown_closes_sessions_with_1001_and_releases_queues() {
     assert_eq!(reason.code, CloseCode::Away);
     assert!(support::eventually(|| async { !queue_exists(&conn, &queues[0]).await }).await);
 }
+
+#[actix_web::test]
+async fn sessions_are_told_to_reconnect_when_the_broker_link_drops_and_service_resumes() {
+    let app = TestApp::spawn().await;
+    let author = app.user("Author").await;
+    let reader = app.user("Reader").await;
+    app.follow(&reader, &author).await;
+    let mut feed = app.feed(&reader).await;
+
+    let closed = support::force_close_herald_connections(&app.settings.realtime.exchange);
+    assert!(closed >= 1, "no herald connection found on the broker");
+    let reason = feed.close_reason().await.expect("close reason");
+    assert_eq!(reason.code, CloseCode::Again);
+
+    // herald reconnects by itself; then new sessions get events again.
+    assert!(support::eventually(|| async { app.get("/health", None).await.0 == 200 }).await);
+    let mut feed = app.feed(&reader).await;
+    let post = app.create_post(&author, "after the outage").await;
+    assert_event(
+        &feed.next_event().await,
+        "post.created",
+        post,
+        author.id,
+        Some("after the outage"),
+    );
+}

@@ -76,15 +76,22 @@ impl Link {
     }
 }
 
-/// Builds the AMQP connection pool (connections are made on demand).
-pub fn build_pool(settings: &AmqpSettings) -> Result<deadpool_lapin::Pool, BrokerError> {
+/// Builds the AMQP connection pool (connections are made on demand). Connections are named
+/// `herald <exchange>`, so operators (and tests) can tell deployments apart on a shared broker.
+pub fn build_pool(
+    settings: &AmqpSettings,
+    exchange: &str,
+) -> Result<deadpool_lapin::Pool, BrokerError> {
+    let name = format!("herald {exchange}");
     let config = deadpool_lapin::Config {
         url: Some(settings.url.clone()),
         pool: Some(deadpool_lapin::PoolConfig::new(2)),
     };
     config
         .create_pool(
-            || lapin::ConnectionProperties::default().with_connection_name("herald".into()),
+            move || {
+                lapin::ConnectionProperties::default().with_connection_name(name.as_str().into())
+            },
             deadpool_lapin::Runtime::Tokio1,
         )
         .map_err(|e| BrokerError::Pool(e.to_string()))

@@ -468,3 +468,26 @@ pub async fn publish_raw(conn: &Connection, exchange: &str, routing_key: &str, b
         .await
         .expect("confirm");
 }
+
+/// Force-closes, on the broker's side, every AMQP connection herald opened for `exchange`
+/// (herald names them `herald <exchange>`); returns how many were closed.
+pub fn force_close_herald_connections(exchange: &str) -> usize {
+    let listing = std::process::Command::new("rabbitmqctl")
+        .args(["list_connections", "-q", "pid", "client_properties"])
+        .output()
+        .expect("rabbitmqctl runs");
+    let needle = format!("herald {exchange}\"");
+    let pids: Vec<String> = String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .filter(|line| line.contains(&needle))
+        .filter_map(|line| line.split('\t').next().map(str::to_owned))
+        .collect();
+    for pid in &pids {
+        let status = std::process::Command::new("rabbitmqctl")
+            .args(["close_connection", pid, "test: broker connection lost"])
+            .output()
+            .expect("rabbitmqctl runs");
+        assert!(status.status.success(), "{status:?}");
+    }
+    pids.len()
+}
