@@ -10,6 +10,10 @@ use serde::Deserialize;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
 
+/// Longest watchdog period or timeout accepted (a week): beyond it timers overflow, and no
+/// client should be kept that long without a sign of life.
+const MAX_TIMER_SECS: u64 = 7 * 24 * 3600;
+
 #[derive(Clone, Deserialize)]
 pub struct Settings {
     pub http: HttpSettings,
@@ -117,8 +121,24 @@ impl Settings {
                 "realtime.fanout_page_size must be > 0",
             ),
             (
-                rt.max_confirms_in_flight > 0,
-                "realtime.max_confirms_in_flight must be > 0",
+                (1..=1_000_000).contains(&rt.max_confirms_in_flight),
+                "realtime.max_confirms_in_flight must be between 1 and 1000000",
+            ),
+            (
+                rt.client_timeout_secs <= MAX_TIMER_SECS,
+                "realtime.client_timeout_secs must be at most 604800 (a week)",
+            ),
+            (
+                rt.queue_expires_ms > 0,
+                "realtime.queue_expires_ms must be > 0",
+            ),
+            (
+                rt.queue_max_length > 0,
+                "realtime.queue_max_length must be > 0",
+            ),
+            (
+                rt.max_frame_bytes > 0,
+                "realtime.max_frame_bytes must be > 0",
             ),
             (
                 self.database.pool_size > 0,
@@ -214,6 +234,16 @@ mod tests {
             env(&[("HERALD__REALTIME__PING_INTERVAL_SECS", "soon")]),
         );
         assert!(not_a_number.is_err());
+        for (key, value) in [
+            ("HERALD__REALTIME__QUEUE_EXPIRES_MS", "0"),
+            ("HERALD__REALTIME__MAX_CONFIRMS_IN_FLIGHT", "99999999999"),
+            ("HERALD__REALTIME__CLIENT_TIMEOUT_SECS", "99999999999"),
+        ] {
+            assert!(
+                Settings::load_from(None, env(&[(key, value)])).is_err(),
+                "{key}={value}"
+            );
+        }
         let inverted = Settings::load_from(
             None,
             env(&[

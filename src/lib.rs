@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod config;
 pub mod http;
+pub mod logging;
 pub mod realtime;
 pub mod retry;
 pub mod startup;

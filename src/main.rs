@@ -23,7 +23,7 @@ enum Command {
 
 #[actix_web::main]
 async fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    herald::logging::init();
     let cli = Cli::parse();
     let settings = match Settings::load() {
         Ok(settings) => settings,

@@ -102,7 +102,8 @@ impl Realtime {
                 Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         }
-        let _ = self.broker.send(Close).await;
+        // `Close` bounds its own wait on RabbitMQ; this bounds the mailbox round trip too.
+        let _ = tokio::time::timeout(SESSION_DRAIN * 3, self.broker.send(Close)).await;
         self.watchdog.do_send(StopWatchdog);
     }
 }
@@ -128,6 +129,8 @@ pub struct Stopper {
 
 impl Stopper {
     pub async fn stop(&self) {
+        // Stop accepting first, so no session starts after the others were told to leave.
+        self.server.pause().await;
         self.realtime.shutdown().await;
         self.server.stop(true).await;
     }

@@ -103,6 +103,20 @@ impl Rig {
         id
     }
 
+    /// Hands `event` to the broker for fan-out and checks each of `sessions` receives it.
+    async fn publish_and_expect(&self, event: FeedEvent, sessions: &mut [StandIn]) {
+        self.realtime
+            .broker
+            .send(Publish(event.clone()))
+            .await
+            .expect("broker answers")
+            .expect("queued");
+        let expected: Value = serde_json::from_str(&event.to_json()).expect("json");
+        for session in sessions {
+            assert_eq!(session.next_event().await, expected);
+        }
+    }
+
     async fn session_count(&self) -> usize {
         self.realtime
             .registry
@@ -271,16 +285,7 @@ async fn published_posts_fan_out_to_followers_from_the_database() {
         post_text: "hello followers".into(),
         author_user_id: author,
     };
-    rig.realtime
-        .broker
-        .send(Publish(event.clone()))
-        .await
-        .expect("broker answers")
-        .expect("queued");
-    let expected: Value = serde_json::from_str(&event.to_json()).expect("json");
-    for session in &mut fan_sessions {
-        assert_eq!(session.next_event().await, expected);
-    }
+    rig.publish_and_expect(event, &mut fan_sessions).await;
     let sentinel = marker(9);
     let conn = amqp(&rig.settings).await;
     publish_raw(
@@ -406,16 +411,7 @@ async fn fan_out_pages_through_every_follower() {
         post_id: Uuid::now_v7(),
         author_user_id: author,
     };
-    rig.realtime
-        .broker
-        .send(Publish(event.clone()))
-        .await
-        .expect("broker answers")
-        .expect("queued");
-    let expected: Value = serde_json::from_str(&event.to_json()).expect("json");
-    for session in &mut sessions {
-        assert_eq!(session.next_event().await, expected);
-    }
+    rig.publish_and_expect(event, &mut sessions).await;
 }
 
 #[actix_web::test]

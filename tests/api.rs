@@ -540,8 +540,15 @@ async fn unavailable_dependencies_give_503_with_retry_after() {
         .await;
     assert_error(status, &body, 503);
     assert!(headers.contains_key("retry-after"));
-    let (_, feed) = app.get("/health", None).await;
-    assert_eq!(feed["broker"], false);
+    let (status, body, headers) = app.call("GET", "/health", None, None).await;
+    assert_error(status, &body, 503);
+    assert!(headers.contains_key("retry-after"));
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("broker down")),
+        "{body}"
+    );
 
     // The database goes away: reads get 503 too.
     herald::store::database::drop_database(&app.settings.database.url)

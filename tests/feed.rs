@@ -7,7 +7,6 @@ mod support;
 use std::time::Duration;
 
 use awc::ws::{CloseCode, Message};
-use futures_util::StreamExt;
 use herald::realtime::broker::Queues;
 use herald::realtime::registry::SessionCount;
 use serde_json::json;
@@ -131,7 +130,7 @@ async fn browsers_can_pass_the_token_in_the_query() {
         .connect()
         .await
         .expect("connects");
-    let mut feed = support::FeedClient { framed };
+    let mut feed = support::FeedClient::answering(framed);
     let post = app.create_post(&author, "via query token").await;
     assert_event(
         &feed.next_event().await,
@@ -187,7 +186,7 @@ async fn a_silent_client_is_dropped_and_its_queue_and_binding_are_gone() {
     let author = app.user("Author").await;
     app.follow(&lively, &author).await;
 
-    let mut silent = app.feed(&quiet).await;
+    let mut silent = app.raw_feed(&quiet).await;
     let queues = app
         .realtime
         .broker
@@ -197,6 +196,12 @@ async fn a_silent_client_is_dropped_and_its_queue_and_binding_are_gone() {
     assert_eq!(queues.len(), 1);
     let queue = queues[0].clone();
     assert!(queue_exists(&conn, &queue).await);
+    // Stuff the silent client's socket until herald can no longer write to it, so its
+    // forwarder is stuck handing over a delivery when the watchdog gives up on it.
+    let bulky = json!({ "type": "post.created", "postText": "z".repeat(60_000) });
+    for _ in 0..300 {
+        support::publish_raw(&conn, &exchange, &format!("user.{}", quiet.id), &bulky).await;
+    }
     let mut alive = app.feed(&lively).await;
 
     // The lively client answers pings for longer than the timeout and stays connected; the
@@ -225,7 +230,9 @@ async fn a_silent_client_is_dropped_and_its_queue_and_binding_are_gone() {
     );
 
     // The silent client finds a close frame (1008) after the pings it never answered.
-    let reason = silent.close_reason().await.expect("a close reason");
+    let reason = support::raw_close_reason(&mut silent)
+        .await
+        .expect("a close reason");
     assert_eq!(reason.code, CloseCode::Policy);
 }
 
@@ -282,18 +289,10 @@ async fn bad_frames_close_only_the_offending_session() {
     chatty
         .send(Message::Ping(b"are you there".to_vec().into()))
         .await;
-    let pong = tokio::time::timeout(support::DEADLINE, async {
-        loop {
-            match chatty.framed.next().await {
-                Some(Ok(awc::ws::Frame::Pong(payload))) => return payload,
-                Some(Ok(_)) => continue,
-                other => panic!("no pong: {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("pong in time");
-    assert_eq!(&pong[..], b"are you there");
+    match chatty.next_frame().await {
+        awc::ws::Frame::Pong(payload) => assert_eq!(&payload[..], b"are you there"),
+        other => panic!("expected a pong, got {other:?}"),
+    }
 
     // Client data frames are ignored; the session stays.
     chatty.send(Message::Text("hello?".into())).await;
@@ -422,20 +421,81 @@ async fn sessions_are_told_to_reconnect_when_the_broker_link_drops_and_service_r
     app.follow(&reader, &author).await;
     let mut feed = app.feed(&reader).await;
 
-    let closed = support::force_close_herald_connections(&app.settings.realtime.exchange);
-    assert!(closed >= 1, "no herald connection found on the broker");
+    // First a channel-level failure: the exchange vanishes, so the next queue bind fails and
+    // the broker closes herald's channel. herald rebuilds its link (and the exchange).
+    let conn = amqp(&app.settings).await;
+    let exchange = app.settings.realtime.exchange.clone();
+    conn.create_channel()
+        .await
+        .expect("channel")
+        .exchange_delete(exchange.as_str().into(), Default::default())
+        .await
+        .expect("exchange deleted");
+    let url = format!("ws://127.0.0.1:{}/post/feed/posted", app.port);
+    let refused = awc::Client::new()
+        .ws(url)
+        .bearer_auth(&author.token)
+        .connect()
+        .await;
+    assert!(
+        refused.is_err(),
+        "an upgrade that cannot bind its queue is refused"
+    );
     let reason = feed.close_reason().await.expect("close reason");
     assert_eq!(reason.code, CloseCode::Again);
-
-    // herald reconnects by itself; then new sessions get events again.
     assert!(support::eventually(|| async { app.get("/health", None).await.0 == 200 }).await);
     let mut feed = app.feed(&reader).await;
-    let post = app.create_post(&author, "after the outage").await;
+    let post = app.create_post(&author, "after the channel error").await;
     assert_event(
         &feed.next_event().await,
         "post.created",
         post,
         author.id,
-        Some("after the outage"),
+        Some("after the channel error"),
+    );
+
+    // Then the whole connection, twice: each loss is noticed and each recovery serves again.
+    for round in 0..2 {
+        let closed = support::force_close_herald_connections(&exchange);
+        assert!(closed >= 1, "no herald connection found on the broker");
+        let reason = feed.close_reason().await.expect("close reason");
+        assert_eq!(reason.code, CloseCode::Again);
+        assert!(support::eventually(|| async { app.get("/health", None).await.0 == 200 }).await);
+        feed = app.feed(&reader).await;
+        let text = format!("after outage {round}");
+        let post = app.create_post(&author, &text).await;
+        assert_event(
+            &feed.next_event().await,
+            "post.created",
+            post,
+            author.id,
+            Some(&text),
+        );
+    }
+}
+
+#[actix_web::test]
+async fn a_session_whose_queue_is_deleted_is_told_to_reconnect() {
+    let app = TestApp::spawn().await;
+    let reader = app.user("Reader").await;
+    let mut feed = app.feed(&reader).await;
+    let queues = app.realtime.broker.send(Queues).await.expect("broker");
+    let output = std::process::Command::new("rabbitmqctl")
+        .args(["delete_queue", &queues[0]])
+        .output()
+        .expect("rabbitmqctl runs");
+    assert!(output.status.success(), "{output:?}");
+    let reason = feed.close_reason().await.expect("close reason");
+    assert_eq!(reason.code, CloseCode::Again);
+    assert!(
+        support::eventually(|| async {
+            app.realtime
+                .registry
+                .send(SessionCount)
+                .await
+                .expect("registry")
+                == 0
+        })
+        .await
     );
 }

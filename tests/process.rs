@@ -155,6 +155,8 @@ async fn serves_with_a_config_file_and_stops_gracefully_on_sigterm() {
     .expect("write");
     let mut env = env_for(&settings);
     env.push(("HERALD_CONFIG", file.to_string_lossy().into_owned()));
+    // The most verbose logging there is: still no secret may reach the log.
+    env.push(("RUST_LOG", "trace".into()));
     let mut herald = Herald::spawn(&[], &env);
     let port = listening_port(&herald.wait_for_line("listening on").await);
 
@@ -189,7 +191,7 @@ async fn serves_with_a_config_file_and_stops_gracefully_on_sigterm() {
         .connect()
         .await
         .expect("websocket");
-    let mut feed = FeedClient { framed };
+    let mut feed = FeedClient::answering(framed);
     let conn = amqp(&settings).await;
     let routing_key = format!("user.{id}");
     assert!(is_routed(&conn, &settings.realtime.exchange, &routing_key).await);
@@ -202,6 +204,19 @@ async fn serves_with_a_config_file_and_stops_gracefully_on_sigterm() {
     let log = herald.log_text();
     assert!(!log.contains(&token), "the token reached the log");
     assert!(!log.contains(password), "the password reached the log");
+    assert!(
+        !log.contains("$argon2id$"),
+        "a password hash reached the log"
+    );
+    // The AMQP login frame carries "\0guest\0guest"; lapin's frame trace would print it.
+    assert!(
+        !log.contains("103, 117, 101, 115, 116"),
+        "the AMQP credentials reached the log"
+    );
+    assert!(
+        log.contains("TRACE"),
+        "the log was not at trace level after all"
+    );
     assert!(!log.contains("panicked"), "{log}");
     // The session's queue and binding went with it.
     assert!(!is_routed(&conn, &settings.realtime.exchange, &routing_key).await);

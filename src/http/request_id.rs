@@ -44,8 +44,7 @@ pub async fn stamp(
     // the innermost middleware, so nothing below it returns `Err`.
     let response = next.call(req).await?.map_into_boxed_body();
     let status = response.status();
-    // Errors get the contract's body; a handler that already wrote a body (e.g. /health's
-    // report) keeps it.
+    // Errors get the contract's body; a handler that already wrote a body of its own keeps it.
     let bare = response.response().error().is_some()
         || matches!(
             response.response().body().size(),

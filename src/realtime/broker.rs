@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures_util::StreamExt;
@@ -35,6 +35,9 @@ use crate::store::DbPool;
 /// Deliveries a session's consumer may hold unacked: enough to keep a socket busy, small enough
 /// that a slow client leaves its backlog in its (length-capped) queue, not in herald's memory.
 const SESSION_PREFETCH: u16 = 64;
+
+/// How long closing a connection may take before herald gives up on a clean close.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BrokerError {
@@ -149,7 +152,7 @@ pub struct BrokerActor {
     settings: RealtimeSettings,
     pool: deadpool_lapin::Pool,
     link: Option<Link>,
-    registry: Option<Addr<SessionRegistry>>,
+    registry: Addr<SessionRegistry>,
     subscriptions: HashMap<Uuid, Subscription>,
     health: BrokerHealth,
     publish_channel: watch::Sender<Option<Channel>>,
@@ -170,29 +173,22 @@ impl BrokerActor {
         let health = BrokerHealth::default();
         let (publish_channel, publish_rx) = watch::channel(None);
         let fanout = fanout::spawn(db, &settings, publish_rx);
-        let mut registry_slot = None;
-        let actor_health = health.clone();
-        let broker = BrokerActor::create(|ctx| {
-            let registry = SessionRegistry::new(ctx.address()).start();
-            registry_slot = Some(registry.clone());
-            BrokerActor {
-                settings,
-                pool,
-                link: None,
-                registry: Some(registry),
-                subscriptions: HashMap::new(),
-                health: actor_health,
-                publish_channel,
-                fanout,
-                generation: 0,
-            }
+        // The two actors refer to each other: make the broker's context (and so its address)
+        // first, start the registry with it, then run the broker in that context.
+        let context = Context::new();
+        let registry = SessionRegistry::new(context.address()).start();
+        let broker = context.run(BrokerActor {
+            settings,
+            pool,
+            link: None,
+            registry: registry.clone(),
+            subscriptions: HashMap::new(),
+            health: health.clone(),
+            publish_channel,
+            fanout,
+            generation: 0,
         });
         broker.do_send(LinkUp(link));
-        let registry = match registry_slot {
-            Some(registry) => registry,
-            // allow-panic: `create` runs its closure before returning, so the slot is filled.
-            None => unreachable!("BrokerActor::create did not run its closure"),
-        };
         (broker, registry, health)
     }
 
@@ -204,16 +200,25 @@ impl BrokerActor {
     }
 
     fn link_lost(&mut self, ctx: &mut Context<Self>, why: &str) {
-        if self.link.take().is_none() {
+        let Some(link) = self.link.take() else {
             return;
-        }
+        };
+        // The connection may still be open (a channel error also ends the link). Take it out of
+        // the pool and close it, so the next link is a fresh connection with one listener.
+        let connection = deadpool_lapin::Object::take(link.connection);
+        actix_rt::spawn(async move {
+            let _ = tokio::time::timeout(
+                CLOSE_TIMEOUT,
+                connection.close(320, "herald is reconnecting".into()),
+            )
+            .await;
+        });
         log::error!("lost the RabbitMQ connection ({why}); closing sessions and reconnecting");
         self.health.set(false);
         self.publish_channel.send_replace(None);
         self.subscriptions.clear();
-        if let Some(registry) = &self.registry {
-            registry.do_send(DisconnectAll(DisconnectReason::BrokerLost));
-        }
+        self.registry
+            .do_send(DisconnectAll(DisconnectReason::BrokerLost));
         let pool = self.pool.clone();
         let exchange = self.settings.exchange.clone();
         ctx.spawn(
@@ -324,7 +329,12 @@ impl Handler<Prepare> for BrokerActor {
             session_queue_arguments(&self.settings),
             msg.user_id,
         );
+        let generation = self.generation;
         Box::pin(declare.into_actor(self).map(move |result, act, _| {
+            // A link lost meanwhile took the queue with it: the client must retry.
+            if act.generation != generation || act.link.is_none() {
+                return Err(BrokerError::Unavailable);
+            }
             if result.is_ok() {
                 act.subscriptions.insert(
                     msg.session_id,
@@ -499,13 +509,16 @@ impl Handler<Close> for BrokerActor {
         Box::pin(
             async move {
                 if let Some(link) = link {
-                    let _ = link.publish.wait_for_confirms().await;
-                    if let Err(error) = link
-                        .connection
-                        .close(200, "herald shutting down".into())
-                        .await
-                    {
-                        log::warn!("closing the RabbitMQ connection: {error}");
+                    let close = async {
+                        let _ = link.publish.wait_for_confirms().await;
+                        link.connection
+                            .close(200, "herald shutting down".into())
+                            .await
+                    };
+                    match tokio::time::timeout(CLOSE_TIMEOUT, close).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(error)) => log::warn!("closing the RabbitMQ connection: {error}"),
+                        Err(_) => log::warn!("closing the RabbitMQ connection timed out"),
                     }
                 }
             }
@@ -595,26 +608,37 @@ async fn forward(
             return;
         }
     };
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
+    // Why the loop ended decides what the session is told: nothing if it was stopped (it is
+    // going away), a "reconnect" close if its queue or consumer failed under it.
+    let stopped = loop {
+        let delivery = tokio::select! {
+            _ = &mut stop => break true,
             next = consumer.next() => match next {
-                Some(Ok(delivery)) => {
-                    let text: Arc<str> = String::from_utf8_lossy(&delivery.data).into();
-                    if session.deliver.send(Deliver(text)).await.is_err() {
-                        break; // the session actor is gone; the queue goes with it
-                    }
-                    if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
-                        log::warn!("acking on {queue}: {error}");
-                    }
-                }
+                Some(Ok(delivery)) => delivery,
                 Some(Err(error)) => {
                     log::warn!("consumer of {queue} failed: {error}");
-                    break;
+                    break false;
                 }
-                None => break,
-            }
+                None => break false, // cancelled by the broker: the queue is gone
+            },
+        };
+        let text: Arc<str> = String::from_utf8_lossy(&delivery.data).into();
+        // A session that stops reading must not wedge its forwarder: `stop` still wins.
+        let handed = tokio::select! {
+            _ = &mut stop => break true,
+            handed = session.deliver.send(Deliver(text)) => handed,
+        };
+        if handed.is_err() {
+            break true; // the session actor is gone; the queue goes with it
         }
+        if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
+            log::warn!("acking on {queue}: {error}");
+        }
+    };
+    if !stopped {
+        session
+            .disconnect
+            .do_send(Disconnect(DisconnectReason::BrokerLost));
     }
     if channel.status().connected() {
         let _ = channel

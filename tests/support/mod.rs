@@ -17,6 +17,7 @@ use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::{json, Value};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 /// How long any awaited condition may take before the test fails.
@@ -265,8 +266,14 @@ impl TestApp {
         body.as_str().expect("bare id").parse().expect("uuid")
     }
 
-    /// Opens the feed socket for `user`.
+    /// Opens the feed socket for `user`, with a client that answers pings in the background.
     pub async fn feed(&self, user: &TestUser) -> FeedClient {
+        FeedClient::answering(self.raw_feed(user).await)
+    }
+
+    /// Opens the feed socket for `user` and leaves it to the test: nothing reads it, so pings
+    /// go unanswered (a client that went silent without closing).
+    pub async fn raw_feed(&self, user: &TestUser) -> Framed<BoxedSocket, Codec> {
         let url = format!("ws://127.0.0.1:{}/post/feed/posted", self.port);
         let (response, framed) = awc::Client::new()
             .ws(url)
@@ -275,7 +282,7 @@ impl TestApp {
             .await
             .expect("websocket connects");
         assert_eq!(response.status().as_u16(), 101);
-        FeedClient { framed }
+        framed
     }
 
     /// Runs `probe` until it holds or the deadline passes; returns whether it held.
@@ -311,9 +318,12 @@ where
     }
 }
 
-/// A WebSocket feed client that answers pings (unless told to play dead).
+/// A WebSocket feed client. A background task reads the socket, answers the server's pings
+/// at once (so a slow test step never looks like a silent client) and passes every other
+/// frame on; `send` writes through the same task.
 pub struct FeedClient {
-    pub framed: Framed<BoxedSocket, Codec>,
+    frames: mpsc::UnboundedReceiver<Frame>,
+    outgoing: mpsc::UnboundedSender<Message>,
 }
 
 pub enum Received {
@@ -323,28 +333,63 @@ pub enum Received {
 }
 
 impl FeedClient {
+    pub fn answering(mut framed: Framed<BoxedSocket, Codec>) -> FeedClient {
+        let (frames_tx, frames) = mpsc::unbounded_channel();
+        let (outgoing, mut outgoing_rx) = mpsc::unbounded_channel::<Message>();
+        actix_rt::spawn(async move {
+            loop {
+                tokio::select! {
+                    frame = framed.next() => match frame {
+                        Some(Ok(Frame::Ping(payload))) => {
+                            if framed.send(Message::Pong(payload)).await.is_err() {
+                                break;
+                            }
+                        }
+                        Some(Ok(frame)) => {
+                            let closing = matches!(frame, Frame::Close(_));
+                            if frames_tx.send(frame).is_err() || closing {
+                                break;
+                            }
+                        }
+                        Some(Err(_)) | None => break,
+                    },
+                    message = outgoing_rx.recv() => match message {
+                        Some(message) => {
+                            if framed.send(message).await.is_err() {
+                                break;
+                            }
+                        }
+                        None => break,
+                    },
+                }
+            }
+        });
+        FeedClient { frames, outgoing }
+    }
+
     /// The next frame of interest within `within`: an event, the server's close, or nothing.
     pub async fn receive(&mut self, within: Duration) -> Received {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            let frame = match tokio::time::timeout_at(deadline, self.framed.next()).await {
+            match tokio::time::timeout_at(deadline, self.frames.recv()).await {
                 Err(_) => return Received::TimedOut,
                 Ok(None) => return Received::Closed(None),
-                Ok(Some(Err(_))) => return Received::Closed(None),
-                Ok(Some(Ok(frame))) => frame,
-            };
-            match frame {
-                Frame::Text(bytes) => {
+                Ok(Some(Frame::Text(bytes))) => {
                     let value = serde_json::from_slice(&bytes).expect("events are JSON");
                     return Received::Event(value);
                 }
-                Frame::Ping(payload) => {
-                    let _ = self.framed.send(Message::Pong(payload)).await;
-                }
-                Frame::Close(reason) => return Received::Closed(reason),
-                _ => {}
+                Ok(Some(Frame::Close(reason))) => return Received::Closed(reason),
+                Ok(Some(_)) => {}
             }
         }
+    }
+
+    /// The next raw frame (pings excepted), for tests about the protocol itself.
+    pub async fn next_frame(&mut self) -> Frame {
+        tokio::time::timeout(DEADLINE, self.frames.recv())
+            .await
+            .expect("a frame in time")
+            .expect("socket open")
     }
 
     /// The next event; fails the test if none arrives within the deadline.
@@ -370,7 +415,19 @@ impl FeedClient {
     }
 
     pub async fn send(&mut self, message: Message) {
-        self.framed.send(message).await.expect("frame sent");
+        self.outgoing.send(message).expect("socket task alive");
+    }
+}
+
+/// Reads a socket nobody answered pings on until the server's close frame.
+pub async fn raw_close_reason(framed: &mut Framed<BoxedSocket, Codec>) -> Option<CloseReason> {
+    loop {
+        match tokio::time::timeout(DEADLINE, framed.next()).await {
+            Err(_) => panic!("the server did not close within {DEADLINE:?}"),
+            Ok(Some(Ok(Frame::Close(reason)))) => return reason,
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(_))) | Ok(None) => return None,
+        }
     }
 }
 

@@ -1,20 +1,25 @@
 //! `/health`: whether PostgreSQL and RabbitMQ are reachable (for load balancers and compose).
+//! Healthy: 200 with the report; degraded: the usual 503 error body, with `Retry-After`.
 
 use actix_web::{web, HttpResponse};
 
+use crate::http::error::ApiError;
 use crate::http::AppState;
 
-pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let database = state.pool.get().await.is_ok();
     let broker = state.broker_health.is_up();
-    let body = serde_json::json!({
-        "status": if database && broker { "ok" } else { "degraded" },
-        "database": database,
-        "broker": broker,
-    });
     if database && broker {
-        HttpResponse::Ok().json(body)
+        Ok(HttpResponse::Ok().json(serde_json::json!({
+            "status": "ok",
+            "database": true,
+            "broker": true,
+        })))
     } else {
-        HttpResponse::ServiceUnavailable().json(body)
+        Err(ApiError::Unavailable(format!(
+            "degraded: database {}, broker {}",
+            if database { "up" } else { "down" },
+            if broker { "up" } else { "down" },
+        )))
     }
 }

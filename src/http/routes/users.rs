@@ -1,7 +1,7 @@
 //! `/user/register`, `/login`, `/user/get/{id}`, `/user/search`.
 
 use actix_web::{web, HttpResponse};
-use chrono::{Duration, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -101,10 +101,11 @@ pub async fn login(
         return Err(ApiError::BadRequest("wrong password".into()));
     }
     let token = token::generate();
-    let ttl = Duration::seconds(i64::try_from(state.auth.token_ttl_secs).unwrap_or(i64::MAX));
-    let expires_at = Utc::now()
-        .checked_add_signed(ttl)
-        .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
+    let expires_at = i64::try_from(state.auth.token_ttl_secs)
+        .ok()
+        .and_then(TimeDelta::try_seconds)
+        .and_then(|ttl| Utc::now().checked_add_signed(ttl))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
     let mut conn = store::connection(&state.pool).await?;
     tokens::insert(&mut conn, &token::digest(&token), id, expires_at).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "token": token })))
