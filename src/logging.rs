@@ -1,7 +1,8 @@
 //! Logging set-up: `RUST_LOG` as env_logger reads it (default `info`), with a ceiling on the
 //! few library modules that would print secrets at their most verbose levels: lapin traces
 //! every AMQP frame (the login frame carries the broker password), amq-protocol traces the
-//! connection URI, and tokio-postgres logs query parameters (password hashes) at debug.
+//! connection URI, tokio-postgres logs query parameters (password hashes) at debug, and
+//! actix's access logger echoes error details (which may quote request values) at debug.
 
 use log::{Level, Log, Metadata, Record};
 
@@ -10,6 +11,8 @@ const CEILINGS: &[(&str, Level)] = &[
     ("lapin", Level::Debug),
     ("amq_protocol", Level::Debug),
     ("tokio_postgres", Level::Info),
+    // At debug, actix's access logger echoes error details, which may quote request values.
+    ("actix_web::middleware::logger", Level::Info),
 ];
 
 struct Capped(env_logger::Logger);
