@@ -40,13 +40,7 @@ async fn three_users_see_exactly_their_friends_posts() {
     assert_eq!(status, 200);
 
     // Two sees one's created, updated, deleted, in order, and nothing of three's in between.
-    assert_event(
-        &feed_2.next_event().await,
-        "post.created",
-        p1,
-        one.id,
-        Some("hello from one"),
-    );
+    feed_2.expect_created(p1, &one, "hello from one").await;
     assert_event(
         &feed_2.next_event().await,
         "post.updated",
@@ -61,33 +55,21 @@ async fn three_users_see_exactly_their_friends_posts() {
     app.create_post(&one, "two no longer hears this").await;
     app.follow(&two, &three).await;
     let barrier = app.create_post(&three, "barrier for two").await;
-    assert_event(
-        &feed_2.next_event().await,
-        "post.created",
-        barrier,
-        three.id,
-        Some("barrier for two"),
-    );
+    feed_2
+        .expect_created(barrier, &three, "barrier for two")
+        .await;
 
     // One and three follow nobody until now: their first events are these barriers.
     app.follow(&one, &three).await;
     let barrier_1 = app.create_post(&three, "barrier for one").await;
-    assert_event(
-        &feed_1.next_event().await,
-        "post.created",
-        barrier_1,
-        three.id,
-        Some("barrier for one"),
-    );
+    feed_1
+        .expect_created(barrier_1, &three, "barrier for one")
+        .await;
     app.follow(&three, &one).await;
     let barrier_3 = app.create_post(&one, "barrier for three").await;
-    assert_event(
-        &feed_3.next_event().await,
-        "post.created",
-        barrier_3,
-        one.id,
-        Some("barrier for three"),
-    );
+    feed_3
+        .expect_created(barrier_3, &one, "barrier for three")
+        .await;
 }
 
 #[actix_web::test]
@@ -99,20 +81,8 @@ async fn every_session_of_a_user_gets_each_event() {
     let mut tab_1 = app.feed(&reader).await;
     let mut tab_2 = app.feed(&reader).await;
     let post = app.create_post(&author, "to both tabs").await;
-    assert_event(
-        &tab_1.next_event().await,
-        "post.created",
-        post,
-        author.id,
-        Some("to both tabs"),
-    );
-    assert_event(
-        &tab_2.next_event().await,
-        "post.created",
-        post,
-        author.id,
-        Some("to both tabs"),
-    );
+    tab_1.expect_created(post, &author, "to both tabs").await;
+    tab_2.expect_created(post, &author, "to both tabs").await;
 }
 
 #[actix_web::test]
@@ -132,13 +102,7 @@ async fn browsers_can_pass_the_token_in_the_query() {
         .expect("connects");
     let mut feed = support::FeedClient::answering(framed);
     let post = app.create_post(&author, "via query token").await;
-    assert_event(
-        &feed.next_event().await,
-        "post.created",
-        post,
-        author.id,
-        Some("via query token"),
-    );
+    feed.expect_created(post, &author, "via query token").await;
 }
 
 #[actix_web::test]
@@ -151,29 +115,15 @@ async fn a_session_on_one_instance_gets_posts_written_through_another() {
     let mut feed_on_a = a.feed(&reader).await;
     let mut feed_on_b = b.feed(&reader).await;
     let post = b.create_post(&author, "written through b").await;
-    assert_event(
-        &feed_on_a.next_event().await,
-        "post.created",
-        post,
-        author.id,
-        Some("written through b"),
-    );
-    assert_event(
-        &feed_on_b.next_event().await,
-        "post.created",
-        post,
-        author.id,
-        Some("written through b"),
-    );
+    feed_on_a
+        .expect_created(post, &author, "written through b")
+        .await;
+    feed_on_b
+        .expect_created(post, &author, "written through b")
+        .await;
     b.stop().await;
     let post = a.create_post(&author, "b is gone").await;
-    assert_event(
-        &feed_on_a.next_event().await,
-        "post.created",
-        post,
-        author.id,
-        Some("b is gone"),
-    );
+    feed_on_a.expect_created(post, &author, "b is gone").await;
 }
 
 #[actix_web::test]
@@ -213,13 +163,7 @@ async fn a_silent_client_is_dropped_and_its_queue_and_binding_are_gone() {
     assert!(support::eventually(|| async { !queue_exists(&conn, &queue).await }).await);
     assert!(!is_routed(&conn, &exchange, &format!("user.{}", quiet.id)).await);
     let post = app.create_post(&author, "still here").await;
-    assert_event(
-        &alive.next_event().await,
-        "post.created",
-        post,
-        author.id,
-        Some("still here"),
-    );
+    alive.expect_created(post, &author, "still here").await;
     assert_eq!(
         app.realtime
             .registry
@@ -299,20 +243,8 @@ async fn bad_frames_close_only_the_offending_session() {
     chatty.send(Message::Binary(vec![0u8; 16].into())).await;
     app.follow(&vandal, &author).await;
     let post = app.create_post(&author, "after chatter").await;
-    assert_event(
-        &chatty.next_event().await,
-        "post.created",
-        post,
-        author.id,
-        Some("after chatter"),
-    );
-    assert_event(
-        &good.next_event().await,
-        "post.created",
-        post,
-        author.id,
-        Some("after chatter"),
-    );
+    chatty.expect_created(post, &author, "after chatter").await;
+    good.expect_created(post, &author, "after chatter").await;
 
     // An oversized frame closes that session with 1009.
     chatty.send(Message::Text("x".repeat(4096).into())).await;
@@ -325,13 +257,7 @@ async fn bad_frames_close_only_the_offending_session() {
 
     // Everyone else is still served.
     let post = app.create_post(&author, "still fine").await;
-    assert_event(
-        &good.next_event().await,
-        "post.created",
-        post,
-        author.id,
-        Some("still fine"),
-    );
+    good.expect_created(post, &author, "still fine").await;
     let (status, _) = app.get("/health", None).await;
     assert_eq!(status, 200);
     assert!(
@@ -446,13 +372,8 @@ async fn sessions_are_told_to_reconnect_when_the_broker_link_drops_and_service_r
     assert!(support::eventually(|| async { app.get("/health", None).await.0 == 200 }).await);
     let mut feed = app.feed(&reader).await;
     let post = app.create_post(&author, "after the channel error").await;
-    assert_event(
-        &feed.next_event().await,
-        "post.created",
-        post,
-        author.id,
-        Some("after the channel error"),
-    );
+    feed.expect_created(post, &author, "after the channel error")
+        .await;
 
     // Then the whole connection, twice: each loss is noticed and each recovery serves again.
     for round in 0..2 {
@@ -464,13 +385,7 @@ async fn sessions_are_told_to_reconnect_when_the_broker_link_drops_and_service_r
         feed = app.feed(&reader).await;
         let text = format!("after outage {round}");
         let post = app.create_post(&author, &text).await;
-        assert_event(
-            &feed.next_event().await,
-            "post.created",
-            post,
-            author.id,
-            Some(&text),
-        );
+        feed.expect_created(post, &author, &text).await;
     }
 }
 

@@ -403,6 +403,12 @@ impl FeedClient {
         }
     }
 
+    /// The next event must be `author`'s new post `post_id` with `text`.
+    pub async fn expect_created(&mut self, post_id: Uuid, author: &TestUser, text: &str) {
+        let event = self.next_event().await;
+        assert_event(&event, "post.created", post_id, author.id, Some(text));
+    }
+
     /// Waits for the server's close frame, skipping anything before it.
     pub async fn close_reason(&mut self) -> Option<CloseReason> {
         loop {
