@@ -10,7 +10,9 @@ use awc::ws::{CloseCode, Message};
 use herald::realtime::broker::Queues;
 use herald::realtime::registry::SessionCount;
 use serde_json::json;
-use support::{amqp, assert_event, is_routed, queue_exists, Received, TestApp};
+use support::{
+    amqp, assert_event, is_routed, queue_exists, FeedClient, Received, TestApp, TestUser,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[actix_web::test]
@@ -342,10 +344,7 @@ async fn shutdown_closes_sessions_with_1001_and_releases_queues() {
 #[actix_web::test]
 async fn sessions_are_told_to_reconnect_when_the_broker_link_drops_and_service_resumes() {
     let app = TestApp::spawn().await;
-    let author = app.user("Author").await;
-    let reader = app.user("Reader").await;
-    app.follow(&reader, &author).await;
-    let mut feed = app.feed(&reader).await;
+    let (author, reader, feed) = app.author_and_follower().await;
 
     // First a channel-level failure: the exchange vanishes, so the next queue bind fails and
     // the broker closes herald's channel. herald rebuilds its link (and the exchange).
@@ -367,26 +366,33 @@ async fn sessions_are_told_to_reconnect_when_the_broker_link_drops_and_service_r
         refused.is_err(),
         "an upgrade that cannot bind its queue is refused"
     );
-    let reason = feed.close_reason().await.expect("close reason");
-    assert_eq!(reason.code, CloseCode::Again);
-    assert!(support::eventually(|| async { app.get("/health", None).await.0 == 200 }).await);
-    let mut feed = app.feed(&reader).await;
-    let post = app.create_post(&author, "after the channel error").await;
-    feed.expect_created(post, &author, "after the channel error")
-        .await;
+    let mut feed = resumes_after_outage(&app, feed, &author, &reader, "channel error").await;
 
     // Then the whole connection, twice: each loss is noticed and each recovery serves again.
     for round in 0..2 {
         let closed = support::force_close_herald_connections(&exchange);
         assert!(closed >= 1, "no herald connection found on the broker");
-        let reason = feed.close_reason().await.expect("close reason");
-        assert_eq!(reason.code, CloseCode::Again);
-        assert!(support::eventually(|| async { app.get("/health", None).await.0 == 200 }).await);
-        feed = app.feed(&reader).await;
-        let text = format!("after outage {round}");
-        let post = app.create_post(&author, &text).await;
-        feed.expect_created(post, &author, &text).await;
+        feed = resumes_after_outage(&app, feed, &author, &reader, &format!("outage {round}")).await;
     }
+}
+
+/// After an outage: the open feed is told to reconnect (1013), herald becomes healthy again by
+/// itself, and a new feed gets the author's next post. Returns that feed.
+async fn resumes_after_outage(
+    app: &TestApp,
+    mut feed: FeedClient,
+    author: &TestUser,
+    reader: &TestUser,
+    outage: &str,
+) -> FeedClient {
+    let reason = feed.close_reason().await.expect("close reason");
+    assert_eq!(reason.code, CloseCode::Again, "after the {outage}");
+    assert!(support::eventually(|| async { app.get("/health", None).await.0 == 200 }).await);
+    let mut feed = app.feed(reader).await;
+    let text = format!("after the {outage}");
+    let post = app.create_post(author, &text).await;
+    feed.expect_created(post, author, &text).await;
+    feed
 }
 
 #[actix_web::test]

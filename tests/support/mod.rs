@@ -266,6 +266,15 @@ impl TestApp {
         body.as_str().expect("bare id").parse().expect("uuid")
     }
 
+    /// An author, a follower of theirs, and the follower's open feed.
+    pub async fn author_and_follower(&self) -> (TestUser, TestUser, FeedClient) {
+        let author = self.user("Author").await;
+        let reader = self.user("Reader").await;
+        self.follow(&reader, &author).await;
+        let feed = self.feed(&reader).await;
+        (author, reader, feed)
+    }
+
     /// Opens the feed socket for `user`, with a client that answers pings in the background.
     pub async fn feed(&self, user: &TestUser) -> FeedClient {
         FeedClient::answering(self.raw_feed(user).await)
