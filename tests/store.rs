@@ -1,17 +1,46 @@
 //! Query plans: with realistic table sizes, the name search, the feed and the follower scan
-//! must be served by their indexes, not by sequential scans.
+//! must be served by their indexes, not by sequential scans. The plans are of the SQL diesel
+//! actually generates (prepared with its bind parameters, as herald runs it).
 
 mod support;
 
+use diesel::pg::Pg;
 use diesel::sql_types::Text;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use herald::startup::prepare_database;
+use herald::store::{friends, posts, users};
 use support::{test_settings, Cleanup};
+use uuid::Uuid;
 
 #[derive(diesel::QueryableByName)]
 struct PlanLine {
     #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
     line: String,
+}
+
+/// `EXPLAIN EXECUTE` of a query's own SQL, its binds passed as untyped literals (PostgreSQL
+/// gives each the parameter's type, as it does for the driver's binds).
+async fn plan_of<Q>(conn: &mut AsyncPgConnection, name: &str, query: &Q) -> String
+where
+    Q: diesel::query_builder::QueryFragment<Pg>,
+{
+    let debug = diesel::debug_query::<Pg, _>(query).to_string();
+    let (sql, binds) = debug.split_once(" -- binds: ").expect("debug_query output");
+    let literals: Vec<String> = binds
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .split(", ")
+        .map(|bind| format!("'{}'", bind.trim_matches('"').replace('\'', "''")))
+        .collect();
+    conn.batch_execute(&format!("PREPARE {name} AS {sql}"))
+        .await
+        .expect("prepare");
+    let lines: Vec<PlanLine> =
+        diesel::sql_query(format!("EXPLAIN EXECUTE {name}({})", literals.join(", ")))
+            .load(conn)
+            .await
+            .expect("explain");
+    lines.into_iter().map(|l| l.line + "\n").collect()
 }
 
 #[actix_web::test]
@@ -34,51 +63,36 @@ async fn search_feed_and_fan_out_queries_use_their_indexes() {
         "ANALYZE",
     ];
     for statement in seed {
-        diesel::sql_query(statement)
-            .execute(&mut conn)
-            .await
-            .expect("seed");
+        conn.batch_execute(statement).await.expect("seed");
     }
-    let user: String = {
-        #[derive(diesel::QueryableByName)]
-        struct Id {
-            #[diesel(sql_type = Text)]
-            id: String,
-        }
-        let ids: Vec<Id> = diesel::sql_query("SELECT id::text AS id FROM users LIMIT 1")
-            .load(&mut conn)
-            .await
-            .expect("a user");
-        ids[0].id.clone()
+    let user: Uuid = {
+        use diesel::QueryDsl;
+        use herald::store::schema::users::dsl::{id, users as all_users};
+        all_users.select(id).first(&mut conn).await.expect("a user")
     };
+
+    let search = users::search_query(
+        users::like_prefix("Name12"),
+        users::like_prefix("Surname1"),
+        1000,
+    );
+    let feed = posts::feed_query(user, 0, 10);
+    let followers = friends::followers_page_query(user, Uuid::nil(), 1000);
     let plans = [
         (
             "users_name_prefix_idx",
-            "SELECT id FROM users WHERE lower(first_name) LIKE 'name12%' \
-             AND lower(second_name) LIKE 'surname1%' ORDER BY id LIMIT 1000"
-                .to_owned(),
+            plan_of(&mut conn, "search", &search).await,
         ),
         (
             "posts_author_feed_idx",
-            format!(
-                "SELECT p.id FROM posts p JOIN friendships f ON f.friend_id = p.author_id \
-                 WHERE f.user_id = '{user}' ORDER BY p.id DESC OFFSET 0 LIMIT 10"
-            ),
+            plan_of(&mut conn, "feed", &feed).await,
         ),
         (
             "friendships_followers_idx",
-            format!(
-                "SELECT user_id FROM friendships WHERE friend_id = '{user}' \
-                 ORDER BY user_id LIMIT 1000"
-            ),
+            plan_of(&mut conn, "followers", &followers).await,
         ),
     ];
-    for (index, query) in plans {
-        let plan: Vec<PlanLine> = diesel::sql_query(format!("EXPLAIN {query}"))
-            .load(&mut conn)
-            .await
-            .expect("explain");
-        let plan: String = plan.into_iter().map(|l| l.line + "\n").collect();
+    for (index, plan) in plans {
         assert!(plan.contains(index), "expected {index} in:\n{plan}");
         assert!(!plan.contains("Seq Scan"), "sequential scan in:\n{plan}");
     }

@@ -84,7 +84,7 @@ impl Worker {
         let properties = BasicProperties::default()
             .with_content_type("application/json".into())
             .with_delivery_mode(1);
-        let mut after = None;
+        let mut after = Uuid::nil();
         loop {
             let page = {
                 let mut conn = store::connection(&self.db).await?;
@@ -108,10 +108,10 @@ impl Worker {
                     .send((confirm, permit))
                     .map_err(|_| FanoutError::Closed)?;
             }
-            if (page.len() as i64) < self.page_size {
-                return Ok(());
+            match page.last() {
+                Some(last) if page.len() as i64 == self.page_size => after = *last,
+                _ => return Ok(()),
             }
-            after = page.last().copied();
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Queries on `friendships`: directed follow edges, and the follower pages the fan-out reads.
 
+use diesel::dsl;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -38,21 +39,25 @@ pub async fn unfollow(
 
 /// One page of `author_id`'s followers, in id order, strictly after `after` (keyset paging, so
 /// a million followers stream in constant memory and each page is one range scan of
-/// `friendships_followers_idx`).
+/// `friendships_followers_idx`). Start with `Uuid::nil()`: it sorts before every user id.
 pub async fn followers_page(
     conn: &mut AsyncPgConnection,
     author_id: Uuid,
-    after: Option<Uuid>,
+    after: Uuid,
     limit: i64,
 ) -> Result<Vec<Uuid>, StoreError> {
-    let mut query = friendships::table
+    Ok(followers_page_query(author_id, after, limit)
+        .load(conn)
+        .await?)
+}
+
+/// The follower page's query, separate so its plan can be checked as diesel really writes it.
+#[dsl::auto_type(no_type_alias)]
+pub fn followers_page_query(author_id: Uuid, after: Uuid, limit: i64) -> _ {
+    friendships::table
         .filter(friendships::friend_id.eq(author_id))
+        .filter(friendships::user_id.gt(after))
         .select(friendships::user_id)
         .order(friendships::user_id)
         .limit(limit)
-        .into_boxed();
-    if let Some(after) = after {
-        query = query.filter(friendships::user_id.gt(after));
-    }
-    Ok(query.load(conn).await?)
 }

@@ -1,7 +1,8 @@
 //! Queries on `posts`: writes restricted to the author, lookups, and the feed.
 
 use chrono::Utc;
-use diesel::dsl::exists;
+use diesel::dsl::{self, exists};
+use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -111,13 +112,18 @@ pub async fn feed(
     offset: i64,
     limit: i64,
 ) -> Result<Vec<Post>, StoreError> {
-    Ok(posts::table
+    Ok(feed_query(user_id, offset, limit).load(conn).await?)
+}
+
+/// The feed's query, separate so its plan can be checked as diesel really writes it.
+#[dsl::auto_type(no_type_alias)]
+pub fn feed_query(user_id: Uuid, offset: i64, limit: i64) -> _ {
+    let columns: dsl::AsSelect<Post, Pg> = Post::as_select();
+    posts::table
         .inner_join(friendships::table.on(friendships::friend_id.eq(posts::author_id)))
         .filter(friendships::user_id.eq(user_id))
         .order(posts::id.desc())
         .offset(offset)
         .limit(limit)
-        .select(Post::as_select())
-        .load(conn)
-        .await?)
+        .select(columns)
 }

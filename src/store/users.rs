@@ -1,6 +1,7 @@
 //! Queries on `users`: registration, lookup, credentials and the name-prefix search.
 
-use diesel::dsl::exists;
+use diesel::dsl::{self, exists};
+use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -48,7 +49,7 @@ pub async fn password_hash(
 }
 
 /// Escapes LIKE's wildcards so user input only ever matches literally.
-fn like_prefix(prefix: &str) -> String {
+pub fn like_prefix(prefix: &str) -> String {
     let mut pattern = String::with_capacity(prefix.len() + 1);
     for ch in prefix.to_lowercase().chars() {
         if matches!(ch, '\\' | '%' | '_') {
@@ -80,14 +81,24 @@ pub async fn search(
     second_name: &str,
     limit: i64,
 ) -> Result<Vec<User>, StoreError> {
-    Ok(users::table
-        .filter(lower(users::first_name).like(like_prefix(first_name)))
-        .filter(lower(users::second_name).like(like_prefix(second_name)))
+    Ok(
+        search_query(like_prefix(first_name), like_prefix(second_name), limit)
+            .load(conn)
+            .await?,
+    )
+}
+
+/// The search's query (given LIKE patterns), separate so its plan can be checked as diesel
+/// really writes it.
+#[dsl::auto_type(no_type_alias)]
+pub fn search_query(first_pattern: String, second_pattern: String, limit: i64) -> _ {
+    let columns: dsl::AsSelect<User, Pg> = User::as_select();
+    users::table
+        .filter(lower(users::first_name).like(first_pattern))
+        .filter(lower(users::second_name).like(second_pattern))
         .order(users::id)
         .limit(limit)
-        .select(User::as_select())
-        .load(conn)
-        .await?)
+        .select(columns)
 }
 
 #[cfg(test)]
