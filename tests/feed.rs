@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use awc::ws::{CloseCode, Message};
 use herald::realtime::broker::Queues;
-use herald::realtime::registry::SessionCount;
 use serde_json::json;
 use support::{
     amqp, assert_event, is_routed, queue_exists, FeedClient, Received, TestApp, TestUser,
@@ -166,14 +165,7 @@ async fn a_silent_client_is_dropped_and_its_queue_and_binding_are_gone() {
     assert!(!is_routed(&conn, &exchange, &format!("user.{}", quiet.id)).await);
     let post = app.create_post(&author, "still here").await;
     alive.expect_created(post, &author, "still here").await;
-    assert_eq!(
-        app.realtime
-            .registry
-            .send(SessionCount)
-            .await
-            .expect("registry"),
-        1
-    );
+    assert_eq!(app.session_count().await, 1);
 
     // The silent client finds a close frame (1008) after the pings it never answered.
     let reason = support::raw_close_reason(&mut silent)
@@ -262,17 +254,7 @@ async fn bad_frames_close_only_the_offending_session() {
     good.expect_created(post, &author, "still fine").await;
     let (status, _) = app.get("/health", None).await;
     assert_eq!(status, 200);
-    assert!(
-        support::eventually(|| async {
-            app.realtime
-                .registry
-                .send(SessionCount)
-                .await
-                .expect("registry")
-                == 1
-        })
-        .await
-    );
+    assert!(support::eventually(|| async { app.session_count().await == 1 }).await);
 }
 
 /// Upgrades by hand over TCP, sends a frame with a reserved opcode, and returns the close code
@@ -408,15 +390,5 @@ async fn a_session_whose_queue_is_deleted_is_told_to_reconnect() {
     assert!(output.status.success(), "{output:?}");
     let reason = feed.close_reason().await.expect("close reason");
     assert_eq!(reason.code, CloseCode::Again);
-    assert!(
-        support::eventually(|| async {
-            app.realtime
-                .registry
-                .send(SessionCount)
-                .await
-                .expect("registry")
-                == 0
-        })
-        .await
-    );
+    assert!(support::eventually(|| async { app.session_count().await == 0 }).await);
 }

@@ -266,6 +266,15 @@ impl TestApp {
         body.as_str().expect("bare id").parse().expect("uuid")
     }
 
+    /// How many sessions this instance's registry holds.
+    pub async fn session_count(&self) -> usize {
+        self.realtime
+            .registry
+            .send(herald::realtime::registry::SessionCount)
+            .await
+            .expect("registry answers")
+    }
+
     /// An author, a follower of theirs, and the follower's open feed.
     pub async fn author_and_follower(&self) -> (TestUser, TestUser, FeedClient) {
         let author = self.user("Author").await;
