@@ -14,12 +14,14 @@ use awc::ws::{Frame, Message};
 use chrono::{NaiveDate, Utc};
 use futures_util::{SinkExt, StreamExt};
 use herald::auth::token;
-use herald::config::Settings;
 use herald::startup::Application;
 use herald::store::models::NewUser;
 use herald::store::{friends, tokens, users};
 use tokio::sync::mpsc;
 use uuid::Uuid;
+
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -44,14 +46,9 @@ fn ms(d: Duration) -> String {
 async fn main() {
     let followers = env_number("HERALD_BENCH_FOLLOWERS", 1000);
     let posts = env_number("HERALD_BENCH_POSTS", 50);
-    let mut settings = Settings::load().expect("settings");
-    let run = Uuid::new_v4().simple().to_string();
-    let mut url = url::Url::parse(&settings.database.url).expect("url");
-    url.set_path(&format!("/herald_bench_{run}"));
-    settings.database.url = url.to_string();
-    settings.realtime.exchange = format!("herald.bench.{run}");
-    settings.http.bind = "127.0.0.1:0".into();
+    let mut settings = support::isolated_settings("bench");
     settings.database.pool_size = 32;
+    let cleanup = support::Cleanup(settings.clone());
 
     let app = Application::build(settings.clone())
         .await
@@ -200,21 +197,7 @@ async fn main() {
     println!("- missing deliveries: {missing}");
 
     stopper.stop().await;
-    herald::store::database::drop_database(&settings.database.url)
-        .await
-        .expect("drop database");
-    if let Ok(conn) =
-        lapin::Connection::connect(&settings.amqp.url, lapin::ConnectionProperties::default()).await
-    {
-        if let Ok(channel) = conn.create_channel().await {
-            let _ = channel
-                .exchange_delete(
-                    settings.realtime.exchange.as_str().into(),
-                    Default::default(),
-                )
-                .await;
-        }
-    }
+    drop(cleanup); // before `exit`, which skips destructors
     if missing > 0 {
         std::process::exit(1);
     }

@@ -14,7 +14,7 @@ use crate::http::{self, request_id, AppState};
 use crate::realtime::broker::{self, Close};
 use crate::realtime::messages::DisconnectReason;
 use crate::realtime::registry::{DisconnectAll, SessionCount};
-use crate::realtime::{BrokerActor, BrokerHealth, SessionRegistry, Watchdog};
+use crate::realtime::{watchdog, BrokerActor, BrokerHealth, SessionRegistry, Watchdog};
 use crate::retry::{self, redact};
 use crate::store::{database, DbPool};
 
@@ -104,19 +104,7 @@ impl Realtime {
         }
         // `Close` bounds its own wait on RabbitMQ; this bounds the mailbox round trip too.
         let _ = tokio::time::timeout(SESSION_DRAIN * 3, self.broker.send(Close)).await;
-        self.watchdog.do_send(StopWatchdog);
-    }
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-struct StopWatchdog;
-
-impl Handler<StopWatchdog> for Watchdog {
-    type Result = ();
-
-    fn handle(&mut self, _: StopWatchdog, ctx: &mut Context<Self>) {
-        ctx.stop();
+        self.watchdog.do_send(watchdog::Stop);
     }
 }
 

@@ -9,7 +9,9 @@ use actix::prelude::*;
 use herald::config::Settings;
 use herald::realtime::broker::{Prepare, Publish};
 use herald::realtime::messages::{Deliver, Disconnect, DisconnectReason, Heartbeat, SessionHandle};
-use herald::realtime::registry::{Deregister, Register, SessionCount, SessionRegistry};
+use herald::realtime::registry::{
+    Deregister, Register, SessionCount, SessionRegistry, UserSessions,
+};
 use herald::realtime::topology::session_queue;
 use herald::realtime::watchdog::Round;
 use herald::realtime::FeedEvent;
@@ -245,6 +247,23 @@ async fn events_reach_exactly_the_sessions_of_the_routed_user() {
     let mut alice_1 = rig.session(alice, Behaviour::Responsive).await;
     let mut alice_2 = rig.session(alice, Behaviour::Responsive).await;
     let mut bob_1 = rig.session(bob, Behaviour::Responsive).await;
+
+    // The registry knows both of Alice's sessions, by user.
+    assert!(
+        eventually(|| async {
+            let mut ids = rig
+                .realtime
+                .registry
+                .send(UserSessions(alice))
+                .await
+                .expect("registry answers");
+            ids.sort();
+            let mut expected = vec![alice_1.id, alice_2.id];
+            expected.sort();
+            ids == expected
+        })
+        .await
+    );
 
     let (m1, m2, m3) = (marker(1), marker(2), marker(3));
     publish_raw(&conn, &exchange, &format!("user.{alice}"), &m1).await;

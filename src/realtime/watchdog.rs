@@ -122,3 +122,16 @@ impl Handler<Round> for Watchdog {
         })
     }
 }
+
+/// Stops the watchdog's rounds (on shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+impl Handler<Stop> for Watchdog {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

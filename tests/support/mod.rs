@@ -23,16 +23,23 @@ use uuid::Uuid;
 /// How long any awaited condition may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
-/// Settings for one isolated test: a fresh database name, a fresh exchange, a random port and
-/// a fast watchdog (ping every second, drop after two silent seconds).
-pub fn test_settings() -> Settings {
+/// Settings for one isolated run: a fresh database name and a fresh exchange, both named
+/// `herald_<kind>_<id>`, and a random port. Pair with `Cleanup` to drop them afterwards.
+pub fn isolated_settings(kind: &str) -> Settings {
     let mut settings = Settings::load().expect("settings load");
     let run = Uuid::new_v4().simple().to_string();
     let mut url = url::Url::parse(&settings.database.url).expect("database url");
-    url.set_path(&format!("/herald_test_{run}"));
+    url.set_path(&format!("/herald_{kind}_{run}"));
     settings.database.url = url.to_string();
-    settings.realtime.exchange = format!("herald.test.{run}");
+    settings.realtime.exchange = format!("herald.{kind}.{run}");
     settings.http.bind = "127.0.0.1:0".into();
+    settings
+}
+
+/// Settings for one isolated test, with a fast watchdog (ping every second, drop after two
+/// silent seconds).
+pub fn test_settings() -> Settings {
+    let mut settings = isolated_settings("test");
     settings.http.workers = 2;
     settings.realtime.ping_interval_secs = 1;
     settings.realtime.client_timeout_secs = 2;
