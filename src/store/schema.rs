@@ -37,6 +37,8 @@ diesel::table! {
         city -> Text,
         password_hash -> Text,
         created_at -> Timestamptz,
+        follower_count -> Int8,
+        celebrity_since -> Nullable<Timestamptz>,
     }
 }
 

@@ -1,0 +1,2 @@
+ALTER TABLE users DROP COLUMN celebrity_since;
+ALTER TABLE users DROP COLUMN follower_count;
