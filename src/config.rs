@@ -44,9 +44,30 @@ pub struct AmqpSettings {
     pub url: String,
 }
 
+/// How a node takes its events from RabbitMQ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueMode {
+    /// One queue per herald instance; routing keys are bound while a local session needs them
+    /// and the registry hands each delivery to the right sessions.
+    Node,
+    /// One queue per WebSocket session, bound to its user's routing key.
+    Session,
+}
+
+impl QueueMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueMode::Node => "node",
+            QueueMode::Session => "session",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 pub struct RealtimeSettings {
     pub exchange: String,
+    pub queue_mode: QueueMode,
     pub ping_interval_secs: u64,
     pub client_timeout_secs: u64,
     pub queue_expires_ms: u32,
@@ -54,6 +75,11 @@ pub struct RealtimeSettings {
     pub max_frame_bytes: usize,
     pub fanout_page_size: i64,
     pub max_confirms_in_flight: usize,
+    pub node_queue_max_length: u32,
+    pub node_prefetch: u16,
+    pub session_mailbox: usize,
+    pub celebrity_followers: i64,
+    pub celebrity_settle_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -141,6 +167,23 @@ impl Settings {
                 "realtime.max_frame_bytes must be > 0",
             ),
             (
+                rt.node_queue_max_length > 0,
+                "realtime.node_queue_max_length must be > 0",
+            ),
+            (rt.node_prefetch > 0, "realtime.node_prefetch must be > 0"),
+            (
+                rt.session_mailbox > 0,
+                "realtime.session_mailbox must be > 0",
+            ),
+            (
+                rt.celebrity_followers > 0,
+                "realtime.celebrity_followers must be > 0",
+            ),
+            (
+                rt.celebrity_settle_ms <= MAX_TIMER_SECS * 1000,
+                "realtime.celebrity_settle_ms must be at most a week",
+            ),
+            (
                 self.database.pool_size > 0,
                 "database.pool_size must be > 0",
             ),
@@ -163,6 +206,10 @@ impl RealtimeSettings {
 
     pub fn client_timeout(&self) -> Duration {
         Duration::from_secs(self.client_timeout_secs)
+    }
+
+    pub fn celebrity_settle(&self) -> Duration {
+        Duration::from_millis(self.celebrity_settle_ms)
     }
 }
 
@@ -193,6 +240,18 @@ mod tests {
         assert_eq!(settings.realtime.exchange, "herald.feed");
         assert_eq!(settings.realtime.ping_interval_secs, 10);
         assert_eq!(settings.realtime.client_timeout_secs, 30);
+        assert_eq!(settings.realtime.queue_mode, super::QueueMode::Node);
+    }
+
+    #[test]
+    fn the_queue_mode_is_node_or_session() {
+        let session =
+            Settings::load_from(None, env(&[("HERALD__REALTIME__QUEUE_MODE", "session")]))
+                .expect("loads");
+        assert_eq!(session.realtime.queue_mode, super::QueueMode::Session);
+        assert!(
+            Settings::load_from(None, env(&[("HERALD__REALTIME__QUEUE_MODE", "cluster")])).is_err()
+        );
     }
 
     #[test]

@@ -8,13 +8,16 @@ use actix::prelude::*;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{from_fn, Logger};
 use actix_web::{web, App, HttpServer};
+use uuid::Uuid;
 
 use crate::config::{AmqpSettings, DatabaseSettings, RealtimeSettings, Settings};
 use crate::http::{self, request_id, AppState};
 use crate::realtime::broker::{self, Close};
 use crate::realtime::messages::DisconnectReason;
 use crate::realtime::registry::{DisconnectAll, SessionCount};
-use crate::realtime::{watchdog, BrokerActor, BrokerHealth, SessionRegistry, Watchdog};
+use crate::realtime::{
+    topology, watchdog, BrokerActor, BrokerHealth, SessionRegistry, Stats, Watchdog,
+};
 use crate::retry::{self, redact};
 use crate::store::{database, DbPool};
 
@@ -57,6 +60,7 @@ pub struct Realtime {
     pub registry: Addr<SessionRegistry>,
     pub watchdog: Addr<Watchdog>,
     pub health: BrokerHealth,
+    pub stats: Stats,
 }
 
 impl Realtime {
@@ -69,10 +73,15 @@ impl Realtime {
     ) -> Result<Self, StartupError> {
         let pool = broker::build_pool(amqp, &settings.exchange)?;
         let what = format!("RabbitMQ at {}", redact(&amqp.url));
+        let node_queue = topology::node_queue(&settings.exchange, Uuid::new_v4());
         let link =
-            retry::with_backoff(&what, || broker::open_link(&pool, &settings.exchange)).await;
-        let (broker, registry, health) =
-            BrokerActor::start_with_registry(settings.clone(), pool, link, db);
+            retry::with_backoff(&what, || broker::open_link(&pool, settings, &node_queue)).await;
+        let broker::Started {
+            broker,
+            registry,
+            health,
+            stats,
+        } = BrokerActor::start_with_registry(settings.clone(), pool, node_queue, link, db);
         let watchdog = Watchdog::new(
             registry.clone(),
             broker.clone(),
@@ -85,6 +94,7 @@ impl Realtime {
             registry,
             watchdog,
             health,
+            stats,
         })
     }
 
@@ -146,8 +156,9 @@ impl Application {
             broker: realtime.broker.clone(),
             registry: realtime.registry.clone(),
             broker_health: realtime.health.clone(),
+            stats: realtime.stats.clone(),
             auth: settings.auth.clone(),
-            max_frame_bytes: settings.realtime.max_frame_bytes,
+            realtime: settings.realtime.clone(),
         });
         let body_limit = settings.http.body_limit_bytes;
         let mut server = HttpServer::new(move || {

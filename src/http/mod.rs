@@ -10,8 +10,8 @@ pub mod validation;
 use actix::Addr;
 use actix_web::web;
 
-use crate::config::AuthSettings;
-use crate::realtime::{BrokerActor, BrokerHealth, SessionRegistry};
+use crate::config::{AuthSettings, RealtimeSettings};
+use crate::realtime::{BrokerActor, BrokerHealth, SessionRegistry, Stats};
 use crate::store::DbPool;
 
 /// What every handler may reach, shared across workers.
@@ -20,8 +20,9 @@ pub struct AppState {
     pub broker: Addr<BrokerActor>,
     pub registry: Addr<SessionRegistry>,
     pub broker_health: BrokerHealth,
+    pub stats: Stats,
     pub auth: AuthSettings,
-    pub max_frame_bytes: usize,
+    pub realtime: RealtimeSettings,
 }
 
 /// Mounts every route of the contract (plus `/health`) and the body and parameter limits.

@@ -1,39 +1,40 @@
 //! `BrokerActor`: owns herald's AMQP connection (from a deadpool-lapin pool) and its channels,
-//! declares the durable direct exchange, gives every session a queue bound to
-//! `user.<user id>`, forwards each delivery to the session's actor address (acking once it is
-//! handed over), deletes the queue when the session ends, and hands post events to the fan-out.
+//! declares the durable direct exchange, keeps the routing that brings each local session its
+//! events (a node queue with per-user and per-celebrity bindings, or a queue per session: see
+//! `realtime.queue_mode`), and hands post events to the fan-out.
 //!
-//! If the connection is lost, every session is closed (1013, "try again"), since its exclusive
-//! queue died with the connection, and the actor reconnects with backoff.
+//! If the connection is lost, every session is closed (1013, "try again"), since the exclusive
+//! queues died with the connection, and the actor reconnects with backoff.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use futures_util::future::join_all;
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions,
-    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
+    BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, ExchangeKind};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use super::fanout::{self, FanoutJob};
-use super::messages::{Deliver, Disconnect, DisconnectReason, SessionHandle};
-use super::registry::{DisconnectAll, SessionRegistry};
-use super::topology::{session_queue, session_queue_arguments, user_routing_key};
-use super::FeedEvent;
-use crate::config::{AmqpSettings, RealtimeSettings};
+use super::messages::SessionHandle;
+use super::node_queue::{self, NodeBindings};
+use super::registry::{LinkLost, SessionRegistry};
+use super::session_queues::{self, SessionQueues};
+use super::stats::Stats;
+use super::topology::{author_routing_key, node_queue_arguments, user_routing_key};
+use crate::config::{AmqpSettings, QueueMode, RealtimeSettings};
 use crate::retry;
 use crate::store::DbPool;
 
-/// Deliveries a session's consumer may hold unacked: enough to keep a socket busy, small enough
-/// that a slow client leaves its backlog in its (length-capped) queue, not in herald's memory.
+/// Deliveries a session's consumer may hold unacked (session mode): enough to keep a socket
+/// busy, small enough that a slow client leaves its backlog in its (length-capped) queue.
 const SESSION_PREFETCH: u16 = 64;
 
 /// How long closing a connection may take before herald gives up on a clean close.
@@ -64,11 +65,13 @@ impl BrokerHealth {
 }
 
 /// A live connection with its two channels: one for topology and consuming, one for
-/// publishing with confirms (so a slow confirm never delays a session's acks).
+/// publishing with confirms (so a slow confirm never delays an ack).
 pub struct Link {
     connection: deadpool_lapin::Object,
     topology: Channel,
     publish: Channel,
+    /// Node mode: this instance's queue, declared with the link.
+    node_queue: Option<String>,
 }
 
 impl Link {
@@ -100,19 +103,28 @@ pub fn build_pool(
         .map_err(|e| BrokerError::Pool(e.to_string()))
 }
 
-/// Connects, opens both channels and declares the exchange (durable, direct).
-pub async fn open_link(pool: &deadpool_lapin::Pool, exchange: &str) -> Result<Link, BrokerError> {
+/// Connects, opens both channels, declares the exchange (durable, direct) and, in node mode,
+/// this node's queue (exclusive, auto-delete, length-capped).
+pub async fn open_link(
+    pool: &deadpool_lapin::Pool,
+    settings: &RealtimeSettings,
+    node_queue: &str,
+) -> Result<Link, BrokerError> {
     let connection = pool
         .get()
         .await
         .map_err(|e| BrokerError::Pool(e.to_string()))?;
     let topology = connection.create_channel().await?;
+    let prefetch = match settings.queue_mode {
+        QueueMode::Node => settings.node_prefetch,
+        QueueMode::Session => SESSION_PREFETCH,
+    };
     topology
-        .basic_qos(SESSION_PREFETCH, BasicQosOptions::default())
+        .basic_qos(prefetch, BasicQosOptions::default())
         .await?;
     topology
         .exchange_declare(
-            exchange.into(),
+            settings.exchange.as_str().into(),
             ExchangeKind::Direct,
             ExchangeDeclareOptions {
                 durable: true,
@@ -121,6 +133,23 @@ pub async fn open_link(pool: &deadpool_lapin::Pool, exchange: &str) -> Result<Li
             FieldTable::default(),
         )
         .await?;
+    let node_queue = match settings.queue_mode {
+        QueueMode::Node => {
+            topology
+                .queue_declare(
+                    node_queue.into(),
+                    QueueDeclareOptions {
+                        exclusive: true,
+                        auto_delete: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    node_queue_arguments(settings),
+                )
+                .await?;
+            Some(node_queue.to_owned())
+        }
+        QueueMode::Session => None,
+    };
     let publish = connection.create_channel().await?;
     publish
         .confirm_select(ConfirmSelectOptions::default())
@@ -129,67 +158,84 @@ pub async fn open_link(pool: &deadpool_lapin::Pool, exchange: &str) -> Result<Li
         connection,
         topology,
         publish,
+        node_queue,
     })
 }
 
-enum State {
-    /// Queue declared and bound; events wait in it until the session attaches.
-    Prepared,
-    /// Consumed by a forwarding task; dropping or firing `stop` ends it and deletes the queue.
-    Active {
-        session: SessionHandle,
-        stop: oneshot::Sender<()>,
-    },
-}
-
-struct Subscription {
-    queue: String,
-    since: Instant,
-    state: State,
+/// Where this node's sessions get their events from.
+enum Routing {
+    Node(NodeBindings),
+    Session(SessionQueues),
 }
 
 pub struct BrokerActor {
     settings: RealtimeSettings,
     pool: deadpool_lapin::Pool,
+    node_queue: String,
     link: Option<Link>,
     registry: Addr<SessionRegistry>,
-    subscriptions: HashMap<Uuid, Subscription>,
+    routing: Routing,
     health: BrokerHealth,
+    stats: Stats,
     publish_channel: watch::Sender<Option<Channel>>,
     fanout: mpsc::Sender<FanoutJob>,
-    /// Bumped on every new link, so events from an old connection are ignored.
+    /// Bumped on every new link, so events from an old connection are ignored, and so are
+    /// releases of holds taken on an old connection.
     generation: u64,
+}
+
+/// What [`BrokerActor::start_with_registry`] returns: the two actors, and the shared views of
+/// the link's health and the node's counters.
+pub struct Started {
+    pub broker: Addr<BrokerActor>,
+    pub registry: Addr<SessionRegistry>,
+    pub health: BrokerHealth,
+    pub stats: Stats,
 }
 
 impl BrokerActor {
     /// Starts the broker and the session registry (they refer to each other) on the current
-    /// arbiter, with a link already open.
+    /// arbiter, with a link already open (from [`open_link`] with the same `node_queue`).
     pub fn start_with_registry(
         settings: RealtimeSettings,
         pool: deadpool_lapin::Pool,
+        node_queue: String,
         link: Link,
         db: DbPool,
-    ) -> (Addr<BrokerActor>, Addr<SessionRegistry>, BrokerHealth) {
+    ) -> Started {
         let health = BrokerHealth::default();
+        let stats = Stats::default();
         let (publish_channel, publish_rx) = watch::channel(None);
-        let fanout = fanout::spawn(db, &settings, publish_rx);
+        let fanout = fanout::spawn(db, &settings, publish_rx, stats.clone());
+        let routing = match settings.queue_mode {
+            QueueMode::Node => Routing::Node(NodeBindings::default()),
+            QueueMode::Session => Routing::Session(SessionQueues::default()),
+        };
         // The two actors refer to each other: make the broker's context (and so its address)
         // first, start the registry with it, then run the broker in that context.
         let context = Context::new();
-        let registry = SessionRegistry::new(context.address()).start();
+        let registry =
+            SessionRegistry::new(context.address(), settings.queue_mode, stats.clone()).start();
         let broker = context.run(BrokerActor {
             settings,
             pool,
+            node_queue,
             link: None,
             registry: registry.clone(),
-            subscriptions: HashMap::new(),
+            routing,
             health: health.clone(),
+            stats: stats.clone(),
             publish_channel,
             fanout,
             generation: 0,
         });
         broker.do_send(LinkUp(link));
-        (broker, registry, health)
+        Started {
+            broker,
+            registry,
+            health,
+            stats,
+        }
     }
 
     fn topology_channel(&self) -> Result<Channel, BrokerError> {
@@ -216,37 +262,25 @@ impl BrokerActor {
         log::error!("lost the RabbitMQ connection ({why}); closing sessions and reconnecting");
         self.health.set(false);
         self.publish_channel.send_replace(None);
-        self.subscriptions.clear();
-        self.registry
-            .do_send(DisconnectAll(DisconnectReason::BrokerLost));
+        match &mut self.routing {
+            Routing::Node(bindings) => bindings.link_down(),
+            Routing::Session(queues) => queues.clear(),
+        }
+        self.registry.do_send(LinkLost);
         let pool = self.pool.clone();
-        let exchange = self.settings.exchange.clone();
+        let settings = self.settings.clone();
+        let node_queue = self.node_queue.clone();
         ctx.spawn(
-            async move { retry::with_backoff("RabbitMQ", || open_link(&pool, &exchange)).await }
-                .into_actor(self)
-                .map(|link, _, ctx| ctx.notify(LinkUp(link))),
+            async move {
+                retry::with_backoff("RabbitMQ", || open_link(&pool, &settings, &node_queue)).await
+            }
+            .into_actor(self)
+            .map(|link, _, ctx| ctx.notify(LinkUp(link))),
         );
     }
 
-    /// Ends a session's subscription: stops its forwarder (which deletes the queue), or deletes
-    /// a queue that was never consumed.
-    fn release(&mut self, ctx: &mut Context<Self>, session_id: Uuid) {
-        let Some(subscription) = self.subscriptions.remove(&session_id) else {
-            return;
-        };
-        match subscription.state {
-            State::Active { stop, .. } => {
-                let _ = stop.send(());
-            }
-            State::Prepared => {
-                if let Ok(channel) = self.topology_channel() {
-                    ctx.spawn(
-                        async move { delete_queue(&channel, &subscription.queue).await }
-                            .into_actor(self),
-                    );
-                }
-            }
-        }
+    fn author_keys(authors: &[Uuid]) -> impl Iterator<Item = String> + '_ {
+        authors.iter().map(|author| author_routing_key(*author))
     }
 }
 
@@ -269,17 +303,35 @@ impl Handler<LinkUp> for BrokerActor {
     fn handle(&mut self, msg: LinkUp, ctx: &mut Context<Self>) {
         self.generation += 1;
         let generation = self.generation;
+        let link = msg.0;
         ctx.add_stream(
-            msg.0
-                .connection
+            link.connection
                 .events_listener()
                 .map(move |event| LinkEvent(generation, event)),
         );
+        if let (Routing::Node(bindings), Some(queue)) = (&mut self.routing, &link.node_queue) {
+            bindings.link_up(
+                link.topology.clone(),
+                self.settings.exchange.clone(),
+                queue.clone(),
+            );
+            actix_rt::spawn(node_queue::consume(
+                link.topology.clone(),
+                queue.clone(),
+                self.registry.clone(),
+                ctx.address(),
+                self.stats.clone(),
+                generation,
+            ));
+        }
         self.publish_channel
-            .send_replace(Some(msg.0.publish.clone()));
-        self.link = Some(msg.0);
+            .send_replace(Some(link.publish.clone()));
+        self.link = Some(link);
         self.health.set(true);
-        log::info!("connected to RabbitMQ");
+        log::info!(
+            "connected to RabbitMQ ({} queue mode)",
+            self.settings.queue_mode.as_str()
+        );
     }
 }
 
@@ -304,54 +356,151 @@ impl StreamHandler<LinkEvent> for BrokerActor {
     fn finished(&mut self, _: &mut Context<Self>) {}
 }
 
-/// Declares and binds a session's queue before its WebSocket upgrade completes, so that no
-/// event published after the client is connected can be missed.
+/// The node queue's consumer stopped (its queue was deleted, or its channel failed): without it
+/// no session on this node hears anything, so the link is rebuilt.
 #[derive(Message)]
-#[rtype(result = "Result<(), BrokerError>")]
-pub struct Prepare {
+#[rtype(result = "()")]
+pub struct ConsumerEnded {
+    pub generation: u64,
+    pub why: String,
+}
+
+impl Handler<ConsumerEnded> for BrokerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ConsumerEnded, ctx: &mut Context<Self>) {
+        if msg.generation == self.generation {
+            self.link_lost(ctx, &msg.why);
+        }
+    }
+}
+
+/// Makes sure a session about to start will receive its user's events: binds `user.<id>` to the
+/// node queue (node mode) or declares and binds the session's own queue (session mode). Resolves
+/// once the binding is in place, with the link generation the hold belongs to.
+#[derive(Message)]
+#[rtype(result = "Result<u64, BrokerError>")]
+pub struct Subscribe {
     pub session_id: Uuid,
     pub user_id: Uuid,
 }
 
-impl Handler<Prepare> for BrokerActor {
-    type Result = ResponseActFuture<Self, Result<(), BrokerError>>;
+impl Handler<Subscribe> for BrokerActor {
+    type Result = ResponseActFuture<Self, Result<u64, BrokerError>>;
 
-    fn handle(&mut self, msg: Prepare, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) -> Self::Result {
         let channel = match self.topology_channel() {
             Ok(channel) => channel,
             Err(error) => return Box::pin(fut::ready(Err(error))),
         };
-        let queue = session_queue(&self.settings.exchange, msg.session_id);
-        let declare = declare_session_queue(
-            channel,
-            queue.clone(),
-            self.settings.exchange.clone(),
-            session_queue_arguments(&self.settings),
-            msg.user_id,
-        );
         let generation = self.generation;
-        Box::pin(declare.into_actor(self).map(move |result, act, _| {
-            // A link lost meanwhile took the queue with it: the client must retry.
-            if act.generation != generation || act.link.is_none() {
-                return Err(BrokerError::Unavailable);
+        match &mut self.routing {
+            Routing::Node(bindings) => {
+                let key = user_routing_key(msg.user_id);
+                let ready = bindings.retain(key.clone());
+                Box::pin(ready.into_actor(self).map(move |result, act, _| {
+                    let current = act.generation == generation && act.link.is_some();
+                    match result {
+                        Ok(()) if current => Ok(generation),
+                        failed => {
+                            if current {
+                                if let Routing::Node(bindings) = &mut act.routing {
+                                    bindings.release(&key);
+                                }
+                            }
+                            Err(failed.err().unwrap_or(BrokerError::Unavailable))
+                        }
+                    }
+                }))
             }
-            if result.is_ok() {
-                act.subscriptions.insert(
-                    msg.session_id,
-                    Subscription {
-                        queue,
-                        since: Instant::now(),
-                        state: State::Prepared,
-                    },
-                );
+            Routing::Session(_) => {
+                let settings = self.settings.clone();
+                let declare = async move {
+                    session_queues::declare(channel, &settings, msg.session_id, msg.user_id).await
+                };
+                Box::pin(declare.into_actor(self).map(move |result, act, _| {
+                    // A link lost meanwhile took the queue with it: the client must retry.
+                    if act.generation != generation || act.link.is_none() {
+                        return Err(BrokerError::Unavailable);
+                    }
+                    let queue = result?;
+                    if let Routing::Session(queues) = &mut act.routing {
+                        queues.prepared(msg.session_id, queue);
+                    }
+                    Ok(generation)
+                }))
             }
-            result
-        }))
+        }
     }
 }
 
-/// A registered session wants its events: consume its queue (declaring it first if it was not
-/// prepared) and forward every delivery to it.
+/// Routes the events of these celebrity authors to a session: holds `author.<id>` on the node
+/// queue (node mode) or binds it to the session's queue (session mode). Resolves once bound.
+#[derive(Message)]
+#[rtype(result = "Result<(), BrokerError>")]
+pub struct Watch {
+    pub session_id: Uuid,
+    pub authors: Vec<Uuid>,
+    pub generation: u64,
+}
+
+impl Handler<Watch> for BrokerActor {
+    type Result = ResponseFuture<Result<(), BrokerError>>;
+
+    fn handle(&mut self, msg: Watch, _: &mut Context<Self>) -> Self::Result {
+        let channel = match self.topology_channel() {
+            Ok(channel) if msg.generation == self.generation => channel,
+            _ => return Box::pin(async { Err(BrokerError::Unavailable) }),
+        };
+        match &mut self.routing {
+            Routing::Node(bindings) => {
+                let ready: Vec<_> = Self::author_keys(&msg.authors)
+                    .map(|key| bindings.retain(key))
+                    .collect();
+                Box::pin(async move { join_all(ready).await.into_iter().collect() })
+            }
+            Routing::Session(queues) => {
+                let Some(queue) = queues.queue_of(msg.session_id) else {
+                    return Box::pin(async { Err(BrokerError::Unavailable) });
+                };
+                let exchange = self.settings.exchange.clone();
+                let keys: Vec<String> = Self::author_keys(&msg.authors).collect();
+                Box::pin(async move {
+                    for key in keys {
+                        session_queues::bind(&channel, &queue, &exchange, &key, true).await?;
+                    }
+                    Ok(())
+                })
+            }
+        }
+    }
+}
+
+/// Node mode: a session no longer follows these authors; drop its holds on their keys.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unwatch {
+    pub authors: Vec<Uuid>,
+    pub generation: u64,
+}
+
+impl Handler<Unwatch> for BrokerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unwatch, _: &mut Context<Self>) {
+        if msg.generation != self.generation {
+            return;
+        }
+        if let Routing::Node(bindings) = &mut self.routing {
+            for key in Self::author_keys(&msg.authors) {
+                bindings.release(&key);
+            }
+        }
+    }
+}
+
+/// A session's actor is running: in session mode, start consuming its queue for it. (In node
+/// mode the registry already routes to it.)
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Attach {
@@ -363,100 +512,81 @@ impl Handler<Attach> for BrokerActor {
     type Result = ();
 
     fn handle(&mut self, msg: Attach, _: &mut Context<Self>) {
-        let Ok(channel) = self.topology_channel() else {
-            msg.session
-                .disconnect
-                .do_send(Disconnect(DisconnectReason::BrokerLost));
-            return;
-        };
-        let queue = session_queue(&self.settings.exchange, msg.session_id);
-        let prepared = matches!(
-            self.subscriptions.get(&msg.session_id),
-            Some(Subscription {
-                state: State::Prepared,
-                ..
-            })
-        );
-        let declare = (!prepared).then(|| {
-            declare_session_queue(
-                channel.clone(),
-                queue.clone(),
-                self.settings.exchange.clone(),
-                session_queue_arguments(&self.settings),
-                msg.session.user_id,
-            )
-        });
-        let (stop, stopped) = oneshot::channel();
-        actix_rt::spawn(forward(
-            channel,
-            queue.clone(),
-            declare,
-            msg.session.clone(),
-            stopped,
-        ));
-        self.subscriptions.insert(
-            msg.session_id,
-            Subscription {
-                queue,
-                since: Instant::now(),
-                state: State::Active {
-                    session: msg.session,
-                    stop,
-                },
-            },
-        );
+        let channel = self.topology_channel();
+        if let Routing::Session(queues) = &mut self.routing {
+            match channel {
+                Ok(channel) => queues.attach(
+                    channel,
+                    self.settings.exchange.clone(),
+                    self.stats.clone(),
+                    msg.session_id,
+                    msg.session,
+                ),
+                Err(_) => msg.session.disconnect.do_send(super::messages::Disconnect(
+                    super::messages::DisconnectReason::BrokerLost,
+                )),
+            }
+        }
     }
 }
 
-/// A session has ended: delete its queue.
+/// A session has ended: release what it held (its user's key and its celebrities' keys in node
+/// mode, its queue in session mode).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Detach {
+pub struct Unsubscribe {
     pub session_id: Uuid,
+    pub user_id: Uuid,
+    pub authors: Vec<Uuid>,
+    pub generation: u64,
 }
 
-impl Handler<Detach> for BrokerActor {
+impl Handler<Unsubscribe> for BrokerActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Detach, ctx: &mut Context<Self>) {
-        self.release(ctx, msg.session_id);
+    fn handle(&mut self, msg: Unsubscribe, _: &mut Context<Self>) {
+        if msg.generation != self.generation {
+            return; // its holds went with an old connection
+        }
+        let channel = self.topology_channel().ok();
+        match &mut self.routing {
+            Routing::Node(bindings) => {
+                bindings.release(&user_routing_key(msg.user_id));
+                for key in Self::author_keys(&msg.authors) {
+                    bindings.release(&key);
+                }
+            }
+            Routing::Session(queues) => queues.release(channel, msg.session_id),
+        }
     }
 }
 
-/// The watchdog's sweep: release every subscription older than `older_than` whose session is
-/// not in `live` or whose actor has stopped. Returns how many were released.
+/// The watchdog's sweep: releases whatever no live session needs, if it is older than
+/// `older_than` (younger holds may belong to a session being admitted right now). In session
+/// mode that is queues whose session is not in `live` or has stopped; in node mode, bound keys
+/// not in `needed`. Returns how many were released.
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct Sweep {
     pub live: HashSet<Uuid>,
+    pub needed: HashSet<String>,
     pub older_than: Instant,
 }
 
 impl Handler<Sweep> for BrokerActor {
     type Result = usize;
 
-    fn handle(&mut self, msg: Sweep, ctx: &mut Context<Self>) -> usize {
-        let orphans: Vec<Uuid> = self
-            .subscriptions
-            .iter()
-            .filter(|(id, sub)| {
-                let dead = match &sub.state {
-                    State::Active { session, .. } => !session.is_alive(),
-                    State::Prepared => false,
-                };
-                sub.since < msg.older_than && (dead || !msg.live.contains(id))
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for id in &orphans {
-            log::info!("watchdog: releasing the orphaned queue of session {id}");
-            self.release(ctx, *id);
+    fn handle(&mut self, msg: Sweep, _: &mut Context<Self>) -> usize {
+        let channel = self.topology_channel().ok();
+        match &mut self.routing {
+            Routing::Node(bindings) => bindings.sweep(&msg.needed, msg.older_than),
+            Routing::Session(queues) => queues.sweep(channel, &msg.live, msg.older_than),
         }
-        orphans.len()
     }
 }
 
-/// The queue names of current subscriptions (for tests and diagnostics).
+/// The queues this node consumes (for tests and diagnostics): the node queue, or every session
+/// queue.
 #[derive(Message)]
 #[rtype(result = "Vec<String>")]
 pub struct Queues;
@@ -465,35 +595,50 @@ impl Handler<Queues> for BrokerActor {
     type Result = MessageResult<Queues>;
 
     fn handle(&mut self, _: Queues, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(
-            self.subscriptions
-                .values()
-                .map(|s| s.queue.clone())
+        MessageResult(match &self.routing {
+            Routing::Node(_) => self
+                .link
+                .as_ref()
+                .and_then(|link| link.node_queue.clone())
+                .into_iter()
                 .collect(),
-        )
+            Routing::Session(queues) => queues.queue_names(),
+        })
     }
 }
 
-/// A post event to fan out to its author's followers. Resolves once the job is queued, not when
-/// it is delivered: writers never wait for the fan-out.
+/// How many routing keys are bound to the node queue (node mode; 0 in session mode).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct BoundKeys;
+
+impl Handler<BoundKeys> for BrokerActor {
+    type Result = usize;
+
+    fn handle(&mut self, _: BoundKeys, _: &mut Context<Self>) -> usize {
+        match &self.routing {
+            Routing::Node(bindings) => bindings.bound_keys(),
+            Routing::Session(_) => 0,
+        }
+    }
+}
+
+/// A job for the fan-out (a post event, a follow change, a celebrity switch). Resolves once the
+/// job is queued, not when it is delivered: writers never wait for the fan-out.
 #[derive(Message)]
 #[rtype(result = "Result<(), BrokerError>")]
-pub struct Publish(pub FeedEvent);
+pub struct Publish(pub FanoutJob);
 
 impl Handler<Publish> for BrokerActor {
     type Result = ResponseFuture<Result<(), BrokerError>>;
 
     fn handle(&mut self, msg: Publish, _: &mut Context<Self>) -> Self::Result {
         let jobs = self.fanout.clone();
-        let job = FanoutJob {
-            author_id: msg.0.author(),
-            payload: msg.0.to_json().into_bytes().into(),
-        };
-        Box::pin(async move { jobs.send(job).await.map_err(|_| BrokerError::Unavailable) })
+        Box::pin(async move { jobs.send(msg.0).await.map_err(|_| BrokerError::Unavailable) })
     }
 }
 
-/// Closes the connection (which also drops every exclusive session queue). For shutdown.
+/// Closes the connection (which also drops every exclusive queue). For shutdown.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Close;
@@ -503,8 +648,12 @@ impl Handler<Close> for BrokerActor {
 
     fn handle(&mut self, _: Close, _: &mut Context<Self>) -> Self::Result {
         self.health.set(false);
-        self.subscriptions.clear();
+        match &mut self.routing {
+            Routing::Node(bindings) => bindings.link_down(),
+            Routing::Session(queues) => queues.clear(),
+        }
         self.publish_channel.send_replace(None);
+        self.generation += 1; // the consumer's end is no longer news
         let link = self.link.take();
         Box::pin(
             async move {
@@ -525,125 +674,5 @@ impl Handler<Close> for BrokerActor {
             .into_actor(self)
             .map(|_, _, ctx| ctx.stop()),
         )
-    }
-}
-
-/// Declares a session queue (exclusive, auto-delete, expiring, length-capped) and binds it to
-/// the user's routing key.
-async fn declare_session_queue(
-    channel: Channel,
-    queue: String,
-    exchange: String,
-    arguments: FieldTable,
-    user_id: Uuid,
-) -> Result<(), BrokerError> {
-    channel
-        .queue_declare(
-            queue.as_str().into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..QueueDeclareOptions::default()
-            },
-            arguments,
-        )
-        .await?;
-    channel
-        .queue_bind(
-            queue.as_str().into(),
-            exchange.as_str().into(),
-            user_routing_key(user_id).into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    Ok(())
-}
-
-async fn delete_queue(channel: &Channel, queue: &str) {
-    if let Err(error) = channel
-        .queue_delete(queue.into(), QueueDeleteOptions::default())
-        .await
-    {
-        log::warn!("deleting queue {queue}: {error}");
-    }
-}
-
-/// One session's forwarder: consumes its queue and hands each delivery to the session's actor,
-/// acking only once the actor has taken it. Ends when told to, when the actor is gone or when
-/// the consumer is cancelled; then it deletes the queue.
-async fn forward(
-    channel: Channel,
-    queue: String,
-    declare: Option<impl std::future::Future<Output = Result<(), BrokerError>>>,
-    session: SessionHandle,
-    mut stop: oneshot::Receiver<()>,
-) {
-    if let Some(declare) = declare {
-        if let Err(error) = declare.await {
-            log::warn!("declaring {queue}: {error}");
-            session
-                .disconnect
-                .do_send(Disconnect(DisconnectReason::BrokerLost));
-            return;
-        }
-    }
-    let tag = queue.clone();
-    let mut consumer = match channel
-        .basic_consume(
-            queue.as_str().into(),
-            tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-    {
-        Ok(consumer) => consumer,
-        Err(error) => {
-            log::warn!("consuming {queue}: {error}");
-            session
-                .disconnect
-                .do_send(Disconnect(DisconnectReason::BrokerLost));
-            delete_queue(&channel, &queue).await;
-            return;
-        }
-    };
-    // Why the loop ended decides what the session is told: nothing if it was stopped (it is
-    // going away), a "reconnect" close if its queue or consumer failed under it.
-    let stopped = loop {
-        let delivery = tokio::select! {
-            _ = &mut stop => break true,
-            next = consumer.next() => match next {
-                Some(Ok(delivery)) => delivery,
-                Some(Err(error)) => {
-                    log::warn!("consumer of {queue} failed: {error}");
-                    break false;
-                }
-                None => break false, // cancelled by the broker: the queue is gone
-            },
-        };
-        let text: Arc<str> = String::from_utf8_lossy(&delivery.data).into();
-        // A session that stops reading must not wedge its forwarder: `stop` still wins.
-        let handed = tokio::select! {
-            _ = &mut stop => break true,
-            handed = session.deliver.send(Deliver(text)) => handed,
-        };
-        if handed.is_err() {
-            break true; // the session actor is gone; the queue goes with it
-        }
-        if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
-            log::warn!("acking on {queue}: {error}");
-        }
-    };
-    if !stopped {
-        session
-            .disconnect
-            .do_send(Disconnect(DisconnectReason::BrokerLost));
-    }
-    if channel.status().connected() {
-        let _ = channel
-            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
-            .await;
-        delete_queue(&channel, &queue).await;
     }
 }

@@ -1,4 +1,6 @@
-//! Fan-out: turns one post event into one AMQP message per follower, routed `user.<follower>`.
+//! Fan-out: turns one post event into one AMQP message per follower, routed `user.<follower>`,
+//! or, for a celebrity, into a single message routed `author.<id>`. It also carries follow
+//! changes to the follower's nodes (control messages) and runs an author's switch to celebrity.
 //!
 //! It runs beside the request path: the HTTP handler only enqueues a job. One worker takes jobs
 //! in order (so a follower sees a post's events in the order they happened), streams the
@@ -8,22 +10,51 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Channel, PublisherConfirm};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
-use super::topology::user_routing_key;
+use super::control::{Control, CONTROL_TYPE};
+use super::events::FeedEvent;
+use super::stats::Stats;
+use super::topology::{author_routing_key, user_routing_key};
 use crate::config::RealtimeSettings;
+use crate::store::celebrities::{self, PublishMode};
 use crate::store::{self, friends, DbPool};
 
 /// Jobs waiting beyond this make `BrokerActor`'s enqueue wait (backpressure on writers).
 const JOB_BACKLOG: usize = 10_000;
 
-/// One event to deliver to every follower of `author_id`.
-pub struct FanoutJob {
-    pub author_id: Uuid,
-    pub payload: Arc<[u8]>,
+/// One unit of work for the fan-out, done in the order given.
+pub enum FanoutJob {
+    /// A post event, for every follower of `author_id`.
+    Event { author_id: Uuid, payload: Arc<[u8]> },
+    /// A follow change, for every session of `user_id`, wherever it is connected.
+    Control { user_id: Uuid, control: Control },
+    /// `author_id` has just been claimed as a celebrity: have every follower's node route
+    /// `author.<id>` to them, then switch the author's events to the single publish.
+    Promote { author_id: Uuid },
+}
+
+impl From<FeedEvent> for FanoutJob {
+    fn from(event: FeedEvent) -> Self {
+        FanoutJob::Event {
+            author_id: event.author(),
+            payload: event.to_json().into_bytes().into(),
+        }
+    }
+}
+
+impl FanoutJob {
+    fn author(&self) -> Uuid {
+        match self {
+            FanoutJob::Event { author_id, .. } | FanoutJob::Promote { author_id } => *author_id,
+            FanoutJob::Control { user_id, .. } => *user_id,
+        }
+    }
 }
 
 /// Starts the worker on the current arbiter; returns where to send jobs.
@@ -34,6 +65,7 @@ pub fn spawn(
     db: DbPool,
     settings: &RealtimeSettings,
     channel: watch::Receiver<Option<Channel>>,
+    stats: Stats,
 ) -> mpsc::Sender<FanoutJob> {
     let (jobs_tx, jobs_rx) = mpsc::channel(JOB_BACKLOG);
     let (confirms_tx, confirms_rx) = mpsc::unbounded_channel();
@@ -41,7 +73,10 @@ pub fn spawn(
         db,
         exchange: settings.exchange.clone(),
         page_size: settings.fanout_page_size,
+        max_in_flight: settings.max_confirms_in_flight,
         in_flight: Arc::new(Semaphore::new(settings.max_confirms_in_flight)),
+        settle: settings.celebrity_settle(),
+        stats,
         channel,
         confirms: confirms_tx,
     };
@@ -54,7 +89,10 @@ struct Worker {
     db: DbPool,
     exchange: String,
     page_size: i64,
+    max_in_flight: usize,
     in_flight: Arc<Semaphore>,
+    settle: Duration,
+    stats: Stats,
     channel: watch::Receiver<Option<Channel>>,
     confirms: mpsc::UnboundedSender<(PublisherConfirm, OwnedSemaphorePermit)>,
 }
@@ -65,8 +103,23 @@ impl Worker {
             let Some(channel) = self.current_channel().await else {
                 return; // the broker actor is gone: the process is stopping
             };
-            if let Err(error) = self.fan_out(&channel, &job).await {
-                log::error!("fan-out of an event by {} stopped: {error}", job.author_id);
+            let done = match &job {
+                FanoutJob::Event { author_id, payload } => {
+                    self.fan_out(&channel, *author_id, payload).await
+                }
+                FanoutJob::Control { user_id, control } => {
+                    self.publish(
+                        &channel,
+                        user_routing_key(*user_id),
+                        &control.to_json(),
+                        true,
+                    )
+                    .await
+                }
+                FanoutJob::Promote { author_id } => self.promote(&channel, *author_id).await,
+            };
+            if let Err(error) = done {
+                log::error!("fan-out for {} stopped: {error}", job.author());
             }
         }
     }
@@ -80,39 +133,109 @@ impl Worker {
         current.clone()
     }
 
-    async fn fan_out(&self, channel: &Channel, job: &FanoutJob) -> Result<(), FanoutError> {
-        let properties = BasicProperties::default()
+    /// Publishes one message; its confirm is awaited by the drain task, within the in-flight
+    /// bound.
+    async fn publish(
+        &self,
+        channel: &Channel,
+        routing_key: String,
+        payload: &[u8],
+        control: bool,
+    ) -> Result<(), FanoutError> {
+        let mut properties = BasicProperties::default()
             .with_content_type("application/json".into())
             .with_delivery_mode(1);
+        if control {
+            properties = properties.with_type(CONTROL_TYPE.into());
+        }
+        let permit = Arc::clone(&self.in_flight)
+            .acquire_owned()
+            .await
+            .map_err(|_| FanoutError::Closed)?;
+        let confirm = channel
+            .basic_publish(
+                self.exchange.as_str().into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                payload,
+                properties,
+            )
+            .await?;
+        self.stats.published(1);
+        self.confirms
+            .send((confirm, permit))
+            .map_err(|_| FanoutError::Closed)
+    }
+
+    /// Runs `each` on every follower of `author_id`, a keyset page at a time.
+    async fn for_each_follower(
+        &self,
+        channel: &Channel,
+        author_id: Uuid,
+        payload: &[u8],
+        control: bool,
+    ) -> Result<(), FanoutError> {
         let mut after = Uuid::nil();
         loop {
             let page = {
                 let mut conn = store::connection(&self.db).await?;
-                friends::followers_page(&mut conn, job.author_id, after, self.page_size).await?
+                friends::followers_page(&mut conn, author_id, after, self.page_size).await?
             };
             for follower in &page {
-                let permit = Arc::clone(&self.in_flight)
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| FanoutError::Closed)?;
-                let confirm = channel
-                    .basic_publish(
-                        self.exchange.as_str().into(),
-                        user_routing_key(*follower).into(),
-                        BasicPublishOptions::default(),
-                        &job.payload,
-                        properties.clone(),
-                    )
+                self.publish(channel, user_routing_key(*follower), payload, control)
                     .await?;
-                self.confirms
-                    .send((confirm, permit))
-                    .map_err(|_| FanoutError::Closed)?;
             }
             match page.last() {
                 Some(last) if page.len() as i64 == self.page_size => after = *last,
                 _ => return Ok(()),
             }
         }
+    }
+
+    async fn fan_out(
+        &self,
+        channel: &Channel,
+        author_id: Uuid,
+        payload: &[u8],
+    ) -> Result<(), FanoutError> {
+        let mode = {
+            let mut conn = store::connection(&self.db).await?;
+            celebrities::publish_mode(&mut conn, author_id).await?
+        };
+        match mode {
+            PublishMode::Once => {
+                self.publish(channel, author_routing_key(author_id), payload, false)
+                    .await
+            }
+            PublishMode::PerFollower => {
+                self.for_each_follower(channel, author_id, payload, false)
+                    .await
+            }
+        }
+    }
+
+    /// The switch to celebrity, without losing or doubling an event: every follower's node
+    /// (or session queue) is told to route `author.<id>`; once the broker has taken all of
+    /// those messages, and `realtime.celebrity_settle_ms` has been allowed for the nodes to
+    /// apply them, the author's events go out once. Until then they still go per follower.
+    async fn promote(&self, channel: &Channel, author_id: Uuid) -> Result<(), FanoutError> {
+        let watch = Control::Watch(author_id).to_json();
+        self.for_each_follower(channel, author_id, &watch, true)
+            .await?;
+        // Every permit back means every confirm of the controls has arrived.
+        let all = u32::try_from(self.max_in_flight).unwrap_or(u32::MAX);
+        drop(
+            self.in_flight
+                .acquire_many(all)
+                .await
+                .map_err(|_| FanoutError::Closed)?,
+        );
+        let mut conn = store::connection(&self.db).await?;
+        celebrities::switch_at(&mut conn, author_id, self.settle).await?;
+        log::info!(
+            "author {author_id} is now a celebrity: events go out once, as author.{author_id}"
+        );
+        Ok(())
     }
 }
 

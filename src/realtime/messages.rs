@@ -29,6 +29,9 @@ pub enum DisconnectReason {
     ServerShutdown,
     /// The broker connection was lost; the client should reconnect (close code 1013).
     BrokerLost,
+    /// The client reads its events slower than they come; it should reconnect and catch up
+    /// from the feed (close code 1008).
+    TooSlow,
 }
 
 /// Asks a session to close its client connection and stop.

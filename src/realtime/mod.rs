@@ -1,13 +1,17 @@
 //! Real time: the WebSocket session actors, the registry of who is connected on this node, the
-//! broker actor that carries events through RabbitMQ, the fan-out that publishes them, and the
-//! watchdog that keeps sessions and queues honest.
+//! broker actor that carries events through RabbitMQ (a queue per node or per session), the
+//! fan-out that publishes them, and the watchdog that keeps sessions, queues and bindings honest.
 
 pub mod broker;
+pub mod control;
 pub mod events;
 pub mod fanout;
 pub mod messages;
+pub mod node_queue;
 pub mod registry;
 pub mod session;
+pub mod session_queues;
+pub mod stats;
 pub mod topology;
 pub mod watchdog;
 
@@ -15,4 +19,5 @@ pub use broker::{BrokerActor, BrokerHealth};
 pub use events::FeedEvent;
 pub use registry::SessionRegistry;
 pub use session::WsSession;
+pub use stats::{Stats, StatsSnapshot};
 pub use watchdog::Watchdog;

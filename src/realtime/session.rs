@@ -1,6 +1,7 @@
 //! `WsSession`: one actor per WebSocket connection. It exists only for an authenticated user
-//! whose queue is already bound, writes each event it is handed as one text frame, answers the
-//! client's pings, tracks when it last heard from the client, and closes cleanly.
+//! whose events are already routed to this node, writes each event it is handed as one text
+//! frame, answers the client's pings, tracks when it last heard from the client, and closes
+//! cleanly.
 
 use std::time::Instant;
 
@@ -15,15 +16,19 @@ pub struct WsSession {
     id: Uuid,
     user_id: Uuid,
     registry: Addr<SessionRegistry>,
+    mailbox: usize,
     last_heard: Instant,
 }
 
 impl WsSession {
-    pub fn new(id: Uuid, user_id: Uuid, registry: Addr<SessionRegistry>) -> Self {
+    /// `mailbox` bounds the events waiting for this socket (`realtime.session_mailbox`): past
+    /// it the registry finds the mailbox full and closes the session as too slow.
+    pub fn new(id: Uuid, user_id: Uuid, registry: Addr<SessionRegistry>, mailbox: usize) -> Self {
         WsSession {
             id,
             user_id,
             registry,
+            mailbox,
             last_heard: Instant::now(),
         }
     }
@@ -41,6 +46,7 @@ impl Actor for WsSession {
     type Context = ws::WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.mailbox);
         self.registry.do_send(Register {
             session_id: self.id,
             handle: SessionHandle::new(self.user_id, &ctx.address()),
@@ -79,6 +85,7 @@ impl Handler<Disconnect> for WsSession {
             DisconnectReason::ClientTimeout => (CloseCode::Policy, "client timeout"),
             DisconnectReason::ServerShutdown => (CloseCode::Away, "server shutting down"),
             DisconnectReason::BrokerLost => (CloseCode::Again, "event broker unavailable"),
+            DisconnectReason::TooSlow => (CloseCode::Policy, "too slow: reconnect and reload"),
         };
         self.close(ctx, code, why);
     }

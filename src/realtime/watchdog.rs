@@ -1,7 +1,8 @@
 //! `Watchdog`: every `realtime.ping_interval_secs` it heartbeats every registered session (the
 //! session pings its client and says when it last heard from it), stops sessions whose client
-//! has been silent for `realtime.client_timeout_secs` or whose actor no longer answers, and
-//! has the broker release every queue left without a live session.
+//! has been silent for `realtime.client_timeout_secs` or whose actor no longer answers, drops
+//! admissions whose session never started, and has the broker release every queue (session
+//! mode) or binding (node mode) that no live session needs.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use uuid::Uuid;
 
 use super::broker::{BrokerActor, Sweep};
 use super::messages::{Disconnect, DisconnectReason, Heartbeat};
-use super::registry::{Deregister, SessionRegistry, Snapshot};
+use super::registry::{Deregister, NeededKeys, Prune, SessionRegistry, Snapshot};
 
 pub struct Watchdog {
     registry: Addr<SessionRegistry>,
@@ -53,7 +54,10 @@ pub struct RoundReport {
     pub timed_out: usize,
     /// Sessions whose actor had already stopped.
     pub gone: usize,
-    /// Queues released because no live session owned them.
+    /// Admissions dropped because their session never started.
+    pub pruned: usize,
+    /// Queues (session mode) or bindings (node mode) released because no live session needed
+    /// them.
     pub swept: usize,
 }
 
@@ -111,11 +115,20 @@ impl Handler<Round> for Watchdog {
                     }
                 }
             }
-            // Subscriptions younger than one interval before the snapshot may belong to a
-            // session that is registering right now; they get their turn next round.
+            // Anything younger than one interval before the snapshot may belong to a session
+            // being admitted right now; it gets its turn next round.
             let older_than = started.checked_sub(interval).unwrap_or(started);
+            report.pruned = registry
+                .send(Prune { older_than })
+                .await
+                .unwrap_or_default();
+            let needed = registry.send(NeededKeys).await.unwrap_or_default();
             report.swept = broker
-                .send(Sweep { live, older_than })
+                .send(Sweep {
+                    live,
+                    needed,
+                    older_than,
+                })
                 .await
                 .unwrap_or_default();
             report

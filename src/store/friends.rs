@@ -1,40 +1,66 @@
-//! Queries on `friendships`: directed follow edges, and the follower pages the fan-out reads.
+//! Queries on `friendships`: directed follow edges (each counted on the followed user's row),
+//! and the follower pages the fan-out reads.
 
 use diesel::dsl;
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::schema::friendships;
 use super::StoreError;
 
-/// `user_id` follows `friend_id`; following twice is a no-op.
+/// What a follow or unfollow changed on the followed author.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, QueryableByName)]
+pub struct FollowChange {
+    #[diesel(sql_type = BigInt)]
+    pub follower_count: i64,
+    /// Whether nodes route `author.<id>` for this author's followers (a celebrity, or one
+    /// becoming one).
+    #[diesel(sql_type = Bool)]
+    pub celebrity: bool,
+}
+
+/// `user_id` follows `friend_id`, counting the follower in the same statement. `None` when the
+/// edge already existed (nothing changed).
 pub async fn follow(
     conn: &mut AsyncPgConnection,
     user_id: Uuid,
     friend_id: Uuid,
-) -> Result<(), StoreError> {
-    diesel::insert_into(friendships::table)
-        .values((
-            friendships::user_id.eq(user_id),
-            friendships::friend_id.eq(friend_id),
-        ))
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
-    Ok(())
+) -> Result<Option<FollowChange>, StoreError> {
+    Ok(diesel::sql_query(
+        "WITH added AS (
+             INSERT INTO friendships (user_id, friend_id) VALUES ($1, $2)
+             ON CONFLICT DO NOTHING RETURNING friend_id)
+         UPDATE users SET follower_count = follower_count + 1
+          WHERE id IN (SELECT friend_id FROM added)
+         RETURNING follower_count, celebrity_since IS NOT NULL AS celebrity",
+    )
+    .bind::<SqlUuid, _>(user_id)
+    .bind::<SqlUuid, _>(friend_id)
+    .get_result(conn)
+    .await
+    .optional()?)
 }
 
-/// `user_id` stops following `friend_id`; unfollowing a stranger is a no-op.
+/// `user_id` stops following `friend_id`. `None` when there was no such edge.
 pub async fn unfollow(
     conn: &mut AsyncPgConnection,
     user_id: Uuid,
     friend_id: Uuid,
-) -> Result<(), StoreError> {
-    diesel::delete(friendships::table.find((user_id, friend_id)))
-        .execute(conn)
-        .await?;
-    Ok(())
+) -> Result<Option<FollowChange>, StoreError> {
+    Ok(diesel::sql_query(
+        "WITH removed AS (
+             DELETE FROM friendships WHERE user_id = $1 AND friend_id = $2 RETURNING friend_id)
+         UPDATE users SET follower_count = follower_count - 1
+          WHERE id IN (SELECT friend_id FROM removed)
+         RETURNING follower_count, celebrity_since IS NOT NULL AS celebrity",
+    )
+    .bind::<SqlUuid, _>(user_id)
+    .bind::<SqlUuid, _>(friend_id)
+    .get_result(conn)
+    .await
+    .optional()?)
 }
 
 /// One page of `author_id`'s followers, in id order, strictly after `after` (keyset paging, so

@@ -1,6 +1,7 @@
 //! Persistence: the PostgreSQL schema, its row types and every query herald runs, behind a
 //! pooled diesel-async connection. Routes call the functions here; no SQL lives elsewhere.
 
+pub mod celebrities;
 pub mod database;
 pub mod friends;
 pub mod models;

@@ -1,6 +1,7 @@
-//! `GET /post/feed/posted`: the WebSocket upgrade. The token is checked and the session's queue
-//! declared and bound *before* the upgrade completes, so a client that is connected is
-//! subscribed, and one that is refused (401, 503) leaves nothing behind.
+//! `GET /post/feed/posted`: the WebSocket upgrade. Before the upgrade completes, the token is
+//! checked, the user's events are routed to this node, and so are those of the celebrities the
+//! user follows: a client that is connected is subscribed, and one that is refused (401, 503)
+//! leaves nothing behind.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
@@ -10,8 +11,10 @@ use uuid::Uuid;
 use crate::http::auth::{authenticate, bearer_token};
 use crate::http::error::ApiError;
 use crate::http::AppState;
-use crate::realtime::broker::{Detach, Prepare};
+use crate::realtime::broker::BrokerError;
+use crate::realtime::registry::{Admit, Deregister, WatchAuthors};
 use crate::realtime::WsSession;
+use crate::store::{self, celebrities};
 
 #[derive(Deserialize)]
 struct TokenQuery {
@@ -37,18 +40,53 @@ pub async fn connect(
 
     let session_id = Uuid::new_v4();
     state
-        .broker
-        .send(Prepare {
+        .registry
+        .send(Admit {
             session_id,
             user_id,
         })
-        .await??;
-    let session = WsSession::new(session_id, user_id, state.registry.clone());
+        .await
+        .map_err(|_| BrokerError::Unavailable)??;
+    // Read only once the user's own key routes here: a follow committed after this read
+    // reaches this node as a control message on that key.
+    if let Err(error) = watch_celebrities(&state, session_id, user_id).await {
+        state.registry.do_send(Deregister { session_id });
+        return Err(error);
+    }
+    let session = WsSession::new(
+        session_id,
+        user_id,
+        state.registry.clone(),
+        state.realtime.session_mailbox,
+    );
     ws::WsResponseBuilder::new(session, &req, stream)
-        .frame_size(state.max_frame_bytes)
+        .frame_size(state.realtime.max_frame_bytes)
         .start()
         .map_err(|error| {
-            state.broker.do_send(Detach { session_id });
+            state.registry.do_send(Deregister { session_id });
             ApiError::BadRequest(format!("WebSocket upgrade failed: {error}"))
         })
+}
+
+async fn watch_celebrities(
+    state: &AppState,
+    session_id: Uuid,
+    user_id: Uuid,
+) -> Result<(), ApiError> {
+    let authors = {
+        let mut conn = store::connection(&state.pool).await?;
+        celebrities::followed_by(&mut conn, user_id).await?
+    };
+    if authors.is_empty() {
+        return Ok(());
+    }
+    state
+        .registry
+        .send(WatchAuthors {
+            session_id,
+            authors,
+        })
+        .await
+        .map_err(|_| BrokerError::Unavailable)??;
+    Ok(())
 }

@@ -1,4 +1,6 @@
 //! `/friend/set/{user_id}` and `/friend/delete/{user_id}`: directed follow edges, idempotent.
+//! A change that concerns a celebrity is carried to the follower's live sessions, and the follow
+//! that makes an author a celebrity starts the author's switch.
 
 use actix_web::{web, HttpResponse};
 use uuid::Uuid;
@@ -6,7 +8,11 @@ use uuid::Uuid;
 use crate::http::auth::AuthenticatedUser;
 use crate::http::error::ApiError;
 use crate::http::AppState;
-use crate::store::{self, friends, users, StoreError};
+use crate::realtime::broker::Publish;
+use crate::realtime::control::Control;
+use crate::realtime::fanout::FanoutJob;
+use crate::store::friends::FollowChange;
+use crate::store::{self, celebrities, friends, users, DbConn, StoreError};
 
 pub async fn set(
     state: web::Data<AppState>,
@@ -21,7 +27,7 @@ pub async fn set(
     if !users::exists_by_id(&mut conn, friend).await? {
         return Err(ApiError::NotFound("user not found".into()));
     }
-    match friends::follow(&mut conn, me, friend).await {
+    let change = match friends::follow(&mut conn, me, friend).await {
         // The user was deleted between the check and the insert.
         Err(StoreError::Query(diesel::result::Error::DatabaseError(
             diesel::result::DatabaseErrorKind::ForeignKeyViolation,
@@ -29,6 +35,9 @@ pub async fn set(
         ))) => Err(ApiError::NotFound("user not found".into())),
         other => other.map_err(ApiError::from),
     }?;
+    if let Some(change) = change {
+        followed(&state, &mut conn, me, friend, change).await;
+    }
     Ok(HttpResponse::Ok().finish())
 }
 
@@ -38,6 +47,55 @@ pub async fn delete(
     friend: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let mut conn = store::connection(&state.pool).await?;
-    friends::unfollow(&mut conn, me, *friend).await?;
+    let change = friends::unfollow(&mut conn, me, *friend).await?;
+    if change.is_some_and(|change| change.celebrity) {
+        let control = Control::Unwatch(*friend);
+        announce(
+            &state,
+            FanoutJob::Control {
+                user_id: me,
+                control,
+            },
+        )
+        .await;
+    }
     Ok(HttpResponse::Ok().finish())
+}
+
+/// After a committed follow: a celebrity's new follower has its sessions start routing the
+/// author's events; the follow that brings an author to `realtime.celebrity_followers` starts
+/// the author's switch (once, whoever wins the claim).
+async fn followed(
+    state: &AppState,
+    conn: &mut DbConn,
+    me: Uuid,
+    friend: Uuid,
+    change: FollowChange,
+) {
+    if change.celebrity {
+        let control = Control::Watch(friend);
+        announce(
+            state,
+            FanoutJob::Control {
+                user_id: me,
+                control,
+            },
+        )
+        .await;
+    } else if change.follower_count >= state.realtime.celebrity_followers {
+        match celebrities::claim(conn, friend, state.realtime.celebrity_followers).await {
+            Ok(true) => announce(state, FanoutJob::Promote { author_id: friend }).await,
+            Ok(false) => {}
+            Err(error) => log::error!("claiming {friend}'s switch to celebrity: {error}"),
+        }
+    }
+}
+
+/// The follow is committed either way: a failure here is logged, not returned.
+async fn announce(state: &AppState, job: FanoutJob) {
+    match state.broker.send(Publish(job)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => log::error!("follow change not published: {error}"),
+        Err(error) => log::error!("follow change not published: {error}"),
+    }
 }

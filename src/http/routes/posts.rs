@@ -48,7 +48,7 @@ fn require_broker(state: &AppState) -> Result<(), ApiError> {
 /// Hands a committed change to the fan-out. The write already succeeded, so a failure here is
 /// logged rather than turned into an error the client would retry.
 async fn announce(state: &AppState, event: FeedEvent) {
-    match state.broker.send(Publish(event)).await {
+    match state.broker.send(Publish(event.into())).await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => log::error!("post event not published: {error}"),
         Err(error) => log::error!("post event not published: {error}"),

@@ -1,0 +1,309 @@
+//! Node mode (`realtime.queue_mode = "node"`, the default): one exclusive queue per herald
+//! instance. This module owns its bindings and its consumer:
+//!
+//! - [`NodeBindings`] counts, per routing key (`user.<id>`, `author.<id>`), how many local
+//!   sessions need it: the first hold binds the key to the node queue, the last release unbinds
+//!   it. A binder task applies bind and unbind in the order they were asked for, many per round
+//!   trip, so a connect storm is not one round trip per session.
+//! - [`consume`] reads the node queue and hands every delivery to the `SessionRegistry`, which
+//!   knows which local sessions its routing key addresses.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Instant;
+
+use actix::prelude::*;
+use futures_util::future::{maybe_done, BoxFuture, MaybeDone, Shared};
+use futures_util::{FutureExt, StreamExt};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions};
+use lapin::types::FieldTable;
+use lapin::Channel;
+use tokio::sync::{mpsc, oneshot};
+
+use super::broker::{BrokerActor, BrokerError, ConsumerEnded};
+use super::control::{is_control, Control};
+use super::registry::{ApplyControl, RouteEvent, SessionRegistry};
+use super::stats::Stats;
+use super::topology::Route;
+
+/// Bind/unbind requests sent in one round trip at most.
+const BINDING_BATCH: usize = 512;
+
+/// Acks are sent for many deliveries at once (`multiple`), at least this often.
+const ACK_BATCH: u64 = 256;
+
+type Ready = Shared<BoxFuture<'static, Result<(), BrokerError>>>;
+
+struct Binding {
+    holders: usize,
+    ready: Ready,
+    since: Instant,
+}
+
+enum BindingOp {
+    Bind(String, oneshot::Sender<Result<(), BrokerError>>),
+    Unbind(String),
+}
+
+/// The routing keys bound to this node's queue, and who holds them.
+#[derive(Default)]
+pub struct NodeBindings {
+    keys: HashMap<String, Binding>,
+    binder: Option<mpsc::UnboundedSender<BindingOp>>,
+}
+
+impl NodeBindings {
+    /// A new link: its queue starts with no bindings, and a new binder applies them.
+    pub fn link_up(&mut self, channel: Channel, exchange: String, queue: String) {
+        let (ops, rx) = mpsc::unbounded_channel();
+        actix_rt::spawn(run_binder(channel, exchange, queue, rx));
+        self.keys.clear();
+        self.binder = Some(ops);
+    }
+
+    /// The link is gone, and the node queue with every binding on it.
+    pub fn link_down(&mut self) {
+        self.keys.clear();
+        self.binder = None;
+    }
+
+    /// Takes one hold on `key`, binding it if it is the first; resolves once it is bound.
+    pub fn retain(&mut self, key: String) -> Ready {
+        if let Some(binding) = self.keys.get_mut(&key) {
+            // A bind that failed leaves its error here; the next holder asks again.
+            if !matches!(binding.ready.peek(), Some(Err(_))) {
+                binding.holders += 1;
+                return binding.ready.clone();
+            }
+        }
+        let ready = self.request_bind(key.clone());
+        let holders = self.keys.get(&key).map_or(0, |b| b.holders) + 1;
+        self.keys.insert(
+            key,
+            Binding {
+                holders,
+                ready: ready.clone(),
+                since: Instant::now(),
+            },
+        );
+        ready
+    }
+
+    fn request_bind(&self, key: String) -> Ready {
+        let (done, outcome) = oneshot::channel();
+        let sent = self
+            .binder
+            .as_ref()
+            .is_some_and(|binder| binder.send(BindingOp::Bind(key, done)).is_ok());
+        if !sent {
+            return futures_util::future::ready(Err(BrokerError::Unavailable))
+                .boxed()
+                .shared();
+        }
+        outcome
+            .map(|result| result.unwrap_or(Err(BrokerError::Unavailable)))
+            .boxed()
+            .shared()
+    }
+
+    /// Drops one hold on `key`, unbinding it with the last.
+    pub fn release(&mut self, key: &str) {
+        let Some(binding) = self.keys.get_mut(key) else {
+            return;
+        };
+        binding.holders = binding.holders.saturating_sub(1);
+        if binding.holders == 0 {
+            self.keys.remove(key);
+            self.unbind(key.to_owned());
+        }
+    }
+
+    fn unbind(&self, key: String) {
+        if let Some(binder) = &self.binder {
+            let _ = binder.send(BindingOp::Unbind(key));
+        }
+    }
+
+    /// The watchdog's safety net: unbinds every key older than `older_than` that no local
+    /// session needs. Returns how many.
+    pub fn sweep(&mut self, needed: &HashSet<String>, older_than: Instant) -> usize {
+        let stale: Vec<String> = self
+            .keys
+            .iter()
+            .filter(|(key, binding)| binding.since < older_than && !needed.contains(*key))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &stale {
+            log::info!("watchdog: unbinding {key}, which no local session needs");
+            self.keys.remove(key);
+            self.unbind(key.clone());
+        }
+        stale.len()
+    }
+
+    pub fn bound_keys(&self) -> usize {
+        self.keys.len()
+    }
+}
+
+/// Applies binding changes in order. Each round takes every request waiting (up to a batch),
+/// writes all their frames at once and then awaits the replies together: lapin writes a method's
+/// frame the first time its future is polled, so polling each once, in order, keeps the order.
+async fn run_binder(
+    channel: Channel,
+    exchange: String,
+    queue: String,
+    mut ops: mpsc::UnboundedReceiver<BindingOp>,
+) {
+    while let Some(first) = ops.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BINDING_BATCH {
+            match ops.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let mut sent = Vec::with_capacity(batch.len());
+        for op in batch {
+            let key = match &op {
+                BindingOp::Bind(key, _) | BindingOp::Unbind(key) => key.clone(),
+            };
+            let call: BoxFuture<'_, Result<(), lapin::Error>> = match op {
+                BindingOp::Bind(..) => channel
+                    .queue_bind(
+                        queue.as_str().into(),
+                        exchange.as_str().into(),
+                        key.as_str().into(),
+                        QueueBindOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .boxed(),
+                BindingOp::Unbind(_) => channel
+                    .queue_unbind(
+                        queue.as_str().into(),
+                        exchange.as_str().into(),
+                        key.as_str().into(),
+                        FieldTable::default(),
+                    )
+                    .boxed(),
+            };
+            let mut call = maybe_done(call);
+            poll_once(&mut call).await;
+            let done = match op {
+                BindingOp::Bind(_, done) => Some(done),
+                BindingOp::Unbind(_) => None,
+            };
+            sent.push((key, call, done));
+        }
+        for (key, mut call, done) in sent {
+            (&mut call).await;
+            let result = Pin::new(&mut call)
+                .take_output()
+                .map_or(Err(BrokerError::Unavailable), |r| {
+                    r.map_err(BrokerError::from)
+                });
+            if let Err(error) = &result {
+                log::warn!("binding {key} to {queue}: {error}");
+            }
+            if let Some(done) = done {
+                let _ = done.send(result);
+            }
+        }
+    }
+}
+
+/// Polls a future once (so it starts), without waiting for it.
+async fn poll_once<F: Future + Unpin>(future: &mut MaybeDone<F>) {
+    std::future::poll_fn(|cx| {
+        let _ = Pin::new(&mut *future).poll(cx);
+        Poll::Ready(())
+    })
+    .await
+}
+
+/// Consumes the node queue: every event goes to the registry to be handed to the sessions its
+/// routing key addresses, every control message to the registry to change what they watch.
+/// Deliveries are acked once handed over, in batches. When the consumer ends, the broker is told,
+/// so it can treat the link as lost.
+pub async fn consume(
+    channel: Channel,
+    queue: String,
+    registry: Addr<SessionRegistry>,
+    broker: Addr<BrokerActor>,
+    stats: Stats,
+    generation: u64,
+) {
+    let mut consumer = match channel
+        .basic_consume(
+            queue.as_str().into(),
+            "herald-node".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+    {
+        Ok(consumer) => consumer,
+        Err(error) => {
+            broker.do_send(ConsumerEnded {
+                generation,
+                why: format!("consuming the node queue: {error}"),
+            });
+            return;
+        }
+    };
+    let mut unacked: Option<lapin::Acker> = None;
+    let mut unacked_count = 0u64;
+    let why = loop {
+        // Ack what was handed over whenever the queue has nothing more ready right now.
+        let next = match consumer.next().now_or_never() {
+            Some(next) => next,
+            None => {
+                if let Some(acker) = unacked.take() {
+                    ack_through(&acker).await;
+                    unacked_count = 0;
+                }
+                consumer.next().await
+            }
+        };
+        let delivery = match next {
+            Some(Ok(delivery)) => delivery,
+            Some(Err(error)) => break format!("the node queue's consumer failed: {error}"),
+            None => break "the node queue's consumer was cancelled".to_owned(),
+        };
+        stats.consumed(1);
+        match Route::parse(delivery.routing_key.as_str()) {
+            Some(Route::User(user_id)) if is_control(&delivery.properties) => {
+                if let Some(control) = Control::parse(&delivery.data) {
+                    registry.do_send(ApplyControl { user_id, control });
+                }
+            }
+            Some(route) => {
+                let payload: Arc<str> = String::from_utf8_lossy(&delivery.data).into();
+                registry.do_send(RouteEvent { route, payload });
+            }
+            None => log::warn!(
+                "dropping a delivery with an unknown routing key {:?}",
+                delivery.routing_key.as_str()
+            ),
+        }
+        unacked = Some(delivery.acker);
+        unacked_count += 1;
+        if unacked_count >= ACK_BATCH {
+            if let Some(acker) = unacked.take() {
+                ack_through(&acker).await;
+            }
+            unacked_count = 0;
+        }
+    };
+    broker.do_send(ConsumerEnded { generation, why });
+}
+
+async fn ack_through(acker: &lapin::Acker) {
+    let multiple = BasicAckOptions { multiple: true };
+    if let Err(error) = acker.ack(multiple).await {
+        log::warn!("acking node queue deliveries: {error}");
+    }
+}

@@ -1,0 +1,331 @@
+//! Session mode (`realtime.queue_mode = "session"`): one exclusive queue per WebSocket session,
+//! bound to `user.<id>` (and `author.<id>` for each celebrity the user follows), consumed by a
+//! forwarder task that hands each event to the session's actor. The broker's queue-per-session
+//! bookkeeping lives here; [`super::broker::BrokerActor`] calls into it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::Channel;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::broker::BrokerError;
+use super::control::{is_control, Control};
+use super::messages::{Deliver, Disconnect, DisconnectReason, SessionHandle};
+use super::stats::Stats;
+use super::topology::user_routing_key;
+use super::topology::{author_routing_key, session_queue, session_queue_arguments};
+use crate::config::RealtimeSettings;
+
+enum State {
+    /// Queue declared and bound; events wait in it until the session attaches.
+    Prepared,
+    /// Consumed by a forwarding task; dropping or firing `stop` ends it and deletes the queue.
+    Active {
+        session: SessionHandle,
+        stop: oneshot::Sender<()>,
+    },
+}
+
+struct Subscription {
+    queue: String,
+    since: Instant,
+    state: State,
+}
+
+/// Every session queue of this node.
+#[derive(Default)]
+pub struct SessionQueues {
+    subscriptions: HashMap<Uuid, Subscription>,
+}
+
+impl SessionQueues {
+    pub fn queue_names(&self) -> Vec<String> {
+        self.subscriptions
+            .values()
+            .map(|s| s.queue.clone())
+            .collect()
+    }
+
+    /// Forgets every queue (their connection is gone, and they with it).
+    pub fn clear(&mut self) {
+        self.subscriptions.clear();
+    }
+
+    pub fn queue_of(&self, session_id: Uuid) -> Option<String> {
+        self.subscriptions.get(&session_id).map(|s| s.queue.clone())
+    }
+
+    /// Records a queue that `declare` made, before its session attaches.
+    pub fn prepared(&mut self, session_id: Uuid, queue: String) {
+        self.subscriptions.insert(
+            session_id,
+            Subscription {
+                queue,
+                since: Instant::now(),
+                state: State::Prepared,
+            },
+        );
+    }
+
+    /// Starts forwarding a prepared queue to its now-running session. A session that was never
+    /// prepared (its queue is gone) is told to reconnect.
+    pub fn attach(
+        &mut self,
+        channel: Channel,
+        exchange: String,
+        stats: Stats,
+        session_id: Uuid,
+        session: SessionHandle,
+    ) {
+        let Some(subscription) = self.subscriptions.get_mut(&session_id) else {
+            session
+                .disconnect
+                .do_send(Disconnect(DisconnectReason::BrokerLost));
+            return;
+        };
+        let (stop, stopped) = oneshot::channel();
+        actix_rt::spawn(forward(
+            channel,
+            exchange,
+            subscription.queue.clone(),
+            session.clone(),
+            stats,
+            stopped,
+        ));
+        subscription.since = Instant::now();
+        subscription.state = State::Active { session, stop };
+    }
+
+    /// Ends a session's subscription: stops its forwarder (which deletes the queue), or deletes
+    /// a queue that was never consumed.
+    pub fn release(&mut self, channel: Option<Channel>, session_id: Uuid) {
+        let Some(subscription) = self.subscriptions.remove(&session_id) else {
+            return;
+        };
+        match subscription.state {
+            State::Active { stop, .. } => {
+                let _ = stop.send(());
+            }
+            State::Prepared => {
+                if let Some(channel) = channel {
+                    actix_rt::spawn(
+                        async move { delete_queue(&channel, &subscription.queue).await },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Releases every subscription older than `older_than` whose session is not in `live` or
+    /// whose actor has stopped; returns how many.
+    pub fn sweep(
+        &mut self,
+        channel: Option<Channel>,
+        live: &HashSet<Uuid>,
+        older_than: Instant,
+    ) -> usize {
+        let orphans: Vec<Uuid> = self
+            .subscriptions
+            .iter()
+            .filter(|(id, sub)| {
+                let dead = match &sub.state {
+                    State::Active { session, .. } => !session.is_alive(),
+                    State::Prepared => false,
+                };
+                sub.since < older_than && (dead || !live.contains(id))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &orphans {
+            log::info!("watchdog: releasing the orphaned queue of session {id}");
+            self.release(channel.clone(), *id);
+        }
+        orphans.len()
+    }
+}
+
+/// Declares a session queue (exclusive, auto-delete, expiring, length-capped) and binds it to
+/// the user's routing key.
+pub async fn declare(
+    channel: Channel,
+    settings: &RealtimeSettings,
+    session_id: Uuid,
+    user_id: Uuid,
+) -> Result<String, BrokerError> {
+    let queue = session_queue(&settings.exchange, session_id);
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            session_queue_arguments(settings),
+        )
+        .await?;
+    bind(
+        &channel,
+        &queue,
+        &settings.exchange,
+        &user_routing_key(user_id),
+        true,
+    )
+    .await?;
+    Ok(queue)
+}
+
+/// Binds (or unbinds) one routing key to a queue.
+pub async fn bind(
+    channel: &Channel,
+    queue: &str,
+    exchange: &str,
+    key: &str,
+    bound: bool,
+) -> Result<(), BrokerError> {
+    if bound {
+        channel
+            .queue_bind(
+                queue.into(),
+                exchange.into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    } else {
+        channel
+            .queue_unbind(
+                queue.into(),
+                exchange.into(),
+                key.into(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+async fn delete_queue(channel: &Channel, queue: &str) {
+    if let Err(error) = channel
+        .queue_delete(queue.into(), QueueDeleteOptions::default())
+        .await
+    {
+        log::warn!("deleting queue {queue}: {error}");
+    }
+}
+
+/// One session's forwarder: consumes its queue and hands each event to the session's actor,
+/// acking only once the actor has taken it; applies control messages to the queue's own
+/// bindings. Ends when told to, when the actor is gone or when the consumer is cancelled; then
+/// it deletes the queue.
+async fn forward(
+    channel: Channel,
+    exchange: String,
+    queue: String,
+    session: SessionHandle,
+    stats: Stats,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let tag = queue.clone();
+    let mut consumer = match channel
+        .basic_consume(
+            queue.as_str().into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+    {
+        Ok(consumer) => consumer,
+        Err(error) => {
+            log::warn!("consuming {queue}: {error}");
+            session
+                .disconnect
+                .do_send(Disconnect(DisconnectReason::BrokerLost));
+            delete_queue(&channel, &queue).await;
+            return;
+        }
+    };
+    // Why the loop ended decides what the session is told: nothing if it was stopped (it is
+    // going away), a "reconnect" close if its queue or consumer failed under it.
+    let stopped = loop {
+        let delivery = tokio::select! {
+            _ = &mut stop => break true,
+            next = consumer.next() => match next {
+                Some(Ok(delivery)) => delivery,
+                Some(Err(error)) => {
+                    log::warn!("consumer of {queue}: {error}");
+                    break false;
+                }
+                None => break false, // cancelled by the broker: the queue is gone
+            },
+        };
+        stats.consumed(1);
+        if is_control(&delivery.properties) {
+            // The follow change comes through the queue itself, so it is ordered after every
+            // binding made when the session was admitted.
+            let applied = match Control::parse(&delivery.data) {
+                Some(Control::Watch(author)) => {
+                    bind(
+                        &channel,
+                        &queue,
+                        &exchange,
+                        &author_routing_key(author),
+                        true,
+                    )
+                    .await
+                }
+                Some(Control::Unwatch(author)) => {
+                    bind(
+                        &channel,
+                        &queue,
+                        &exchange,
+                        &author_routing_key(author),
+                        false,
+                    )
+                    .await
+                }
+                None => Ok(()),
+            };
+            if let Err(error) = applied {
+                log::warn!("applying a follow change to {queue}: {error}");
+                break false;
+            }
+        } else {
+            let text: Arc<str> = String::from_utf8_lossy(&delivery.data).into();
+            // A session that stops reading must not wedge its forwarder: `stop` still wins.
+            let handed = tokio::select! {
+                _ = &mut stop => break true,
+                handed = session.deliver.send(Deliver(text)) => handed,
+            };
+            if handed.is_err() {
+                break true; // the session actor is gone; the queue goes with it
+            }
+            stats.delivered(1);
+        }
+        if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
+            log::warn!("acking on {queue}: {error}");
+        }
+    };
+    if !stopped {
+        session
+            .disconnect
+            .do_send(Disconnect(DisconnectReason::BrokerLost));
+    }
+    if channel.status().connected() {
+        let _ = channel
+            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+            .await;
+        delete_queue(&channel, &queue).await;
+    }
+}
