@@ -1,25 +1,27 @@
 //! Actor-level tests: the real `SessionRegistry`, `BrokerActor` and `Watchdog` on a real
-//! RabbitMQ and PostgreSQL, with small stand-in actors in place of WebSocket sessions.
+//! RabbitMQ and PostgreSQL, with small stand-in actors in place of WebSocket sessions. Every
+//! test runs in both queue modes.
 
+#[macro_use]
 mod support;
 
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use herald::config::Settings;
-use herald::realtime::broker::{Prepare, Publish};
+use herald::config::{QueueMode, Settings};
+use herald::realtime::broker::{BoundKeys, Publish, Queues};
 use herald::realtime::messages::{Deliver, Disconnect, DisconnectReason, Heartbeat, SessionHandle};
 use herald::realtime::registry::{
-    Deregister, Register, SessionCount, SessionRegistry, UserSessions,
+    Admit, Deregister, Register, SessionCount, SessionRegistry, UserSessions, WatchAuthors,
 };
-use herald::realtime::topology::session_queue;
+use herald::realtime::topology::{session_queue, user_routing_key};
 use herald::realtime::watchdog::Round;
 use herald::realtime::FeedEvent;
 use herald::startup::{prepare_database, Realtime};
 use herald::store::models::NewUser;
-use herald::store::{friends, users, DbPool};
+use herald::store::{celebrities, friends, users, DbPool};
 use serde_json::{json, Value};
-use support::{amqp, eventually, publish_raw, queue_exists, test_settings, Cleanup};
+use support::{amqp, bound, eventually, publish_raw, queue_exists, test_settings_in, Cleanup};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -48,30 +50,51 @@ impl Rig {
     }
 
     /// Automatic watchdog rounds out of the way: tests send `Round` themselves.
-    async fn manual_watchdog() -> Rig {
-        let mut settings = test_settings();
-        settings.realtime.ping_interval_secs = 3600;
-        settings.realtime.client_timeout_secs = 3600;
-        Rig::start(settings).await
+    async fn manual_watchdog(mode: QueueMode) -> Rig {
+        Rig::start(manual_settings(mode)).await
     }
 
-    fn queue_of(&self, session: &StandIn) -> String {
-        session_queue(&self.settings.realtime.exchange, session.id)
+    fn exchange(&self) -> &str {
+        &self.settings.realtime.exchange
     }
 
-    /// Prepares the queue (as the WebSocket route does before upgrading), then starts a
-    /// stand-in session that registers itself.
-    async fn session(&self, user_id: Uuid, behaviour: Behaviour) -> StandIn {
-        let id = Uuid::new_v4();
-        self.realtime
-            .broker
-            .send(Prepare {
-                session_id: id,
+    /// How many queues `user_id`'s events are routed to.
+    fn routed(&self, user_id: Uuid) -> usize {
+        bound(self.exchange(), &user_routing_key(user_id))
+    }
+
+    /// Admits a session as the WebSocket route does before upgrading: routes its user's events
+    /// here, then those of the celebrities the user follows.
+    async fn admit(&self, session_id: Uuid, user_id: Uuid) {
+        let registry = &self.realtime.registry;
+        registry
+            .send(Admit {
+                session_id,
                 user_id,
             })
             .await
-            .expect("broker answers")
-            .expect("queue prepared");
+            .expect("registry answers")
+            .expect("admitted");
+        let authors = {
+            let mut conn = self.pool.get().await.expect("connection");
+            celebrities::followed_by(&mut conn, user_id)
+                .await
+                .expect("celebrities")
+        };
+        registry
+            .send(WatchAuthors {
+                session_id,
+                authors,
+            })
+            .await
+            .expect("registry answers")
+            .expect("watching");
+    }
+
+    /// Admits a session, then starts a stand-in session actor that registers itself.
+    async fn session(&self, user_id: Uuid, behaviour: Behaviour) -> StandIn {
+        let id = Uuid::new_v4();
+        self.admit(id, user_id).await;
         let (seen_tx, seen) = mpsc::unbounded_channel();
         let addr = FakeSession {
             id,
@@ -109,7 +132,7 @@ impl Rig {
     async fn publish_and_expect(&self, event: FeedEvent, sessions: &mut [StandIn]) {
         self.realtime
             .broker
-            .send(Publish(event.clone()))
+            .send(Publish(event.clone().into()))
             .await
             .expect("broker answers")
             .expect("queued");
@@ -128,6 +151,13 @@ impl Rig {
     }
 }
 
+fn manual_settings(mode: QueueMode) -> Settings {
+    let mut settings = test_settings_in(mode);
+    settings.realtime.ping_interval_secs = 3600;
+    settings.realtime.client_timeout_secs = 3600;
+    settings
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Behaviour {
     /// Answers heartbeats as a healthy client would.
@@ -136,6 +166,9 @@ enum Behaviour {
     Silent,
     /// Stops without deregistering, like an actor that crashed.
     Crashes,
+    /// Takes its first event and then never handles another message, like a session whose
+    /// client stopped reading; its mailbox holds two.
+    Stuck,
 }
 
 #[derive(Debug)]
@@ -157,6 +190,9 @@ impl Actor for FakeSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.behaviour == Behaviour::Stuck {
+            ctx.set_mailbox_capacity(2);
+        }
         self.registry.do_send(Register {
             session_id: self.id,
             handle: SessionHandle::new(self.user_id, &ctx.address()),
@@ -174,9 +210,12 @@ impl Actor for FakeSession {
 
 impl Handler<Deliver> for FakeSession {
     type Result = ();
-    fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
         let value = serde_json::from_str(&msg.0).expect("deliveries are JSON");
         let _ = self.seen.send(Seen::Event(value));
+        if self.behaviour == Behaviour::Stuck {
+            ctx.wait(actix::fut::wrap_future(std::future::pending::<()>()));
+        }
     }
 }
 
@@ -238,9 +277,20 @@ fn marker(n: u32) -> Value {
     json!({ "type": "post.created", "postId": Uuid::new_v4(), "postText": format!("m{n}"), "author_user_id": Uuid::nil() })
 }
 
-#[actix_web::test]
-async fn events_reach_exactly_the_sessions_of_the_routed_user() {
-    let rig = Rig::manual_watchdog().await;
+in_both_modes!(
+    events_reach_exactly_the_sessions_of_the_routed_user,
+    published_posts_fan_out_to_followers_from_the_database,
+    a_stopped_session_releases_its_routing,
+    the_watchdog_stops_a_session_that_never_answers,
+    the_watchdog_releases_the_routing_of_a_crashed_actor,
+    the_watchdog_releases_an_admission_whose_session_never_started,
+    fan_out_pages_through_every_follower,
+    a_celebrity_is_published_once_and_reaches_exactly_its_followers,
+    the_topology_is_a_durable_direct_exchange_and_capped_exclusive_queues,
+);
+
+async fn events_reach_exactly_the_sessions_of_the_routed_user(mode: QueueMode) {
+    let rig = Rig::manual_watchdog(mode).await;
     let conn = amqp(&rig.settings).await;
     let exchange = rig.settings.realtime.exchange.clone();
     let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
@@ -264,6 +314,12 @@ async fn events_reach_exactly_the_sessions_of_the_routed_user() {
         })
         .await
     );
+    // Node mode binds a user once however many sessions; session mode binds each queue.
+    let expected_bindings = match mode {
+        QueueMode::Node => 1,
+        QueueMode::Session => 2,
+    };
+    assert_eq!(rig.routed(alice), expected_bindings);
 
     let (m1, m2, m3) = (marker(1), marker(2), marker(3));
     publish_raw(&conn, &exchange, &format!("user.{alice}"), &m1).await;
@@ -277,11 +333,20 @@ async fn events_reach_exactly_the_sessions_of_the_routed_user() {
     publish_raw(&conn, &exchange, &format!("user.{alice}"), &m3).await;
     assert_eq!(alice_1.next_event().await, m3);
     assert_eq!(alice_2.next_event().await, m3);
+
+    // One tab closing keeps Alice routed here for the other; the last one releases it.
+    alice_1.addr.do_send(Die);
+    assert!(eventually(|| async { rig.session_count().await == 2 }).await);
+    let m4 = marker(4);
+    publish_raw(&conn, &exchange, &format!("user.{alice}"), &m4).await;
+    assert_eq!(alice_2.next_event().await, m4);
+    alice_2.addr.do_send(Die);
+    assert!(eventually(|| async { rig.routed(alice) == 0 }).await);
+    assert_eq!(rig.routed(bob), 1);
 }
 
-#[actix_web::test]
-async fn published_posts_fan_out_to_followers_from_the_database() {
-    let rig = Rig::manual_watchdog().await;
+async fn published_posts_fan_out_to_followers_from_the_database(mode: QueueMode) {
+    let rig = Rig::manual_watchdog(mode).await;
     let author = rig.add_user("Author").await;
     let fans = [rig.add_user("Fan1").await, rig.add_user("Fan2").await];
     let loner = rig.add_user("Loner").await;
@@ -307,43 +372,45 @@ async fn published_posts_fan_out_to_followers_from_the_database() {
     rig.publish_and_expect(event, &mut fan_sessions).await;
     let sentinel = marker(9);
     let conn = amqp(&rig.settings).await;
-    publish_raw(
-        &conn,
-        &rig.settings.realtime.exchange,
-        &format!("user.{loner}"),
-        &sentinel,
-    )
-    .await;
+    publish_raw(&conn, rig.exchange(), &format!("user.{loner}"), &sentinel).await;
     assert_eq!(
         loner_session.next_event().await,
         sentinel,
         "the loner got the author's post"
     );
+    assert_eq!(rig.realtime.stats.snapshot().published, 2, "one per follower");
 }
 
-#[actix_web::test]
-async fn a_stopped_sessions_queue_is_deleted() {
-    let rig = Rig::manual_watchdog().await;
+async fn a_stopped_session_releases_its_routing(mode: QueueMode) {
+    let rig = Rig::manual_watchdog(mode).await;
     let conn = amqp(&rig.settings).await;
-    let session = rig.session(Uuid::new_v4(), Behaviour::Responsive).await;
-    let queue = rig.queue_of(&session);
-    assert!(
-        queue_exists(&conn, &queue).await,
-        "the queue exists while the session lives"
-    );
+    let user = Uuid::new_v4();
+    let session = rig.session(user, Behaviour::Responsive).await;
+    let queues = rig.realtime.broker.send(Queues).await.expect("broker");
+    assert_eq!(queues.len(), 1, "{queues:?}");
+    assert_eq!(rig.routed(user), 1);
 
     session.addr.do_send(Die);
-    assert!(eventually(|| async { !queue_exists(&conn, &queue).await }).await);
+    assert!(eventually(|| async { rig.routed(user) == 0 }).await);
     assert!(eventually(|| async { rig.session_count().await == 0 }).await);
+    match mode {
+        // The session's own queue goes; the node's queue stays for the next session.
+        QueueMode::Session => {
+            assert!(eventually(|| async { !queue_exists(&conn, &queues[0]).await }).await)
+        }
+        QueueMode::Node => {
+            assert!(queue_exists(&conn, &queues[0]).await);
+            let keys = rig.realtime.broker.send(BoundKeys).await.expect("broker");
+            assert_eq!(keys, 0);
+        }
+    }
 }
 
-#[actix_web::test]
-async fn the_watchdog_stops_a_session_that_never_answers() {
-    let rig = Rig::manual_watchdog().await;
-    let conn = amqp(&rig.settings).await;
-    let mut silent = rig.session(Uuid::new_v4(), Behaviour::Silent).await;
-    let mut healthy = rig.session(Uuid::new_v4(), Behaviour::Responsive).await;
-    let (silent_queue, healthy_queue) = (rig.queue_of(&silent), rig.queue_of(&healthy));
+async fn the_watchdog_stops_a_session_that_never_answers(mode: QueueMode) {
+    let rig = Rig::manual_watchdog(mode).await;
+    let (quiet, chatty) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut silent = rig.session(quiet, Behaviour::Silent).await;
+    let mut healthy = rig.session(chatty, Behaviour::Responsive).await;
     assert!(eventually(|| async { rig.session_count().await == 2 }).await);
 
     let report = rig
@@ -357,8 +424,8 @@ async fn the_watchdog_stops_a_session_that_never_answers() {
         Seen::Disconnected(reason) => assert_eq!(reason, DisconnectReason::ClientTimeout),
         other => panic!("expected a disconnect, got {other:?}"),
     }
-    assert!(eventually(|| async { !queue_exists(&conn, &silent_queue).await }).await);
-    assert!(queue_exists(&conn, &healthy_queue).await);
+    assert!(eventually(|| async { rig.routed(quiet) == 0 }).await);
+    assert_eq!(rig.routed(chatty), 1);
     assert_eq!(rig.session_count().await, 1);
     assert!(
         healthy.seen.try_recv().is_err(),
@@ -366,16 +433,15 @@ async fn the_watchdog_stops_a_session_that_never_answers() {
     );
 }
 
-#[actix_web::test]
-async fn the_watchdog_deletes_the_queue_of_a_crashed_actor() {
-    let rig = Rig::manual_watchdog().await;
-    let conn = amqp(&rig.settings).await;
-    let session = rig.session(Uuid::new_v4(), Behaviour::Crashes).await;
-    let queue = rig.queue_of(&session);
+async fn the_watchdog_releases_the_routing_of_a_crashed_actor(mode: QueueMode) {
+    let rig = Rig::manual_watchdog(mode).await;
+    let user = Uuid::new_v4();
+    let session = rig.session(user, Behaviour::Crashes).await;
     assert!(eventually(|| async { rig.session_count().await == 1 }).await);
     session.addr.do_send(Die);
     // Nothing deregistered it; the watchdog notices the dead actor.
     assert!(eventually(|| async { !session.addr.connected() }).await);
+    assert_eq!(rig.routed(user), 1);
     let report = rig
         .realtime
         .watchdog
@@ -383,36 +449,26 @@ async fn the_watchdog_deletes_the_queue_of_a_crashed_actor() {
         .await
         .expect("watchdog answers");
     assert_eq!(report.gone, 1, "{report:?}");
-    assert!(eventually(|| async { !queue_exists(&conn, &queue).await }).await);
+    assert!(eventually(|| async { rig.routed(user) == 0 }).await);
     assert_eq!(rig.session_count().await, 0);
 }
 
-#[actix_web::test]
-async fn the_watchdog_sweeps_a_queue_whose_session_never_started() {
+async fn the_watchdog_releases_an_admission_whose_session_never_started(mode: QueueMode) {
     // Real timers this time: a one-second watchdog.
-    let rig = Rig::start(test_settings()).await;
+    let rig = Rig::start(test_settings_in(mode)).await;
     let conn = amqp(&rig.settings).await;
-    let session_id = Uuid::new_v4();
-    rig.realtime
-        .broker
-        .send(Prepare {
-            session_id,
-            user_id: Uuid::new_v4(),
-        })
-        .await
-        .expect("broker answers")
-        .expect("prepared");
-    let queue = session_queue(&rig.settings.realtime.exchange, session_id);
-    assert!(queue_exists(&conn, &queue).await);
-    // No session ever registers (say, the upgrade failed): a later round releases the queue.
+    let (session_id, user) = (Uuid::new_v4(), Uuid::new_v4());
+    rig.admit(session_id, user).await;
+    assert_eq!(rig.routed(user), 1);
+    let queue = session_queue(rig.exchange(), session_id);
+    assert_eq!(queue_exists(&conn, &queue).await, mode == QueueMode::Session);
+    // No session ever registers (say, the upgrade failed): a later round releases it all.
+    assert!(eventually(|| async { rig.routed(user) == 0 }).await);
     assert!(eventually(|| async { !queue_exists(&conn, &queue).await }).await);
 }
 
-#[actix_web::test]
-async fn fan_out_pages_through_every_follower() {
-    let mut settings = test_settings();
-    settings.realtime.ping_interval_secs = 3600;
-    settings.realtime.client_timeout_secs = 3600;
+async fn fan_out_pages_through_every_follower(mode: QueueMode) {
+    let mut settings = manual_settings(mode);
     settings.realtime.fanout_page_size = 7; // 40 followers: six pages, the last one partial
     settings.realtime.max_confirms_in_flight = 5; // and more publishes than confirm permits
     let rig = Rig::start(settings).await;
@@ -433,9 +489,60 @@ async fn fan_out_pages_through_every_follower() {
     rig.publish_and_expect(event, &mut sessions).await;
 }
 
-#[actix_web::test]
-async fn the_topology_is_a_durable_direct_exchange_and_capped_exclusive_session_queues() {
-    let rig = Rig::manual_watchdog().await;
+async fn a_celebrity_is_published_once_and_reaches_exactly_its_followers(mode: QueueMode) {
+    let mut settings = manual_settings(mode);
+    settings.realtime.celebrity_followers = 3;
+    let rig = Rig::start(settings).await;
+    let star = rig.add_user("Star").await;
+    let stranger = rig.add_user("Stranger").await;
+    let mut fans = Vec::new();
+    {
+        let mut conn = rig.pool.get().await.expect("connection");
+        for i in 0..4 {
+            let fan = rig.add_user(&format!("Fan{i}")).await;
+            friends::follow(&mut conn, fan, star)
+                .await
+                .expect("follow");
+            fans.push(fan);
+        }
+        // Nobody is online yet, so the star needs no switch.
+        assert_eq!(celebrities::mark_offline(&mut conn, 3).await.expect("mark"), 1);
+    }
+    let mut sessions = Vec::new();
+    for fan in &fans {
+        sessions.push(rig.session(*fan, Behaviour::Responsive).await);
+    }
+    // Two tabs of one fan; and someone who does not follow the star.
+    sessions.push(rig.session(fans[0], Behaviour::Responsive).await);
+    let mut outsider = rig.session(stranger, Behaviour::Responsive).await;
+    let expected_author_bindings = match mode {
+        QueueMode::Node => 1,
+        QueueMode::Session => 5,
+    };
+    assert_eq!(
+        bound(rig.exchange(), &format!("author.{star}")),
+        expected_author_bindings
+    );
+
+    let event = FeedEvent::PostCreated {
+        post_id: Uuid::now_v7(),
+        post_text: "to all my fans".into(),
+        author_user_id: star,
+    };
+    rig.publish_and_expect(event, &mut sessions).await;
+    assert_eq!(rig.realtime.stats.snapshot().published, 1, "published once");
+
+    let sentinel = marker(7);
+    let conn = amqp(&rig.settings).await;
+    publish_raw(&conn, rig.exchange(), &format!("user.{stranger}"), &sentinel).await;
+    assert_eq!(outsider.next_event().await, sentinel, "the outsider got the star's post");
+    for session in &mut sessions {
+        assert!(session.seen.try_recv().is_err(), "delivered once per session");
+    }
+}
+
+async fn the_topology_is_a_durable_direct_exchange_and_capped_exclusive_queues(mode: QueueMode) {
+    let rig = Rig::manual_watchdog(mode).await;
     let conn = amqp(&rig.settings).await;
     // Re-declaring with the same kind and durability succeeds only if that is what exists
     // (anything else is PRECONDITION_FAILED).
@@ -453,15 +560,16 @@ async fn the_topology_is_a_durable_direct_exchange_and_capped_exclusive_session_
         .await
         .expect("the exchange is durable and direct");
 
-    let session = rig.session(Uuid::new_v4(), Behaviour::Responsive).await;
-    let queue = rig.queue_of(&session);
+    let _session = rig.session(Uuid::new_v4(), Behaviour::Responsive).await;
+    let queues = rig.realtime.broker.send(Queues).await.expect("broker");
+    let queue = queues.first().expect("one queue");
     let listing = std::process::Command::new("rabbitmqctl")
         .args(["list_queues", "-q", "--formatter", "json"])
         .args(["name", "exclusive", "auto_delete", "arguments"])
         .output()
         .expect("rabbitmqctl runs");
-    let queues: Value = serde_json::from_slice(&listing.stdout).expect("json listing");
-    let ours = queues
+    let listed: Value = serde_json::from_slice(&listing.stdout).expect("json listing");
+    let ours = listed
         .as_array()
         .expect("array")
         .iter()
@@ -470,6 +578,33 @@ async fn the_topology_is_a_durable_direct_exchange_and_capped_exclusive_session_
     assert_eq!(ours["exclusive"], true, "{ours}");
     assert_eq!(ours["auto_delete"], true, "{ours}");
     let arguments = ours["arguments"].to_string();
-    assert!(arguments.contains("x-expires"), "{ours}");
     assert!(arguments.contains("x-max-length"), "{ours}");
+    match mode {
+        QueueMode::Session => {
+            assert!(queue.contains(".session."), "{queue}");
+            assert!(arguments.contains("x-expires"), "{ours}");
+        }
+        QueueMode::Node => assert!(queue.contains(".node."), "{queue}"),
+    }
+}
+
+/// Node mode only: a session that cannot keep up is closed as too slow instead of holding
+/// events (and memory) for ever, and releases its routing; the others keep theirs.
+#[actix_web::test]
+async fn a_session_that_stops_reading_is_closed_as_too_slow() {
+    let rig = Rig::manual_watchdog(QueueMode::Node).await;
+    let conn = amqp(&rig.settings).await;
+    let (slow_user, fine_user) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut slow = rig.session(slow_user, Behaviour::Stuck).await;
+    let mut fine = rig.session(fine_user, Behaviour::Responsive).await;
+    assert!(eventually(|| async { rig.session_count().await == 2 }).await);
+    for n in 0..6 {
+        publish_raw(&conn, rig.exchange(), &format!("user.{slow_user}"), &marker(n)).await;
+    }
+    assert_eq!(slow.next_event().await["postText"], "m0");
+    assert!(eventually(|| async { rig.realtime.stats.snapshot().dropped_slow == 1 }).await);
+    assert!(eventually(|| async { rig.routed(slow_user) == 0 }).await);
+    let sentinel = marker(42);
+    publish_raw(&conn, rig.exchange(), &format!("user.{fine_user}"), &sentinel).await;
+    assert_eq!(fine.next_event().await, sentinel);
 }

@@ -9,7 +9,7 @@ use actix_codec::Framed;
 use awc::ws::{CloseReason, Codec, Frame, Message};
 use awc::BoxedSocket;
 use futures_util::{SinkExt, StreamExt};
-use herald::config::Settings;
+use herald::config::{QueueMode, Settings};
 use herald::startup::{Application, Realtime, Stopper};
 use herald::store::DbPool;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
@@ -37,13 +37,39 @@ pub fn isolated_settings(kind: &str) -> Settings {
 }
 
 /// Settings for one isolated test, with a fast watchdog (ping every second, drop after two
-/// silent seconds).
+/// silent seconds), in the default queue mode.
 pub fn test_settings() -> Settings {
     let mut settings = isolated_settings("test");
     settings.http.workers = 2;
     settings.realtime.ping_interval_secs = 1;
     settings.realtime.client_timeout_secs = 2;
     settings
+}
+
+/// [`test_settings`] in the given queue mode.
+pub fn test_settings_in(mode: QueueMode) -> Settings {
+    let mut settings = test_settings();
+    settings.realtime.queue_mode = mode;
+    settings
+}
+
+/// Turns each named `async fn name(mode: QueueMode)` into two tests, `name::node` and
+/// `name::session`: the realtime suite runs whole in both queue modes. (`#[macro_use] mod
+/// support;` to use it.)
+macro_rules! in_both_modes {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[actix_web::test]
+            async fn node() {
+                super::$name(herald::config::QueueMode::Node).await
+            }
+
+            #[actix_web::test]
+            async fn session() {
+                super::$name(herald::config::QueueMode::Session).await
+            }
+        }
+    )*};
 }
 
 /// Drops a test's database and exchange. Runs on a thread of its own with its own runtime, so
@@ -103,6 +129,10 @@ pub struct TestApp {
 impl TestApp {
     pub async fn spawn() -> TestApp {
         Self::spawn_with(test_settings()).await
+    }
+
+    pub async fn spawn_in(mode: QueueMode) -> TestApp {
+        Self::spawn_with(test_settings_in(mode)).await
     }
 
     pub async fn spawn_with(settings: Settings) -> TestApp {
@@ -534,6 +564,33 @@ pub async fn is_routed(conn: &Connection, exchange: &str, routing_key: &str) -> 
         .await
         .expect("confirm");
     confirm.take_message().is_none()
+}
+
+/// The routing keys bound on `exchange`, with the queue each is bound to, as RabbitMQ lists
+/// them (a probe that, unlike a mandatory publish, delivers nothing to anyone).
+pub fn bindings(exchange: &str) -> Vec<(String, String)> {
+    let listing = std::process::Command::new("rabbitmqctl")
+        .args(["list_bindings", "-q", "--formatter", "json"])
+        .args(["source_name", "destination_name", "routing_key"])
+        .output()
+        .expect("rabbitmqctl runs");
+    let rows: Value = serde_json::from_slice(&listing.stdout).expect("json listing");
+    rows.as_array()
+        .expect("array")
+        .iter()
+        .filter(|row| row["source_name"] == exchange)
+        .map(|row| {
+            (
+                row["destination_name"].as_str().unwrap_or_default().to_owned(),
+                row["routing_key"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// How many queues have `key` bound on `exchange`.
+pub fn bound(exchange: &str, key: &str) -> usize {
+    bindings(exchange).iter().filter(|(_, k)| k == key).count()
 }
 
 /// Publishes a raw event to the exchange, as another herald instance would.
