@@ -378,7 +378,11 @@ async fn published_posts_fan_out_to_followers_from_the_database(mode: QueueMode)
         sentinel,
         "the loner got the author's post"
     );
-    assert_eq!(rig.realtime.stats.snapshot().published, 2, "one per follower");
+    assert_eq!(
+        rig.realtime.stats.snapshot().published,
+        2,
+        "one per follower"
+    );
 }
 
 async fn a_stopped_session_releases_its_routing(mode: QueueMode) {
@@ -461,7 +465,10 @@ async fn the_watchdog_releases_an_admission_whose_session_never_started(mode: Qu
     rig.admit(session_id, user).await;
     assert_eq!(rig.routed(user), 1);
     let queue = session_queue(rig.exchange(), session_id);
-    assert_eq!(queue_exists(&conn, &queue).await, mode == QueueMode::Session);
+    assert_eq!(
+        queue_exists(&conn, &queue).await,
+        mode == QueueMode::Session
+    );
     // No session ever registers (say, the upgrade failed): a later round releases it all.
     assert!(eventually(|| async { rig.routed(user) == 0 }).await);
     assert!(eventually(|| async { !queue_exists(&conn, &queue).await }).await);
@@ -500,13 +507,14 @@ async fn a_celebrity_is_published_once_and_reaches_exactly_its_followers(mode: Q
         let mut conn = rig.pool.get().await.expect("connection");
         for i in 0..4 {
             let fan = rig.add_user(&format!("Fan{i}")).await;
-            friends::follow(&mut conn, fan, star)
-                .await
-                .expect("follow");
+            friends::follow(&mut conn, fan, star).await.expect("follow");
             fans.push(fan);
         }
         // Nobody is online yet, so the star needs no switch.
-        assert_eq!(celebrities::mark_offline(&mut conn, 3).await.expect("mark"), 1);
+        assert_eq!(
+            celebrities::mark_offline(&mut conn, 3).await.expect("mark"),
+            1
+        );
     }
     let mut sessions = Vec::new();
     for fan in &fans {
@@ -534,10 +542,23 @@ async fn a_celebrity_is_published_once_and_reaches_exactly_its_followers(mode: Q
 
     let sentinel = marker(7);
     let conn = amqp(&rig.settings).await;
-    publish_raw(&conn, rig.exchange(), &format!("user.{stranger}"), &sentinel).await;
-    assert_eq!(outsider.next_event().await, sentinel, "the outsider got the star's post");
+    publish_raw(
+        &conn,
+        rig.exchange(),
+        &format!("user.{stranger}"),
+        &sentinel,
+    )
+    .await;
+    assert_eq!(
+        outsider.next_event().await,
+        sentinel,
+        "the outsider got the star's post"
+    );
     for session in &mut sessions {
-        assert!(session.seen.try_recv().is_err(), "delivered once per session");
+        assert!(
+            session.seen.try_recv().is_err(),
+            "delivered once per session"
+        );
     }
 }
 
@@ -599,12 +620,24 @@ async fn a_session_that_stops_reading_is_closed_as_too_slow() {
     let mut fine = rig.session(fine_user, Behaviour::Responsive).await;
     assert!(eventually(|| async { rig.session_count().await == 2 }).await);
     for n in 0..6 {
-        publish_raw(&conn, rig.exchange(), &format!("user.{slow_user}"), &marker(n)).await;
+        publish_raw(
+            &conn,
+            rig.exchange(),
+            &format!("user.{slow_user}"),
+            &marker(n),
+        )
+        .await;
     }
     assert_eq!(slow.next_event().await["postText"], "m0");
     assert!(eventually(|| async { rig.realtime.stats.snapshot().dropped_slow == 1 }).await);
     assert!(eventually(|| async { rig.routed(slow_user) == 0 }).await);
     let sentinel = marker(42);
-    publish_raw(&conn, rig.exchange(), &format!("user.{fine_user}"), &sentinel).await;
+    publish_raw(
+        &conn,
+        rig.exchange(),
+        &format!("user.{fine_user}"),
+        &sentinel,
+    )
+    .await;
     assert_eq!(fine.next_event().await, sentinel);
 }

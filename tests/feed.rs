@@ -1,22 +1,40 @@
 //! End to end: real WebSocket clients against running herald servers (one or two instances
 //! sharing PostgreSQL and the exchange). Negative checks ("X never got Y") use barriers: a
-//! later event that must arrive first, since one author's events reach a queue in order.
+//! later event that must arrive first, since one author's events reach a queue in order. Every
+//! test runs in both queue modes.
 
+#[macro_use]
 mod support;
 
 use std::time::Duration;
 
 use awc::ws::{CloseCode, Message};
-use herald::realtime::broker::Queues;
+use herald::config::QueueMode;
+use herald::realtime::broker::{BoundKeys, Queues};
+use herald::store::celebrities::{self, PublishMode};
 use serde_json::json;
 use support::{
     amqp, assert_event, is_routed, queue_exists, FeedClient, Received, TestApp, TestUser,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-#[actix_web::test]
-async fn three_users_see_exactly_their_friends_posts() {
-    let app = TestApp::spawn().await;
+in_both_modes!(
+    three_users_see_exactly_their_friends_posts,
+    every_session_of_a_user_gets_each_event,
+    browsers_can_pass_the_token_in_the_query,
+    a_session_on_one_instance_gets_posts_written_through_another,
+    a_silent_client_is_dropped_and_its_routing_is_gone,
+    the_upgrade_needs_a_valid_token_and_a_websocket_request,
+    bad_frames_close_only_the_offending_session,
+    shutdown_closes_sessions_with_1001_and_releases_queues,
+    sessions_are_told_to_reconnect_when_the_broker_link_drops_and_service_resumes,
+    a_session_whose_queue_is_deleted_is_told_to_reconnect,
+    following_a_celebrity_takes_effect_for_live_sessions,
+    an_author_becoming_a_celebrity_loses_and_doubles_no_event,
+);
+
+async fn three_users_see_exactly_their_friends_posts(mode: QueueMode) {
+    let app = TestApp::spawn_in(mode).await;
     let one = app.user("One").await;
     let two = app.user("Two").await;
     let three = app.user("Three").await;
@@ -73,9 +91,8 @@ async fn three_users_see_exactly_their_friends_posts() {
         .await;
 }
 
-#[actix_web::test]
-async fn every_session_of_a_user_gets_each_event() {
-    let app = TestApp::spawn().await;
+async fn every_session_of_a_user_gets_each_event(mode: QueueMode) {
+    let app = TestApp::spawn_in(mode).await;
     let author = app.user("Author").await;
     let reader = app.user("Reader").await;
     app.follow(&reader, &author).await;
@@ -86,9 +103,8 @@ async fn every_session_of_a_user_gets_each_event() {
     tab_2.expect_created(post, &author, "to both tabs").await;
 }
 
-#[actix_web::test]
-async fn browsers_can_pass_the_token_in_the_query() {
-    let app = TestApp::spawn().await;
+async fn browsers_can_pass_the_token_in_the_query(mode: QueueMode) {
+    let app = TestApp::spawn_in(mode).await;
     let author = app.user("Author").await;
     let reader = app.user("Reader").await;
     app.follow(&reader, &author).await;
@@ -106,9 +122,8 @@ async fn browsers_can_pass_the_token_in_the_query() {
     feed.expect_created(post, &author, "via query token").await;
 }
 
-#[actix_web::test]
-async fn a_session_on_one_instance_gets_posts_written_through_another() {
-    let a = TestApp::spawn().await;
+async fn a_session_on_one_instance_gets_posts_written_through_another(mode: QueueMode) {
+    let a = TestApp::spawn_in(mode).await;
     let b = a.sibling().await;
     let author = a.user("Author").await;
     let reader = a.user("Reader").await;
@@ -127,9 +142,8 @@ async fn a_session_on_one_instance_gets_posts_written_through_another() {
     feed_on_a.expect_created(post, &author, "b is gone").await;
 }
 
-#[actix_web::test]
-async fn a_silent_client_is_dropped_and_its_queue_and_binding_are_gone() {
-    let app = TestApp::spawn().await;
+async fn a_silent_client_is_dropped_and_its_routing_is_gone(mode: QueueMode) {
+    let app = TestApp::spawn_in(mode).await;
     let conn = amqp(&app.settings).await;
     let exchange = app.settings.realtime.exchange.clone();
     let quiet = app.user("Quiet").await;
@@ -161,7 +175,14 @@ async fn a_silent_client_is_dropped_and_its_queue_and_binding_are_gone() {
         alive.receive(Duration::from_secs(4)).await,
         Received::TimedOut
     ));
-    assert!(support::eventually(|| async { !queue_exists(&conn, &queue).await }).await);
+    assert!(
+        support::eventually(|| async {
+            support::bound(&exchange, &format!("user.{}", quiet.id)) == 0
+        })
+        .await
+    );
+    // Its own queue is deleted; a node's queue stays for the others.
+    assert_eq!(queue_exists(&conn, &queue).await, mode == QueueMode::Node);
     assert!(!is_routed(&conn, &exchange, &format!("user.{}", quiet.id)).await);
     let post = app.create_post(&author, "still here").await;
     alive.expect_created(post, &author, "still here").await;
@@ -174,9 +195,8 @@ async fn a_silent_client_is_dropped_and_its_queue_and_binding_are_gone() {
     assert_eq!(reason.code, CloseCode::Policy);
 }
 
-#[actix_web::test]
-async fn the_upgrade_needs_a_valid_token_and_a_websocket_request() {
-    let app = TestApp::spawn().await;
+async fn the_upgrade_needs_a_valid_token_and_a_websocket_request(mode: QueueMode) {
+    let app = TestApp::spawn_in(mode).await;
     let user = app.user("User").await;
     for path in [
         "/post/feed/posted".to_owned(),
@@ -201,19 +221,16 @@ async fn the_upgrade_needs_a_valid_token_and_a_websocket_request() {
     // A valid token on a plain GET is not an upgrade.
     let (status, body) = app.get("/post/feed/posted", Some(&user.token)).await;
     assert_eq!(status, 400, "{body}");
-    // Refused upgrades leave no queue behind.
-    assert!(app
-        .realtime
-        .broker
-        .send(Queues)
-        .await
-        .expect("broker")
-        .is_empty());
+    // Refused upgrades leave no queue or binding behind.
+    let broker = &app.realtime.broker;
+    match mode {
+        QueueMode::Session => assert!(broker.send(Queues).await.expect("broker").is_empty()),
+        QueueMode::Node => assert_eq!(broker.send(BoundKeys).await.expect("broker"), 0),
+    }
 }
 
-#[actix_web::test]
-async fn bad_frames_close_only_the_offending_session() {
-    let mut settings = support::test_settings();
+async fn bad_frames_close_only_the_offending_session(mode: QueueMode) {
+    let mut settings = support::test_settings_in(mode);
     settings.realtime.max_frame_bytes = 1024;
     let app = TestApp::spawn_with(settings).await;
     let author = app.user("Author").await;
@@ -309,9 +326,8 @@ async fn raw_garbage_close_code(port: u16, token: &str) -> u16 {
     }
 }
 
-#[actix_web::test]
-async fn shutdown_closes_sessions_with_1001_and_releases_queues() {
-    let app = TestApp::spawn().await;
+async fn shutdown_closes_sessions_with_1001_and_releases_queues(mode: QueueMode) {
+    let app = TestApp::spawn_in(mode).await;
     let conn = amqp(&app.settings).await;
     let user = app.user("Leaving").await;
     let mut feed = app.feed(&user).await;
@@ -323,9 +339,10 @@ async fn shutdown_closes_sessions_with_1001_and_releases_queues() {
     assert!(support::eventually(|| async { !queue_exists(&conn, &queues[0]).await }).await);
 }
 
-#[actix_web::test]
-async fn sessions_are_told_to_reconnect_when_the_broker_link_drops_and_service_resumes() {
-    let app = TestApp::spawn().await;
+async fn sessions_are_told_to_reconnect_when_the_broker_link_drops_and_service_resumes(
+    mode: QueueMode,
+) {
+    let app = TestApp::spawn_in(mode).await;
     let (author, reader, feed) = app.author_and_follower().await;
 
     // First a channel-level failure: the exchange vanishes, so the next queue bind fails and
@@ -377,9 +394,8 @@ async fn resumes_after_outage(
     feed
 }
 
-#[actix_web::test]
-async fn a_session_whose_queue_is_deleted_is_told_to_reconnect() {
-    let app = TestApp::spawn().await;
+async fn a_session_whose_queue_is_deleted_is_told_to_reconnect(mode: QueueMode) {
+    let app = TestApp::spawn_in(mode).await;
     let reader = app.user("Reader").await;
     let mut feed = app.feed(&reader).await;
     let queues = app.realtime.broker.send(Queues).await.expect("broker");
@@ -391,4 +407,119 @@ async fn a_session_whose_queue_is_deleted_is_told_to_reconnect() {
     let reason = feed.close_reason().await.expect("close reason");
     assert_eq!(reason.code, CloseCode::Again);
     assert!(support::eventually(|| async { app.session_count().await == 0 }).await);
+}
+
+/// Settings where three followers make a celebrity, and the switch settles quickly.
+fn celebrity_settings(mode: QueueMode, threshold: i64) -> herald::config::Settings {
+    let mut settings = support::test_settings_in(mode);
+    settings.realtime.celebrity_followers = threshold;
+    settings.realtime.celebrity_settle_ms = 200;
+    settings
+}
+
+async fn publish_mode(app: &TestApp, author: &TestUser) -> PublishMode {
+    let mut conn = app.pool.get().await.expect("connection");
+    celebrities::publish_mode(&mut conn, author.id)
+        .await
+        .expect("publish mode")
+}
+
+async fn following_a_celebrity_takes_effect_for_live_sessions(mode: QueueMode) {
+    let app = TestApp::spawn_with(celebrity_settings(mode, 2)).await;
+    let exchange = app.settings.realtime.exchange.clone();
+    let star = app.user("Star").await;
+    let (fan_1, fan_2) = (app.user("Fan1").await, app.user("Fan2").await);
+    app.follow(&fan_1, &star).await;
+    app.follow(&fan_2, &star).await; // the second follower makes a celebrity
+    let newcomer = app.user("Newcomer").await;
+    let friend = app.user("Friend").await;
+    app.follow(&newcomer, &friend).await;
+    let mut feed = app.feed(&newcomer).await;
+    assert!(
+        support::eventually(|| async { publish_mode(&app, &star).await == PublishMode::Once })
+            .await
+    );
+
+    // Following: the live session starts getting the star's single publishes.
+    app.follow(&newcomer, &star).await;
+    let key = format!("author.{}", star.id);
+    assert!(support::eventually(|| async { support::bound(&exchange, &key) == 1 }).await);
+    let published = app.realtime.stats.snapshot().published;
+    let post = app.create_post(&star, "welcome").await;
+    feed.expect_created(post, &star, "welcome").await;
+    let barrier = app.create_post(&friend, "barrier").await;
+    feed.expect_created(barrier, &friend, "barrier").await;
+    assert_eq!(
+        app.realtime.stats.snapshot().published,
+        published + 2,
+        "the star's post went out once, the friend's once"
+    );
+
+    // Unfollowing: the binding goes (no local session needs it) and so do the events.
+    app.unfollow(&newcomer, &star).await;
+    assert!(support::eventually(|| async { support::bound(&exchange, &key) == 0 }).await);
+    app.create_post(&star, "you left").await;
+    let barrier = app.create_post(&friend, "second barrier").await;
+    feed.expect_created(barrier, &friend, "second barrier")
+        .await;
+}
+
+async fn an_author_becoming_a_celebrity_loses_and_doubles_no_event(mode: QueueMode) {
+    let a = TestApp::spawn_with(celebrity_settings(mode, 3)).await;
+    let b = a.sibling().await;
+    let star = a.user("Star").await;
+    let (fan_1, fan_2, fan_3) = (
+        a.user("Fan1").await,
+        a.user("Fan2").await,
+        a.user("Fan3").await,
+    );
+    let other = a.user("Other").await;
+    for fan in [&fan_1, &fan_2, &fan_3] {
+        a.follow(fan, &other).await;
+    }
+    a.follow(&fan_1, &star).await;
+    a.follow(&fan_2, &star).await;
+    // Fans online on both instances while the star crosses the threshold.
+    let mut feeds = [
+        a.feed(&fan_1).await,
+        b.feed(&fan_2).await,
+        a.feed(&fan_3).await,
+    ];
+    let first = a.create_post(&star, "before").await;
+    for feed in &mut feeds[..2] {
+        feed.expect_created(first, &star, "before").await;
+    }
+
+    // The third follow (through the other instance) starts the switch; the star keeps posting
+    // through it: until the switch is done, and three more after.
+    b.follow(&fan_3, &star).await;
+    let mut posts: Vec<(uuid::Uuid, String)> = Vec::new();
+    let mut after_switch = 0;
+    while after_switch < 3 {
+        assert!(posts.len() < 500, "the switch never completed");
+        let text = format!("post {}", posts.len());
+        posts.push((a.create_post(&star, &text).await, text));
+        if publish_mode(&a, &star).await == PublishMode::Once {
+            after_switch += 1;
+        }
+    }
+    // Every fan gets every post once, in order: nothing lost, nothing twice.
+    for feed in &mut feeds {
+        for (post, text) in &posts {
+            feed.expect_created(*post, &star, text).await;
+        }
+    }
+    // Now the star is published once. (Other, with three followers, is a celebrity too.)
+    let published = a.realtime.stats.snapshot().published;
+    let last = a.create_post(&star, "last").await;
+    let barrier = a.create_post(&other, "barrier").await;
+    for feed in &mut feeds {
+        feed.expect_created(last, &star, "last").await;
+        feed.expect_created(barrier, &other, "barrier").await;
+    }
+    assert_eq!(
+        a.realtime.stats.snapshot().published,
+        published + 2,
+        "one message for the star's post, one for the barrier"
+    );
 }

@@ -56,6 +56,7 @@ pub fn test_settings_in(mode: QueueMode) -> Settings {
 /// Turns each named `async fn name(mode: QueueMode)` into two tests, `name::node` and
 /// `name::session`: the realtime suite runs whole in both queue modes. (`#[macro_use] mod
 /// support;` to use it.)
+#[allow(unused_macros)]
 macro_rules! in_both_modes {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -581,7 +582,10 @@ pub fn bindings(exchange: &str) -> Vec<(String, String)> {
         .filter(|row| row["source_name"] == exchange)
         .map(|row| {
             (
-                row["destination_name"].as_str().unwrap_or_default().to_owned(),
+                row["destination_name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
                 row["routing_key"].as_str().unwrap_or_default().to_owned(),
             )
         })
