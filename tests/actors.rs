@@ -458,8 +458,12 @@ async fn the_watchdog_releases_the_routing_of_a_crashed_actor(mode: QueueMode) {
 }
 
 async fn the_watchdog_releases_an_admission_whose_session_never_started(mode: QueueMode) {
-    // Real timers this time: a one-second watchdog.
-    let rig = Rig::start(test_settings_in(mode)).await;
+    // Real timers this time: a three-second watchdog, so the admission is seen before any round
+    // may drop it (it must be older than one interval).
+    let mut settings = test_settings_in(mode);
+    settings.realtime.ping_interval_secs = 3;
+    settings.realtime.client_timeout_secs = 6;
+    let rig = Rig::start(settings).await;
     let conn = amqp(&rig.settings).await;
     let (session_id, user) = (Uuid::new_v4(), Uuid::new_v4());
     rig.admit(session_id, user).await;

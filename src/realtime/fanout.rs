@@ -4,14 +4,18 @@
 //!
 //! It runs beside the request path: the HTTP handler only enqueues a job. One worker takes jobs
 //! in order (so a follower sees a post's events in the order they happened), streams the
-//! author's followers from PostgreSQL in keyset pages, and publishes with confirms pipelined:
-//! it never waits for one confirm before the next publish. A separate task drains confirms,
+//! author's followers from PostgreSQL in keyset pages, and publishes pipelined: it never waits
+//! for a message to be written, nor for its confirm, before the next publish (lapin queues a
+//! publish's frames the first time its future is polled, so each is polled once, in order, and
+//! then handed over). A separate task awaits the writes and confirms,
 //! and a semaphore bounds how many are in flight.
 
 use std::sync::Arc;
 
+use std::future::Future;
 use std::time::Duration;
 
+use futures_util::future::{maybe_done, BoxFuture, MaybeDone};
 use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Channel, PublisherConfirm};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
@@ -94,7 +98,7 @@ struct Worker {
     settle: Duration,
     stats: Stats,
     channel: watch::Receiver<Option<Channel>>,
-    confirms: mpsc::UnboundedSender<(PublisherConfirm, OwnedSemaphorePermit)>,
+    confirms: mpsc::UnboundedSender<(InFlight, OwnedSemaphorePermit)>,
 }
 
 impl Worker {
@@ -152,18 +156,31 @@ impl Worker {
             .acquire_owned()
             .await
             .map_err(|_| FanoutError::Closed)?;
-        let confirm = channel
-            .basic_publish(
-                self.exchange.as_str().into(),
-                routing_key.into(),
-                BasicPublishOptions::default(),
-                payload,
-                properties,
-            )
-            .await?;
+        let publish = {
+            let (channel, exchange) = (channel.clone(), self.exchange.clone());
+            let payload = payload.to_vec();
+            async move {
+                channel
+                    .basic_publish(
+                        exchange.as_str().into(),
+                        routing_key.into(),
+                        BasicPublishOptions::default(),
+                        &payload,
+                        properties,
+                    )
+                    .await
+            }
+        };
+        let mut publish = maybe_done(Box::pin(publish) as BoxFuture<'static, _>);
+        // Polled once here, so its frames are queued now, in order; awaited by the drain.
+        std::future::poll_fn(|cx| {
+            let _ = std::pin::Pin::new(&mut publish).poll(cx);
+            std::task::Poll::Ready(())
+        })
+        .await;
         self.stats.published(1);
         self.confirms
-            .send((confirm, permit))
+            .send((publish, permit))
             .map_err(|_| FanoutError::Closed)
     }
 
@@ -239,11 +256,22 @@ impl Worker {
     }
 }
 
-/// Awaits confirms in publish order (the broker confirms in order) and frees their permits.
-async fn drain_confirms(
-    mut confirms: mpsc::UnboundedReceiver<(PublisherConfirm, OwnedSemaphorePermit)>,
-) {
-    while let Some((confirm, permit)) = confirms.recv().await {
+/// A publish whose frames are queued: it resolves once they are written, to its confirm.
+type InFlight = MaybeDone<BoxFuture<'static, Result<PublisherConfirm, lapin::Error>>>;
+
+/// Awaits writes and confirms in publish order (the broker confirms in order) and frees their
+/// permits.
+async fn drain_confirms(mut confirms: mpsc::UnboundedReceiver<(InFlight, OwnedSemaphorePermit)>) {
+    while let Some((mut publish, permit)) = confirms.recv().await {
+        (&mut publish).await;
+        let confirm = match std::pin::Pin::new(&mut publish).take_output() {
+            Some(Ok(confirm)) => confirm,
+            Some(Err(error)) => {
+                log::warn!("publishing a feed message failed: {error}");
+                continue;
+            }
+            None => continue, // awaited above, so always there
+        };
         match confirm.await {
             Ok(confirmation) if confirmation.is_nack() => {
                 log::warn!("the broker refused (nacked) a feed event")
