@@ -75,6 +75,7 @@ pub struct RealtimeSettings {
     pub max_frame_bytes: usize,
     pub fanout_page_size: i64,
     pub max_confirms_in_flight: usize,
+    pub fanout_workers: usize,
     pub node_queue_max_length: u32,
     pub node_prefetch: u16,
     pub session_mailbox: usize,
@@ -165,6 +166,10 @@ impl Settings {
             (
                 rt.max_frame_bytes > 0,
                 "realtime.max_frame_bytes must be > 0",
+            ),
+            (
+                (1..=64).contains(&rt.fanout_workers),
+                "realtime.fanout_workers must be between 1 and 64",
             ),
             (
                 rt.node_queue_max_length > 0,

@@ -19,10 +19,10 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, ExchangeKind};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::fanout::{self, FanoutJob};
+use super::fanout::{self, Fanout, FanoutJob};
 use super::messages::SessionHandle;
 use super::node_queue::{self, NodeBindings};
 use super::registry::{LinkLost, SessionRegistry};
@@ -178,7 +178,7 @@ pub struct BrokerActor {
     health: BrokerHealth,
     stats: Stats,
     publish_channel: watch::Sender<Option<Channel>>,
-    fanout: mpsc::Sender<FanoutJob>,
+    fanout: Fanout,
     /// Bumped on every new link, so events from an old connection are ignored, and so are
     /// releases of holds taken on an old connection.
     generation: u64,

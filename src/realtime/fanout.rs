@@ -2,8 +2,9 @@
 //! or, for a celebrity, into a single message routed `author.<id>`. It also carries follow
 //! changes to the follower's nodes (control messages) and runs an author's switch to celebrity.
 //!
-//! It runs beside the request path: the HTTP handler only enqueues a job. One worker takes jobs
-//! in order (so a follower sees a post's events in the order they happened), streams the
+//! It runs beside the request path: the HTTP handler only enqueues a job. Workers take jobs in
+//! order, all of one author's on the same worker (so a follower sees a post's events in the
+//! order they happened), streams the
 //! author's followers from PostgreSQL in keyset pages, and publishes pipelined: it never waits
 //! for a message to be written, nor for its confirm, before the next publish (lapin queues a
 //! publish's frames the first time its future is polled, so each is polled once, in order, and
@@ -29,7 +30,8 @@ use crate::config::RealtimeSettings;
 use crate::store::celebrities::{self, PublishMode};
 use crate::store::{self, friends, DbPool};
 
-/// Jobs waiting beyond this make `BrokerActor`'s enqueue wait (backpressure on writers).
+/// Jobs waiting for one worker beyond this make `BrokerActor`'s enqueue wait (backpressure on
+/// writers).
 const JOB_BACKLOG: usize = 10_000;
 
 /// One unit of work for the fan-out, done in the order given.
@@ -53,25 +55,48 @@ impl From<FeedEvent> for FanoutJob {
 }
 
 impl FanoutJob {
+    /// The author whose events this job must stay in order with: jobs about one author all go
+    /// to the same worker.
     fn author(&self) -> Uuid {
         match self {
             FanoutJob::Event { author_id, .. } | FanoutJob::Promote { author_id } => *author_id,
-            FanoutJob::Control { user_id, .. } => *user_id,
+            FanoutJob::Control { control, .. } => match control {
+                Control::Watch(author) | Control::Unwatch(author) => *author,
+            },
         }
     }
 }
 
-/// Starts the worker on the current arbiter; returns where to send jobs.
+/// Where jobs go: one ordered queue per worker, chosen by the job's author, so one author's
+/// events (and follow changes) stay in order while different authors' fan-outs overlap their
+/// database round trips.
+#[derive(Clone)]
+pub struct Fanout {
+    workers: Vec<mpsc::Sender<FanoutJob>>,
+}
+
+impl Fanout {
+    /// Queues a job; waits while that worker's backlog is full. Errs once the workers are gone.
+    pub async fn send(&self, job: FanoutJob) -> Result<(), FanoutJob> {
+        let author = job.author().as_u128();
+        let shard = (author % self.workers.len().max(1) as u128) as usize;
+        match self.workers.get(shard) {
+            Some(worker) => worker.send(job).await.map_err(|refused| refused.0),
+            None => Err(job),
+        }
+    }
+}
+
+/// Starts `realtime.fanout_workers` workers on the current arbiter; returns where to send jobs.
 ///
 /// `channel` carries the current publishing channel (with confirms on), `None` while the broker
-/// is disconnected: the worker waits for the next one rather than dropping jobs.
+/// is disconnected: the workers wait for the next one rather than dropping jobs.
 pub fn spawn(
     db: DbPool,
     settings: &RealtimeSettings,
     channel: watch::Receiver<Option<Channel>>,
     stats: Stats,
-) -> mpsc::Sender<FanoutJob> {
-    let (jobs_tx, jobs_rx) = mpsc::channel(JOB_BACKLOG);
+) -> Fanout {
     let (confirms_tx, confirms_rx) = mpsc::unbounded_channel();
     let worker = Worker {
         db,
@@ -84,11 +109,18 @@ pub fn spawn(
         channel,
         confirms: confirms_tx,
     };
-    actix_rt::spawn(worker.run(jobs_rx));
+    let workers = (0..settings.fanout_workers.max(1))
+        .map(|_| {
+            let (jobs_tx, jobs_rx) = mpsc::channel(JOB_BACKLOG);
+            actix_rt::spawn(worker.clone().run(jobs_rx));
+            jobs_tx
+        })
+        .collect();
     actix_rt::spawn(drain_confirms(confirms_rx));
-    jobs_tx
+    Fanout { workers }
 }
 
+#[derive(Clone)]
 struct Worker {
     db: DbPool,
     exchange: String,
