@@ -14,6 +14,10 @@ use crate::sessions::POST_TEXT_PREFIX;
 /// Request timeout for one post.
 const POST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Keep-alive connections one posting client may open: bounded, because every socket is a
+/// descriptor and the sessions need nearly all of them.
+pub const MAX_CONNECTIONS_PER_CLIENT: usize = 64;
+
 /// Error messages kept for the report (the count of failures is always complete).
 const ERROR_SAMPLES: usize = 5;
 
@@ -65,7 +69,11 @@ pub async fn run(plan: Plan, tokens: &[Option<String>], progress: &ProgressBar) 
     let clients: Vec<awc::Client> = (0..plan.http_clients.max(1))
         .map(|_| {
             awc::Client::builder()
-                .connector(awc::Connector::new().limit(concurrency))
+                .connector(
+                    awc::Connector::new()
+                        .limit(concurrency.min(MAX_CONNECTIONS_PER_CLIENT))
+                        .timeout(POST_TIMEOUT),
+                )
                 .timeout(POST_TIMEOUT)
                 .finish()
         })

@@ -19,8 +19,9 @@ use crate::sessions::{self, ConnectOutcome};
 use crate::stats::{per_second, Summary};
 use crate::{AuthorChoice, RunArgs};
 
-/// Descriptors kept free beyond one per session: HTTP clients, the database, stdio.
-const SPARE_FILES: u64 = 1024;
+/// Descriptors needed beyond the sessions and the posting connections: the database, stdio,
+/// `rabbitmqctl`, the runtime's own.
+const SPARE_FILES: u64 = 128;
 /// Connect errors kept for the report (the count is always complete).
 const ERROR_SAMPLES: usize = 5;
 
@@ -87,7 +88,10 @@ pub async fn run(args: RunArgs) -> Result<bool> {
         bail!("--sessions {} exceeds --users {users}", args.sessions);
     }
     let ws_url = feed_url(&args.url)?;
-    let file_limit = probes::raise_nofile_limit(u64::from(args.sessions) + SPARE_FILES)?;
+    let posting_sockets = args.http_clients.max(1) * load::MAX_CONNECTIONS_PER_CLIENT;
+    let file_limit = probes::raise_nofile_limit(
+        u64::from(args.sessions) + posting_sockets as u64 + SPARE_FILES,
+    )?;
     let rng_seed = args.rng_seed.unwrap_or_else(rand::random);
     let mut rng = StdRng::seed_from_u64(rng_seed);
     let graph = Graph::generate(users, args.follows, args.celebrity_followers, &mut rng)?;
