@@ -16,6 +16,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use serde::Deserialize;
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::report::{self, BaselineFigures, Report};
@@ -92,15 +93,15 @@ async fn measure(
     exchange: &str,
     args: &BaselineArgs,
 ) -> Result<BaselineFigures> {
-    let consume = connection
+    let consuming = connection
         .create_channel()
         .await
         .context("opening a channel")?;
-    consume
+    consuming
         .basic_qos(args.prefetch, BasicQosOptions::default())
         .await
         .context("basic.qos")?;
-    let queue = consume
+    let queue = consuming
         .queue_declare(
             "".into(),
             QueueDeclareOptions {
@@ -116,7 +117,7 @@ async fn measure(
         .map(|_| format!("user.{}", Uuid::new_v4()))
         .collect();
     for key in &keys {
-        consume
+        consuming
             .queue_bind(
                 queue.name().clone(),
                 exchange.into(),
@@ -127,7 +128,7 @@ async fn measure(
             .await
             .with_context(|| format!("binding {key}"))?;
     }
-    let mut consumer = consume
+    let consumer = consuming
         .basic_consume(
             queue.name().clone(),
             "herald-loadgen-baseline".into(),
@@ -139,31 +140,21 @@ async fn measure(
 
     let base = Instant::now();
     let expected = u64::from(args.messages);
-    let deadline =
-        tokio::time::Instant::now() + Duration::from_secs_f64(args.timeout_secs.max(1.0));
-    let consuming = actix_rt::spawn(async move {
-        let mut latencies = Vec::with_capacity(expected as usize);
-        let mut last = None;
-        while (latencies.len() as u64) < expected {
-            let delivery = match tokio::time::timeout_at(deadline, consumer.next()).await {
-                Ok(Some(Ok(delivery))) => delivery,
-                Ok(Some(Err(error))) => return Err(anyhow::anyhow!("consuming: {error}")),
-                Ok(None) | Err(_) => break,
-            };
-            let at = Instant::now();
-            if let Ok(stamp) = serde_json::from_slice::<Stamp>(&delivery.data) {
-                let sent = base + Duration::from_nanos(stamp.sent_nanos);
-                latencies.push(at.saturating_duration_since(sent).as_secs_f64() * 1000.0);
-                last = Some(at);
-            }
-            delivery
-                .acker
-                .ack(BasicAckOptions::default())
-                .await
-                .context("acking")?;
-        }
-        Ok((latencies, last))
-    });
+    let patience = Duration::from_secs_f64(args.timeout_secs.max(1.0));
+    // The consumer gets a thread and runtime of its own, so the publisher (on this thread)
+    // never slows it down: the figure is the broker's ceiling, not the loadgen's.
+    let (consumed_tx, consumed_rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("baseline-consumer".into())
+        .spawn(move || {
+            let consumed = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the consumer's runtime")
+                .and_then(|runtime| runtime.block_on(consume(consumer, expected, base, patience)));
+            let _ = consumed_tx.send(consumed);
+        })
+        .context("spawning the consumer thread")?;
 
     let publish = connection
         .create_channel()
@@ -177,7 +168,7 @@ async fn measure(
     publish_all(&publish, exchange, &keys, base, args).await?;
     let publish_seconds = first_publish.elapsed().as_secs_f64();
 
-    let (mut latencies, last) = consuming.await.context("the consumer task panicked")??;
+    let (mut latencies, last) = consumed_rx.await.context("the consumer thread died")??;
     let received = latencies.len() as u64;
     let seconds = last.map_or(0.0, |last| {
         last.saturating_duration_since(first_publish).as_secs_f64()
@@ -192,6 +183,38 @@ async fn measure(
         per_sec: per_second(received, seconds),
         latency_ms: Some(Summary::of(&mut latencies)),
     })
+}
+
+/// Consumes until `expected` deliveries arrived or `patience` passed, acking each one;
+/// returns each delivery's latency (ms) and when the last arrived.
+async fn consume(
+    mut consumer: lapin::Consumer,
+    expected: u64,
+    base: Instant,
+    patience: Duration,
+) -> Result<(Vec<f64>, Option<Instant>)> {
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut latencies = Vec::with_capacity(expected as usize);
+    let mut last = None;
+    while (latencies.len() as u64) < expected {
+        let delivery = match tokio::time::timeout_at(deadline, consumer.next()).await {
+            Ok(Some(Ok(delivery))) => delivery,
+            Ok(Some(Err(error))) => bail!("consuming: {error}"),
+            Ok(None) | Err(_) => break,
+        };
+        let at = Instant::now();
+        if let Ok(stamp) = serde_json::from_slice::<Stamp>(&delivery.data) {
+            let sent = base + Duration::from_nanos(stamp.sent_nanos);
+            latencies.push(at.saturating_duration_since(sent).as_secs_f64() * 1000.0);
+            last = Some(at);
+        }
+        delivery
+            .acker
+            .ack(BasicAckOptions::default())
+            .await
+            .context("acking")?;
+    }
+    Ok((latencies, last))
 }
 
 /// Publishes every message, keeping at most `in_flight` unconfirmed.
