@@ -1,0 +1,185 @@
+//! `herald-loadgen`: the load generator behind `bench/run`. This file owns the command line
+//! (clap) and the exit code; each phase of a run lives in its own module.
+//!
+//! - `run`: seed users and a follower graph straight into herald's database, open WebSocket
+//!   sessions, post at a rate or in a burst, wait for the deliveries, check that each one reached
+//!   exactly its followers, and report latency, throughput and resource figures.
+//! - `baseline`: the same publish → consume path through RabbitMQ with lapin alone, no herald,
+//!   as a ceiling to compare herald's throughput with.
+//!
+//! Exit codes: 0 when every check passed, 1 when a check failed (missing, wrong or duplicate
+//! deliveries, failed connects or posts), 2 when the run itself could not be carried out.
+
+mod baseline;
+mod check;
+mod load;
+mod plot;
+mod probes;
+mod report;
+mod scenario;
+mod seed;
+mod sessions;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+
+#[derive(Parser)]
+#[command(version, about = "Load generator and benchmark for herald")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One scenario end to end: seed, connect, load, drain, check, report.
+    Run(Box<RunArgs>),
+    /// The herald-free ceiling: lapin publish → consume through a direct exchange.
+    Baseline(BaselineArgs),
+}
+
+/// Where and how the figures of one run are written.
+#[derive(Args, Clone, Serialize)]
+pub struct OutputArgs {
+    /// Directory for `<label>.json`, `<label>.md` and, with `--plot`, `<label>-cdf.png`.
+    #[arg(long, default_value = "bench/out")]
+    pub out: PathBuf,
+    /// Name of this run in file names and reports.
+    #[arg(long, default_value = "run")]
+    pub label: String,
+    /// Also draw the latency CDF as a PNG.
+    #[arg(long)]
+    pub plot: bool,
+}
+
+/// Who writes the posts of a burst.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthorChoice {
+    /// The extra user followed by `--celebrity-followers` users.
+    Celebrity,
+    /// One seeded user picked at random.
+    Random,
+}
+
+#[derive(Args, Clone, Serialize)]
+pub struct RunArgs {
+    /// herald's base URL (HTTP; the WebSocket URL is derived from it).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// herald's database, seeded directly (bulk SQL).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/herald")]
+    pub database_url: String,
+    /// Users to seed (default: as many as sessions).
+    #[arg(long)]
+    pub users: Option<u32>,
+    /// WebSocket sessions to open, one per user, the first users first.
+    #[arg(long, default_value_t = 1000)]
+    pub sessions: u32,
+    /// How many random other users each user follows.
+    #[arg(long, default_value_t = 0)]
+    pub follows: u32,
+    /// Seed one extra author followed by this many users (the first ones, so online ones).
+    #[arg(long, default_value_t = 0)]
+    pub celebrity_followers: u32,
+    /// Authors with at least this many followers get `celebrity_since` set (herald's default).
+    #[arg(long, default_value_t = 10_000)]
+    pub celebrity_threshold: u32,
+    /// Steady load: posts per second, from random seeded authors (needs `--duration`).
+    #[arg(long, requires = "duration", conflicts_with = "author")]
+    pub rate: Option<f64>,
+    /// Steady load: seconds to post for.
+    #[arg(long, requires = "rate")]
+    pub duration: Option<f64>,
+    /// Burst: one author writes `--posts` posts.
+    #[arg(long, value_enum)]
+    pub author: Option<AuthorChoice>,
+    /// Burst: number of posts.
+    #[arg(long, default_value_t = 50)]
+    pub posts: u32,
+    /// Burst: milliseconds between post starts; 0 sends each post when the previous answered.
+    #[arg(long, default_value_t = 0)]
+    pub interval_ms: u64,
+    /// WebSocket handshakes in flight at once.
+    #[arg(long, default_value_t = 512)]
+    pub connect_concurrency: usize,
+    /// OS threads running client sessions (each its own single-threaded runtime).
+    #[arg(long, default_value_t = 2)]
+    pub client_threads: usize,
+    /// Sessions per source address (127.0.0.2, 127.0.0.3, ...): each address has ~28k ports.
+    #[arg(long, default_value_t = 20_000)]
+    pub per_source_ip: u32,
+    /// HTTP keep-alive clients that share the posting.
+    #[arg(long, default_value_t = 4)]
+    pub http_clients: usize,
+    /// Post requests in flight at once (steady load).
+    #[arg(long, default_value_t = 256)]
+    pub post_concurrency: usize,
+    /// Drain ends when no frame arrived for this many seconds.
+    #[arg(long, default_value_t = 3.0)]
+    pub quiet_secs: f64,
+    /// Drain never lasts longer than this.
+    #[arg(long, default_value_t = 120.0)]
+    pub drain_timeout_secs: f64,
+    /// Idle time after the last session connected, before herald's memory is read.
+    #[arg(long, default_value_t = 2.0)]
+    pub settle_secs: f64,
+    /// herald's process id, to read its resident memory before and after connecting.
+    #[arg(long)]
+    pub herald_pid: Option<u32>,
+    /// Seed for the follower graph and author choice (random if absent).
+    #[arg(long)]
+    pub rng_seed: Option<u64>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args, Clone, Serialize)]
+pub struct BaselineArgs {
+    /// RabbitMQ, as herald's `amqp.url`.
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    pub amqp_url: String,
+    /// Routing keys `user.<uuid>` bound to the one consumer queue.
+    #[arg(long, default_value_t = 1000)]
+    pub keys: u32,
+    /// Messages to publish, round-robin over the keys.
+    #[arg(long, default_value_t = 200_000)]
+    pub messages: u32,
+    /// Unconfirmed publishes allowed in flight.
+    #[arg(long, default_value_t = 4096)]
+    pub in_flight: usize,
+    /// Consumer prefetch (unacked deliveries the broker may push ahead).
+    #[arg(long, default_value_t = 1000)]
+    pub prefetch: u16,
+    /// Give up waiting for deliveries after this many seconds.
+    #[arg(long, default_value_t = 120.0)]
+    pub timeout_secs: f64,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let system = actix_rt::System::new();
+    let outcome = system.block_on(async move {
+        match cli.command {
+            Command::Run(args) => scenario::run(*args).await,
+            Command::Baseline(args) => baseline::run(args).await,
+        }
+    });
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("herald-loadgen: checks FAILED (see the report)");
+            ExitCode::from(1)
+        }
+        Err(error) => {
+            eprintln!("herald-loadgen: error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

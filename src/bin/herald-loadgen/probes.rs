@@ -1,0 +1,92 @@
+//! Readings taken around a run, all best effort (a reading that cannot be had is `None`, shown
+//! as "n/a"): herald's resident memory, RabbitMQ's memory, herald's `/health` realtime
+//! counters; and raising this process's own open-file limit before thousands of sockets.
+
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use rlimit::Resource;
+use serde::{Deserialize, Serialize};
+
+/// `VmRSS` of process `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_vm_rss(&status)
+}
+
+fn parse_vm_rss(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+}
+
+/// RabbitMQ's total memory (the Erlang VM's view), in bytes, through `rabbitmqctl`.
+pub fn broker_memory_bytes() -> Option<u64> {
+    let output = Command::new("rabbitmqctl")
+        .args(["eval", "erlang:memory(total)."])
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .rev()
+        .find_map(|line| line.trim().parse().ok())
+}
+
+/// The realtime counters herald's `/health` reports, when it reports them.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+pub struct RealtimeCounters {
+    pub mode: Option<String>,
+    pub sessions: Option<u64>,
+    pub published: Option<u64>,
+    pub consumed: Option<u64>,
+    pub delivered: Option<u64>,
+}
+
+/// Reads `/health`; `None` if it does not answer or has no `realtime` section.
+pub async fn realtime_counters(base_url: &str) -> Option<RealtimeCounters> {
+    let client = awc::Client::default();
+    let mut response = client.get(format!("{base_url}/health")).send().await.ok()?;
+    let body: serde_json::Value = response.json().await.ok()?;
+    serde_json::from_value(body.get("realtime")?.clone()).ok()
+}
+
+/// Raises the soft open-file limit as far as allowed (the hard limit too, where privileged),
+/// and fails early if it still cannot hold `needed` descriptors.
+pub fn raise_nofile_limit(needed: u64) -> Result<u64> {
+    let (_, hard) = rlimit::getrlimit(Resource::NOFILE).context("reading RLIMIT_NOFILE")?;
+    let ceiling = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok())
+        .unwrap_or(hard);
+    // Raising the hard limit needs CAP_SYS_RESOURCE; without it keep the hard limit we have.
+    if ceiling > hard && rlimit::setrlimit(Resource::NOFILE, ceiling, ceiling).is_ok() {
+        return check_limit(ceiling, needed);
+    }
+    let soft = rlimit::increase_nofile_limit(hard).context("raising RLIMIT_NOFILE")?;
+    check_limit(soft, needed)
+}
+
+fn check_limit(limit: u64, needed: u64) -> Result<u64> {
+    if limit < needed {
+        bail!(
+            "open-file limit is {limit}, but this run needs about {needed}: \
+             raise it (ulimit -Hn) or use fewer sessions"
+        );
+    }
+    Ok(limit)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn vm_rss_is_read_in_kib() {
+        let status = "Name:\therald\nVmPeak:\t  999 kB\nVmRSS:\t   123456 kB\nThreads:\t4\n";
+        assert_eq!(super::parse_vm_rss(status), Some(123_456));
+        assert_eq!(super::parse_vm_rss("Name:\tx\n"), None);
+    }
+}

@@ -1,0 +1,384 @@
+//! `run`: one scenario end to end — seed, connect, load, drain, check — with the readings
+//! around each phase, the pass/fail verdict, and the report files.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::mpsc;
+
+use crate::check;
+use crate::load::{self, Schedule};
+use crate::plot;
+use crate::probes;
+use crate::report::{self, Report, RunFigures};
+use crate::seed::{self, Graph};
+use crate::sessions::{self, ConnectOutcome};
+use crate::stats::{per_second, Summary};
+use crate::{AuthorChoice, RunArgs};
+
+/// Descriptors needed beyond the sessions and the posting connections: the database, stdio,
+/// `rabbitmqctl`, the runtime's own.
+const SPARE_FILES: u64 = 128;
+/// Connect errors kept for the report (the count is always complete).
+const ERROR_SAMPLES: usize = 5;
+
+/// A progress bar for one phase (drawn on stderr when it is a terminal).
+fn phase_bar(phase: &str) -> ProgressBar {
+    let bar = ProgressBar::new(0).with_prefix(phase.to_owned());
+    if let Ok(style) = ProgressStyle::with_template(
+        "{prefix:>8} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, eta {eta})",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// The WebSocket feed URL on the same host as the HTTP base URL.
+fn feed_url(base_url: &str) -> Result<String> {
+    match base_url.strip_prefix("http://") {
+        Some(rest) => Ok(format!(
+            "ws://{}/post/feed/posted",
+            rest.trim_end_matches('/')
+        )),
+        None => bail!("--url must be a plain http:// URL (got {base_url})"),
+    }
+}
+
+/// Who writes each post, and when.
+fn plan_posts(args: &RunArgs, graph: &Graph, rng: &mut StdRng) -> Result<(Vec<u32>, Schedule)> {
+    let ordinary_users = graph.len() - u32::from(graph.celebrity.is_some());
+    match (args.rate, args.duration, args.author) {
+        (Some(rate), Some(duration), None) => {
+            if !(rate > 0.0 && duration > 0.0) {
+                bail!("--rate and --duration must be positive");
+            }
+            let count = (rate * duration).round().max(1.0) as usize;
+            let authors = (0..count)
+                .map(|_| rng.random_range(0..ordinary_users))
+                .collect();
+            Ok((authors, Schedule::Rate(rate)))
+        }
+        (None, None, Some(choice)) => {
+            let author = match choice {
+                AuthorChoice::Celebrity => graph.celebrity.context(
+                    "--author celebrity needs --celebrity-followers K (K > 0) to seed one",
+                )?,
+                AuthorChoice::Random => rng.random_range(0..ordinary_users),
+            };
+            let schedule = match args.interval_ms {
+                0 => Schedule::AfterPrevious,
+                ms => Schedule::Every(Duration::from_millis(ms)),
+            };
+            Ok((vec![author; args.posts as usize], schedule))
+        }
+        _ => bail!(
+            "choose one load: --rate R --duration D (steady), or --author celebrity|random --posts P (burst)"
+        ),
+    }
+}
+
+pub async fn run(args: RunArgs) -> Result<bool> {
+    let command = report::command_line();
+    let started_at = chrono::Utc::now().to_rfc3339();
+    let users = args.users.unwrap_or(args.sessions);
+    if args.sessions > users {
+        bail!("--sessions {} exceeds --users {users}", args.sessions);
+    }
+    let ws_url = feed_url(&args.url)?;
+    let posting_sockets = args.http_clients.max(1) * load::MAX_CONNECTIONS_PER_CLIENT;
+    let file_limit = probes::raise_nofile_limit(
+        u64::from(args.sessions) + posting_sockets as u64 + SPARE_FILES,
+    )?;
+    let rng_seed = args.rng_seed.unwrap_or_else(rand::random);
+    let mut rng = StdRng::seed_from_u64(rng_seed);
+    let graph = Graph::generate(users, args.follows, args.celebrity_followers, &mut rng)?;
+    let (authors, schedule) = plan_posts(&args, &graph, &mut rng)?;
+    let mut figures = RunFigures::default();
+
+    // Seed: tokens only for users that connect or post.
+    let mut needs_token = vec![false; graph.len() as usize];
+    needs_token[..args.sessions as usize].fill(true);
+    for &author in &authors {
+        needs_token[author as usize] = true;
+    }
+    let bar = phase_bar("seed");
+    let seeded = seed::seed(
+        &args.database_url,
+        &graph,
+        &needs_token,
+        args.celebrity_threshold,
+        &bar,
+    )
+    .await?;
+    bar.finish_and_clear();
+    figures.seed = report::SeedFigures {
+        users: u64::from(graph.len()),
+        follow_edges: graph.edge_count() as u64,
+        tokens: seeded.tokens.iter().flatten().count() as u64,
+        celebrities_marked: seeded.celebrities_marked,
+        seconds: seeded.seconds,
+    };
+    eprintln!(
+        "seeded {} users, {} follows, {} tokens, {} celebrities in {:.1} s (rng seed {rng_seed})",
+        figures.seed.users,
+        figures.seed.follow_edges,
+        figures.seed.tokens,
+        figures.seed.celebrities_marked,
+        figures.seed.seconds
+    );
+
+    figures.herald.pid = args.herald_pid;
+    figures.herald.rss_before_kib = args.herald_pid.and_then(probes::rss_kib);
+    figures.broker.memory_before_bytes = probes::broker_memory_bytes();
+
+    // Connect.
+    let mut sessions_plan = Vec::with_capacity(args.sessions as usize);
+    for session in 0..args.sessions {
+        let token = seeded.tokens[session as usize]
+            .clone()
+            .context("a session's user has no token")?;
+        sessions_plan.push((session, token));
+    }
+    let (outcomes_tx, mut outcomes) = mpsc::unbounded_channel();
+    let bar = phase_bar("connect");
+    bar.set_length(u64::from(args.sessions));
+    let connect_started = Instant::now();
+    let clients = sessions::start(
+        sessions::Plan {
+            ws_url,
+            sessions: sessions_plan,
+            threads: args.client_threads,
+            concurrency: args.connect_concurrency,
+            per_source_ip: args.per_source_ip,
+        },
+        outcomes_tx,
+    )?;
+    let mut online = vec![false; graph.len() as usize];
+    let mut last_connected = connect_started;
+    let connect = &mut figures.connect;
+    connect.attempted = u64::from(args.sessions);
+    connect.source_addresses =
+        sessions::source_addresses(args.sessions, args.per_source_ip).len() as u64;
+    while connect.connected + connect.failed < connect.attempted {
+        let Some(outcome) = outcomes.recv().await else {
+            break; // every client thread is gone; the rest never reported
+        };
+        match outcome {
+            ConnectOutcome::Connected { session, at } => {
+                online[session as usize] = true;
+                connect.connected += 1;
+                last_connected = last_connected.max(at);
+            }
+            ConnectOutcome::Failed { session, error } => {
+                connect.failed += 1;
+                if connect.errors.len() < ERROR_SAMPLES {
+                    connect.errors.push(format!("session {session}: {error}"));
+                }
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    // Sessions that never reported (a client thread died) count as failures.
+    connect.failed = connect.attempted - connect.connected;
+    connect.seconds = last_connected
+        .saturating_duration_since(connect_started)
+        .as_secs_f64();
+    connect.per_sec = per_second(connect.connected, connect.seconds);
+    eprintln!(
+        "connected {}/{} sessions in {:.2} s ({} sessions/s), {} failed (open-file limit {file_limit})",
+        connect.connected,
+        connect.attempted,
+        connect.seconds,
+        report::num(connect.per_sec, 0, ""),
+        connect.failed
+    );
+
+    // Idle a moment so herald's and the broker's memory reflect settled, idle sessions.
+    tokio::time::sleep(Duration::from_secs_f64(args.settle_secs.max(0.0))).await;
+    figures.herald.rss_after_kib = args.herald_pid.and_then(probes::rss_kib);
+    figures.broker.memory_after_bytes = probes::broker_memory_bytes();
+    let connected = figures.connect.connected;
+    if connected > 0 {
+        if let (Some(before), Some(after)) =
+            (figures.herald.rss_before_kib, figures.herald.rss_after_kib)
+        {
+            figures.herald.rss_per_session_kib =
+                Some((after as f64 - before as f64) / connected as f64);
+        }
+        if let (Some(before), Some(after)) = (
+            figures.broker.memory_before_bytes,
+            figures.broker.memory_after_bytes,
+        ) {
+            figures.broker.memory_per_session_bytes =
+                Some((after as f64 - before as f64) / connected as f64);
+        }
+    }
+    figures.realtime.before = probes::realtime_counters(&args.url).await;
+
+    // Load.
+    let bar = phase_bar("load");
+    let outcome = load::run(
+        load::Plan {
+            base_url: args.url.trim_end_matches('/').to_owned(),
+            authors,
+            schedule,
+            http_clients: args.http_clients,
+            concurrency: args.post_concurrency,
+            tag: args.output.label.clone(),
+        },
+        &seeded.tokens,
+        &bar,
+    )
+    .await?;
+    bar.finish_and_clear();
+    let posts = &mut figures.posts;
+    posts.attempted = outcome.posts.len() as u64;
+    posts.failed = outcome.failed;
+    posts.ok = posts.attempted - posts.failed;
+    posts.seconds = outcome
+        .finished
+        .saturating_duration_since(outcome.started)
+        .as_secs_f64();
+    posts.per_sec = per_second(posts.attempted, posts.seconds);
+    posts.errors = outcome.error_samples.clone();
+    eprintln!(
+        "posted {} ({} failed) in {:.2} s",
+        posts.attempted, posts.failed, posts.seconds
+    );
+
+    // Drain.
+    let counts = check::online_follower_counts(&graph, &online);
+    let expected = check::expected_deliveries(&outcome.posts, &counts);
+    let bar = phase_bar("drain");
+    let drain_started = Instant::now();
+    let drain_end = check::drain(
+        &clients.shared,
+        expected,
+        outcome.finished,
+        Duration::from_secs_f64(args.quiet_secs.max(0.1)),
+        Duration::from_secs_f64(args.drain_timeout_secs.max(1.0)),
+        &bar,
+    )
+    .await;
+    bar.finish_and_clear();
+    figures.deliveries.drain_end = Some(drain_end);
+    figures.deliveries.drain_seconds = drain_started.elapsed().as_secs_f64();
+    figures.realtime.after = probes::realtime_counters(&args.url).await;
+    figures.connect.dropped = clients
+        .shared
+        .dropped
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let mut deliveries = clients.finish()?;
+
+    // Check.
+    let mut verdict = check::evaluate(&mut deliveries, &graph, &outcome.posts, expected);
+    let d = &mut figures.deliveries;
+    d.expected = verdict.expected;
+    d.valid = verdict.valid;
+    d.missing = verdict.missing;
+    d.wrong = verdict.wrong;
+    d.duplicates = verdict.duplicates;
+    d.for_failed_posts = verdict.for_failed_posts;
+    if let Some(last) = verdict.last_valid_delivery {
+        d.per_sec = per_second(
+            verdict.valid,
+            last.saturating_duration_since(outcome.started)
+                .as_secs_f64(),
+        );
+    }
+    figures.latency_ms = Some(Summary::of(&mut verdict.latencies_ms));
+    figures.last_follower_ms = Some(Summary::of(&mut verdict.last_follower_ms));
+    realtime_deltas(&mut figures);
+
+    let failures = failures(&figures);
+    let passed = failures.is_empty();
+    let report = Report {
+        label: args.output.label.clone(),
+        kind: "run",
+        command,
+        started_at,
+        note: report::LATENCY_NOTE,
+        params: serde_json::json!({ "args": &args, "rng_seed": rng_seed }),
+        passed,
+        failures,
+        figures,
+    };
+    let (json_path, _) = report::write(&args.output.out, &report)?;
+    if args.output.plot {
+        let path = args
+            .output
+            .out
+            .join(format!("{}-cdf.png", args.output.label));
+        let title = format!("{}: post sent → frame received", args.output.label);
+        match plot::latency_cdf(
+            &path,
+            &title,
+            &[
+                ("every delivery", &verdict.latencies_ms),
+                ("last follower per post", &verdict.last_follower_ms),
+            ],
+        ) {
+            Ok(()) => eprintln!("plotted {}", path.display()),
+            Err(error) => eprintln!("warning: no plot: {error:#}"),
+        }
+    }
+    print!("{}", report::markdown(&report));
+    eprintln!("wrote {}", json_path.display());
+    Ok(passed)
+}
+
+/// Differences of herald's cumulative realtime counters across the load, where reported.
+fn realtime_deltas(figures: &mut RunFigures) {
+    let (Some(before), Some(after)) = (&figures.realtime.before, &figures.realtime.after) else {
+        return;
+    };
+    let delta = |b: Option<u64>, a: Option<u64>| Some(a?.saturating_sub(b?));
+    figures.realtime.published = delta(before.published, after.published);
+    figures.realtime.consumed = delta(before.consumed, after.consumed);
+    figures.realtime.delivered = delta(before.delivered, after.delivered);
+    if figures.posts.ok > 0 {
+        figures.realtime.messages_per_post = figures
+            .realtime
+            .published
+            .map(|published| published as f64 / figures.posts.ok as f64);
+    }
+}
+
+/// Every reason this run fails its checks.
+fn failures(figures: &RunFigures) -> Vec<String> {
+    let d = &figures.deliveries;
+    let mut why = Vec::new();
+    let mut check = |count: u64, what: &str| {
+        if count > 0 {
+            why.push(format!("{count} {what}"));
+        }
+    };
+    check(d.missing, "missing deliveries");
+    check(d.wrong, "wrong deliveries");
+    check(d.duplicates, "duplicate deliveries");
+    check(figures.connect.failed, "failed connects");
+    check(figures.connect.dropped, "sessions dropped by the server");
+    check(figures.posts.failed, "failed posts");
+    if d.expected == 0 {
+        why.push("no delivery was expected: no online session follows the posting authors".into());
+    }
+    why
+}
+
+#[cfg(test)]
+mod tests {
+    use super::feed_url;
+
+    #[test]
+    fn the_feed_url_follows_the_http_url() {
+        assert_eq!(
+            feed_url("http://127.0.0.1:8080/").expect("url"),
+            "ws://127.0.0.1:8080/post/feed/posted"
+        );
+        assert!(feed_url("https://example.test").is_err());
+    }
+}

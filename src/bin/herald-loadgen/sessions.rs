@@ -1,0 +1,303 @@
+//! The client side of the feed: WebSocket sessions spread over a few OS threads, each running
+//! its own single-threaded actix runtime (awc is `!Send`), connecting from several loopback
+//! source addresses so tens of thousands of sockets do not run out of ephemeral ports. Every
+//! text frame is recorded with the instant it was read; pings are answered with pongs.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::net::{IpAddr, Ipv4Addr};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use awc::ws::{Frame, Message};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+/// Every post the loadgen writes starts with this, followed by its sequence number, so a frame
+/// names its post even when it arrives before the HTTP response that returns the post's id.
+pub const POST_TEXT_PREFIX: &str = "loadgen #";
+
+/// The sequence number recorded for a frame that is not one of this run's `post.created` events.
+pub const NOT_OURS: u32 = u32::MAX;
+
+/// Time allowed for one WebSocket handshake (TCP connect included).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One received frame.
+#[derive(Clone, Copy)]
+pub struct Delivery {
+    pub session: u32,
+    pub seq: u32,
+    pub at: Instant,
+}
+
+/// One handshake's result, reported to the coordinating thread as it happens.
+pub enum ConnectOutcome {
+    Connected { session: u32, at: Instant },
+    Failed { session: u32, error: String },
+}
+
+/// Counters every client thread updates, read by the drain.
+pub struct Shared {
+    base: Instant,
+    /// Frames received so far, on every session.
+    pub received: AtomicU64,
+    /// When the latest frame arrived, in nanoseconds since `base` (0: none yet).
+    last_frame_nanos: AtomicU64,
+    /// Sessions the server closed or that failed after connecting.
+    pub dropped: AtomicU64,
+}
+
+impl Shared {
+    pub fn last_frame(&self) -> Option<Instant> {
+        match self.last_frame_nanos.load(Ordering::Relaxed) {
+            0 => None,
+            nanos => Some(self.base + Duration::from_nanos(nanos)),
+        }
+    }
+}
+
+/// What the client threads need to open sessions.
+pub struct Plan {
+    pub ws_url: String,
+    /// (session index = user index, token) pairs.
+    pub sessions: Vec<(u32, String)>,
+    pub threads: usize,
+    pub concurrency: usize,
+    pub per_source_ip: u32,
+}
+
+/// The running client threads. `finish` stops them and hands back every recorded frame.
+pub struct ClientThreads {
+    pub shared: Arc<Shared>,
+    workers: Vec<(JoinHandle<Vec<Delivery>>, oneshot::Sender<()>)>,
+}
+
+/// The source addresses for `sessions` sessions at most `per_ip` each: 127.0.0.2, 127.0.0.3, …
+/// (127.0.0.1 is left to the server's own connections).
+pub fn source_addresses(sessions: u32, per_ip: u32) -> Vec<Ipv4Addr> {
+    let count = sessions.div_ceil(per_ip.max(1)).max(1);
+    let first = u32::from(Ipv4Addr::new(127, 0, 0, 2));
+    (0..count).map(|i| Ipv4Addr::from(first + i)).collect()
+}
+
+/// Starts the client threads; each reports every handshake on `outcomes`.
+pub fn start(plan: Plan, outcomes: mpsc::UnboundedSender<ConnectOutcome>) -> Result<ClientThreads> {
+    let threads = plan.threads.max(1);
+    let addresses = source_addresses(plan.sessions.len() as u32, plan.per_source_ip);
+    let shared = Arc::new(Shared {
+        base: Instant::now(),
+        received: AtomicU64::new(0),
+        last_frame_nanos: AtomicU64::new(0),
+        dropped: AtomicU64::new(0),
+    });
+    // One budget of handshakes in flight for the whole process, not per thread.
+    let permits = Arc::new(Semaphore::new(plan.concurrency.max(1)));
+    let mut shares: Vec<Vec<(u32, String)>> = vec![Vec::new(); threads];
+    for (position, session) in plan.sessions.into_iter().enumerate() {
+        shares[position % threads].push(session);
+    }
+    let mut workers = Vec::with_capacity(threads);
+    for (number, sessions) in shares.into_iter().enumerate() {
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let worker = Worker {
+            ws_url: plan.ws_url.clone(),
+            addresses: addresses.clone(),
+            sessions,
+            permits: Arc::clone(&permits),
+            shared: Arc::clone(&shared),
+            outcomes: outcomes.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name(format!("loadgen-client-{number}"))
+            .spawn(move || worker.run(stop_rx))
+            .context("spawning a client thread")?;
+        workers.push((handle, stop_tx));
+    }
+    Ok(ClientThreads { shared, workers })
+}
+
+impl ClientThreads {
+    /// Stops every thread (closing its sessions) and returns all recorded frames.
+    pub fn finish(self) -> Result<Vec<Delivery>> {
+        let mut all = Vec::new();
+        for (handle, stop) in self.workers {
+            let _ = stop.send(());
+            let deliveries = handle
+                .join()
+                .map_err(|_| anyhow!("a client thread panicked"))?;
+            all.extend(deliveries);
+        }
+        Ok(all)
+    }
+}
+
+struct Worker {
+    ws_url: String,
+    addresses: Vec<Ipv4Addr>,
+    sessions: Vec<(u32, String)>,
+    permits: Arc<Semaphore>,
+    shared: Arc<Shared>,
+    outcomes: mpsc::UnboundedSender<ConnectOutcome>,
+}
+
+impl Worker {
+    fn run(self, stop: oneshot::Receiver<()>) -> Vec<Delivery> {
+        let log = Rc::new(RefCell::new(Vec::new()));
+        actix_rt::System::new().block_on(async {
+            self.connect_all(Rc::clone(&log)).await;
+            // Sessions keep reading on this thread's runtime until the run is over.
+            let _ = stop.await;
+        });
+        log.take()
+    }
+
+    async fn connect_all(self, log: Rc<RefCell<Vec<Delivery>>>) {
+        // One client per source address: the connector binds every socket it opens to it.
+        let clients: Vec<awc::Client> = self
+            .addresses
+            .iter()
+            .map(|&ip| {
+                awc::Client::builder()
+                    .connector(
+                        awc::Connector::new()
+                            .local_address(IpAddr::V4(ip))
+                            .limit(0)
+                            .timeout(HANDSHAKE_TIMEOUT),
+                    )
+                    .timeout(HANDSHAKE_TIMEOUT)
+                    .finish()
+            })
+            .collect();
+        let url: Rc<str> = self.ws_url.into();
+        for (session, token) in self.sessions {
+            let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
+                return; // the semaphore is never closed; nothing to connect without it
+            };
+            let client = clients[session as usize % clients.len()].clone();
+            let (url, log, shared, outcomes) = (
+                Rc::clone(&url),
+                Rc::clone(&log),
+                Arc::clone(&self.shared),
+                self.outcomes.clone(),
+            );
+            actix_rt::spawn(async move {
+                let handshake = client.ws(&*url).bearer_auth(&token).connect().await;
+                drop(permit);
+                match handshake {
+                    Ok((_, framed)) => {
+                        let _ = outcomes.send(ConnectOutcome::Connected {
+                            session,
+                            at: Instant::now(),
+                        });
+                        read_frames(session, framed, &log, &shared).await;
+                    }
+                    Err(error) => {
+                        let _ = outcomes.send(ConnectOutcome::Failed {
+                            session,
+                            error: error.to_string(),
+                        });
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// Reads one session until it ends: records text frames, answers pings.
+async fn read_frames<F, E>(
+    session: u32,
+    mut framed: F,
+    log: &RefCell<Vec<Delivery>>,
+    shared: &Shared,
+) where
+    F: Stream<Item = Result<Frame, E>> + Sink<Message> + Unpin,
+{
+    while let Some(frame) = framed.next().await {
+        match frame {
+            Ok(Frame::Text(bytes)) => {
+                let at = Instant::now();
+                log.borrow_mut().push(Delivery {
+                    session,
+                    seq: sequence_of(&bytes),
+                    at,
+                });
+                shared.received.fetch_add(1, Ordering::Relaxed);
+                let nanos = at.saturating_duration_since(shared.base).as_nanos() as u64;
+                shared
+                    .last_frame_nanos
+                    .fetch_max(nanos.max(1), Ordering::Relaxed);
+            }
+            Ok(Frame::Ping(payload)) => {
+                // awc does not answer pings itself; a silent client is dropped by the watchdog.
+                if framed.send(Message::Pong(payload)).await.is_err() {
+                    break;
+                }
+            }
+            Ok(Frame::Close(_)) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    shared.dropped.fetch_add(1, Ordering::Relaxed);
+}
+
+#[derive(Deserialize)]
+struct FeedFrame<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(rename = "postText", borrow, default)]
+    post_text: Option<Cow<'a, str>>,
+}
+
+/// The loadgen sequence number a `post.created` frame carries, or `NOT_OURS`.
+pub fn sequence_of(frame: &[u8]) -> u32 {
+    let Ok(parsed) = serde_json::from_slice::<FeedFrame<'_>>(frame) else {
+        return NOT_OURS;
+    };
+    if parsed.kind != "post.created" {
+        return NOT_OURS;
+    }
+    parsed
+        .post_text
+        .as_deref()
+        .and_then(|text| text.strip_prefix(POST_TEXT_PREFIX))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|digits| digits.parse().ok())
+        .filter(|&seq| seq != NOT_OURS)
+        .unwrap_or(NOT_OURS)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::{sequence_of, source_addresses, NOT_OURS};
+
+    #[test]
+    fn frames_are_matched_to_posts_by_their_text() {
+        let ours = br#"{"type":"post.created","postId":"x","postText":"loadgen #42 s1","author_user_id":"y"}"#;
+        assert_eq!(sequence_of(ours), 42);
+        let updated = br#"{"type":"post.updated","postId":"x","postText":"loadgen #42 s1"}"#;
+        assert_eq!(sequence_of(updated), NOT_OURS);
+        let foreign = br#"{"type":"post.created","postId":"x","postText":"hello"}"#;
+        assert_eq!(sequence_of(foreign), NOT_OURS);
+        assert_eq!(sequence_of(b"not json"), NOT_OURS);
+    }
+
+    #[test]
+    fn sessions_are_spread_over_enough_source_addresses() {
+        assert_eq!(
+            source_addresses(10, 20_000),
+            vec![Ipv4Addr::new(127, 0, 0, 2)]
+        );
+        let many = source_addresses(50_000, 20_000);
+        assert_eq!(many.len(), 3);
+        assert_eq!(many[2], Ipv4Addr::new(127, 0, 0, 4));
+        assert_eq!(source_addresses(600, 1)[300], Ipv4Addr::new(127, 0, 1, 46));
+    }
+}
