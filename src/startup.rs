@@ -8,16 +8,13 @@ use actix::prelude::*;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{from_fn, Logger};
 use actix_web::{web, App, HttpServer};
-use uuid::Uuid;
 
 use crate::config::{AmqpSettings, DatabaseSettings, RealtimeSettings, Settings};
 use crate::http::{self, request_id, AppState};
 use crate::realtime::broker::{self, Close};
 use crate::realtime::messages::DisconnectReason;
 use crate::realtime::registry::{DisconnectAll, SessionCount};
-use crate::realtime::{
-    topology, watchdog, BrokerActor, BrokerHealth, SessionRegistry, Stats, Watchdog,
-};
+use crate::realtime::{watchdog, BrokerActor, BrokerHealth, SessionRegistry, Stats, Watchdog};
 use crate::retry::{self, redact};
 use crate::store::{database, DbPool};
 
@@ -73,15 +70,13 @@ impl Realtime {
     ) -> Result<Self, StartupError> {
         let pool = broker::build_pool(amqp, &settings.exchange)?;
         let what = format!("RabbitMQ at {}", redact(&amqp.url));
-        let node_queue = topology::node_queue(&settings.exchange, Uuid::new_v4());
-        let link =
-            retry::with_backoff(&what, || broker::open_link(&pool, settings, &node_queue)).await;
+        let link = retry::with_backoff(&what, || broker::open_link(&pool, settings)).await;
         let broker::Started {
             broker,
             registry,
             health,
             stats,
-        } = BrokerActor::start_with_registry(settings.clone(), pool, node_queue, link, db);
+        } = BrokerActor::start_with_registry(settings.clone(), pool, link, db);
         let watchdog = Watchdog::new(
             registry.clone(),
             broker.clone(),

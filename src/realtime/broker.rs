@@ -28,7 +28,9 @@ use super::node_queue::{self, NodeBindings};
 use super::registry::{LinkLost, SessionRegistry};
 use super::session_queues::{self, SessionQueues};
 use super::stats::Stats;
-use super::topology::{author_routing_key, node_queue_arguments, user_routing_key};
+use super::topology::{
+    author_routing_key, node_queue as node_queue_name, node_queue_arguments, user_routing_key,
+};
 use crate::config::{AmqpSettings, QueueMode, RealtimeSettings};
 use crate::retry;
 use crate::store::DbPool;
@@ -104,11 +106,11 @@ pub fn build_pool(
 }
 
 /// Connects, opens both channels, declares the exchange (durable, direct) and, in node mode,
-/// this node's queue (exclusive, auto-delete, length-capped).
+/// this node's queue (exclusive, auto-delete, length-capped). Each link gets a queue of a new
+/// name: the old one may linger on the broker until it notices the old connection is gone.
 pub async fn open_link(
     pool: &deadpool_lapin::Pool,
     settings: &RealtimeSettings,
-    node_queue: &str,
 ) -> Result<Link, BrokerError> {
     let connection = pool
         .get()
@@ -135,9 +137,10 @@ pub async fn open_link(
         .await?;
     let node_queue = match settings.queue_mode {
         QueueMode::Node => {
+            let node_queue = node_queue_name(&settings.exchange, Uuid::new_v4());
             topology
                 .queue_declare(
-                    node_queue.into(),
+                    node_queue.as_str().into(),
                     QueueDeclareOptions {
                         exclusive: true,
                         auto_delete: true,
@@ -146,7 +149,7 @@ pub async fn open_link(
                     node_queue_arguments(settings),
                 )
                 .await?;
-            Some(node_queue.to_owned())
+            Some(node_queue)
         }
         QueueMode::Session => None,
     };
@@ -171,7 +174,6 @@ enum Routing {
 pub struct BrokerActor {
     settings: RealtimeSettings,
     pool: deadpool_lapin::Pool,
-    node_queue: String,
     link: Option<Link>,
     registry: Addr<SessionRegistry>,
     routing: Routing,
@@ -195,11 +197,10 @@ pub struct Started {
 
 impl BrokerActor {
     /// Starts the broker and the session registry (they refer to each other) on the current
-    /// arbiter, with a link already open (from [`open_link`] with the same `node_queue`).
+    /// arbiter, with a link already open (from [`open_link`]).
     pub fn start_with_registry(
         settings: RealtimeSettings,
         pool: deadpool_lapin::Pool,
-        node_queue: String,
         link: Link,
         db: DbPool,
     ) -> Started {
@@ -219,7 +220,6 @@ impl BrokerActor {
         let broker = context.run(BrokerActor {
             settings,
             pool,
-            node_queue,
             link: None,
             registry: registry.clone(),
             routing,
@@ -269,13 +269,10 @@ impl BrokerActor {
         self.registry.do_send(LinkLost);
         let pool = self.pool.clone();
         let settings = self.settings.clone();
-        let node_queue = self.node_queue.clone();
         ctx.spawn(
-            async move {
-                retry::with_backoff("RabbitMQ", || open_link(&pool, &settings, &node_queue)).await
-            }
-            .into_actor(self)
-            .map(|link, _, ctx| ctx.notify(LinkUp(link))),
+            async move { retry::with_backoff("RabbitMQ", || open_link(&pool, &settings)).await }
+                .into_actor(self)
+                .map(|link, _, ctx| ctx.notify(LinkUp(link))),
         );
     }
 
@@ -448,11 +445,13 @@ impl Handler<Watch> for BrokerActor {
     type Result = ResponseFuture<Result<(), BrokerError>>;
 
     fn handle(&mut self, msg: Watch, _: &mut Context<Self>) -> Self::Result {
-        let channel = match self.topology_channel() {
-            Ok(channel) if msg.generation == self.generation => channel,
-            _ => return Box::pin(async { Err(BrokerError::Unavailable) }),
-        };
+        if msg.generation != self.generation {
+            return Box::pin(async { Err(BrokerError::Unavailable) });
+        }
+        let channel = self.topology_channel();
         match &mut self.routing {
+            // Holds are counted even when the bind cannot happen (the link is going down), so
+            // the session's later release balances them.
             Routing::Node(bindings) => {
                 let ready: Vec<_> = Self::author_keys(&msg.authors)
                     .map(|key| bindings.retain(key))
@@ -460,7 +459,7 @@ impl Handler<Watch> for BrokerActor {
                 Box::pin(async move { join_all(ready).await.into_iter().collect() })
             }
             Routing::Session(queues) => {
-                let Some(queue) = queues.queue_of(msg.session_id) else {
+                let (Ok(channel), Some(queue)) = (channel, queues.queue_of(msg.session_id)) else {
                     return Box::pin(async { Err(BrokerError::Unavailable) });
                 };
                 let exchange = self.settings.exchange.clone();

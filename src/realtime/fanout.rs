@@ -14,6 +14,7 @@
 use std::sync::Arc;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::future::{maybe_done, BoxFuture, MaybeDone};
@@ -98,6 +99,7 @@ pub fn spawn(
     stats: Stats,
 ) -> Fanout {
     let (confirms_tx, confirms_rx) = mpsc::unbounded_channel();
+    let failures = Arc::new(AtomicU64::new(0));
     let worker = Worker {
         db,
         exchange: settings.exchange.clone(),
@@ -108,6 +110,7 @@ pub fn spawn(
         stats,
         channel,
         confirms: confirms_tx,
+        failures: Arc::clone(&failures),
     };
     let workers = (0..settings.fanout_workers.max(1))
         .map(|_| {
@@ -116,7 +119,7 @@ pub fn spawn(
             jobs_tx
         })
         .collect();
-    actix_rt::spawn(drain_confirms(confirms_rx));
+    actix_rt::spawn(drain_confirms(confirms_rx, failures));
     Fanout { workers }
 }
 
@@ -131,6 +134,9 @@ struct Worker {
     stats: Stats,
     channel: watch::Receiver<Option<Channel>>,
     confirms: mpsc::UnboundedSender<(InFlight, OwnedSemaphorePermit)>,
+    /// Publishes that failed or were refused, counted by the drain (a switch to celebrity is
+    /// called off if any of its controls is among them).
+    failures: Arc<AtomicU64>,
 }
 
 impl Worker {
@@ -268,10 +274,12 @@ impl Worker {
     /// those messages, and `realtime.celebrity_settle_ms` has been allowed for the nodes to
     /// apply them, the author's events go out once. Until then they still go per follower.
     async fn promote(&self, channel: &Channel, author_id: Uuid) -> Result<(), FanoutError> {
+        let failures_before = self.failures.load(Ordering::Relaxed);
         let watch = Control::Watch(author_id).to_json();
-        self.for_each_follower(channel, author_id, &watch, true)
-            .await?;
-        // Every permit back means every confirm of the controls has arrived.
+        let sent = self
+            .for_each_follower(channel, author_id, &watch, true)
+            .await;
+        // Every permit back means every write and confirm of the controls has come back.
         let all = u32::try_from(self.max_in_flight).unwrap_or(u32::MAX);
         drop(
             self.in_flight
@@ -280,6 +288,12 @@ impl Worker {
                 .map_err(|_| FanoutError::Closed)?,
         );
         let mut conn = store::connection(&self.db).await?;
+        if sent.is_err() || self.failures.load(Ordering::Relaxed) != failures_before {
+            // Some follower's node may not know: stay per follower, and let a later follow
+            // claim the switch again.
+            celebrities::unclaim(&mut conn, author_id).await?;
+            return sent.and(Err(FanoutError::Incomplete));
+        }
         celebrities::switch_at(&mut conn, author_id, self.settle).await?;
         log::info!(
             "author {author_id} is now a celebrity: events go out once, as author.{author_id}"
@@ -293,23 +307,31 @@ type InFlight = MaybeDone<BoxFuture<'static, Result<PublisherConfirm, lapin::Err
 
 /// Awaits writes and confirms in publish order (the broker confirms in order) and frees their
 /// permits.
-async fn drain_confirms(mut confirms: mpsc::UnboundedReceiver<(InFlight, OwnedSemaphorePermit)>) {
+async fn drain_confirms(
+    mut confirms: mpsc::UnboundedReceiver<(InFlight, OwnedSemaphorePermit)>,
+    failures: Arc<AtomicU64>,
+) {
     while let Some((mut publish, permit)) = confirms.recv().await {
         (&mut publish).await;
         let confirm = match std::pin::Pin::new(&mut publish).take_output() {
             Some(Ok(confirm)) => confirm,
             Some(Err(error)) => {
                 log::warn!("publishing a feed message failed: {error}");
+                failures.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             None => continue, // awaited above, so always there
         };
         match confirm.await {
             Ok(confirmation) if confirmation.is_nack() => {
-                log::warn!("the broker refused (nacked) a feed event")
+                log::warn!("the broker refused (nacked) a feed message");
+                failures.fetch_add(1, Ordering::Relaxed);
             }
             Ok(_) => {}
-            Err(error) => log::warn!("a feed event's confirm failed: {error}"),
+            Err(error) => {
+                log::warn!("a feed message's confirm failed: {error}");
+                failures.fetch_add(1, Ordering::Relaxed);
+            }
         }
         drop(permit);
     }
@@ -323,4 +345,6 @@ enum FanoutError {
     Publish(#[from] lapin::Error),
     #[error("the confirm drain stopped")]
     Closed,
+    #[error("a follower's control message was not confirmed; the switch is called off")]
+    Incomplete,
 }

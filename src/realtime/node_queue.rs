@@ -21,7 +21,7 @@ use futures_util::{FutureExt, StreamExt};
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions};
 use lapin::types::FieldTable;
 use lapin::Channel;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::broker::{BrokerActor, BrokerError, ConsumerEnded};
 use super::control::{is_control, Control};
@@ -34,6 +34,11 @@ const BINDING_BATCH: usize = 512;
 
 /// Acks are sent for many deliveries at once (`multiple`), at least this often.
 const ACK_BATCH: u64 = 256;
+
+/// Deliveries handed to the registry and not yet handled by it. The consumer waits beyond this,
+/// so a burst stays in RabbitMQ (bounded by `node_queue_max_length`) instead of in herald's
+/// memory.
+const REGISTRY_BACKLOG: usize = 4096;
 
 type Ready = Shared<BoxFuture<'static, Result<(), BrokerError>>>;
 
@@ -254,6 +259,7 @@ pub async fn consume(
             return;
         }
     };
+    let backlog = Arc::new(Semaphore::new(REGISTRY_BACKLOG));
     let mut unacked: Option<lapin::Acker> = None;
     let mut unacked_count = 0u64;
     let why = loop {
@@ -274,6 +280,9 @@ pub async fn consume(
             None => break "the node queue's consumer was cancelled".to_owned(),
         };
         stats.consumed(1);
+        let Ok(handed) = Arc::clone(&backlog).acquire_owned().await else {
+            break "the registry backlog closed".to_owned();
+        };
         match Route::parse(delivery.routing_key.as_str()) {
             Some(Route::User(user_id)) if is_control(&delivery.properties) => {
                 if let Some(control) = Control::parse(&delivery.data) {
@@ -282,7 +291,11 @@ pub async fn consume(
             }
             Some(route) => {
                 let payload: Arc<str> = String::from_utf8_lossy(&delivery.data).into();
-                registry.do_send(RouteEvent { route, payload });
+                registry.do_send(RouteEvent {
+                    route,
+                    payload,
+                    handed,
+                });
             }
             None => log::warn!(
                 "dropping a delivery with an unknown routing key {:?}",

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
+use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
 use super::broker::{Attach, BrokerActor, BrokerError, Subscribe, Unsubscribe, Unwatch, Watch};
@@ -210,6 +211,15 @@ impl Handler<Admit> for SessionRegistry {
             match act.sessions.get_mut(&session_id) {
                 Some(entry) => {
                     entry.generation = generation;
+                    // Celebrities a control added while the subscription was on its way were
+                    // only indexed: take their holds now.
+                    if !entry.watching.is_empty() {
+                        act.broker.do_send(Watch {
+                            session_id,
+                            authors: entry.watching.iter().copied().collect(),
+                            generation,
+                        });
+                    }
                     Ok(())
                 }
                 None => {
@@ -258,6 +268,9 @@ impl Handler<WatchAuthors> for SessionRegistry {
         };
         if authors.is_empty() {
             return Box::pin(async { Ok(()) });
+        }
+        if generation == 0 {
+            return Box::pin(async { Err(BrokerError::Unavailable) });
         }
         let watch = self.broker.send(Watch {
             session_id: msg.session_id,
@@ -323,6 +336,8 @@ impl Handler<Deregister> for SessionRegistry {
 pub struct RouteEvent {
     pub route: Route,
     pub payload: Arc<str>,
+    /// Released once handled: bounds what the consumer may hand over ahead of the registry.
+    pub handed: OwnedSemaphorePermit,
 }
 
 impl Handler<RouteEvent> for SessionRegistry {
@@ -364,6 +379,9 @@ impl Handler<ApplyControl> for SessionRegistry {
                         let Some(entry) = self.sessions.get(&session_id) else {
                             continue;
                         };
+                        if entry.generation == 0 {
+                            continue; // still being admitted: its hold comes with the admission
+                        }
                         // Fire and forget: a failed bind means a lost link, which closes
                         // every session anyway.
                         self.broker.do_send(Watch {

@@ -22,7 +22,7 @@ use super::control::{is_control, Control};
 use super::messages::{Deliver, Disconnect, DisconnectReason, SessionHandle};
 use super::stats::Stats;
 use super::topology::user_routing_key;
-use super::topology::{author_routing_key, session_queue, session_queue_arguments};
+use super::topology::{author_routing_key, session_queue, session_queue_arguments, Route};
 use crate::config::RealtimeSettings;
 
 enum State {
@@ -256,6 +256,8 @@ async fn forward(
             return;
         }
     };
+    // Celebrities unfollowed: their events may still be in the queue, routed before the unbind.
+    let mut unwatched: HashSet<Uuid> = HashSet::new();
     // Why the loop ended decides what the session is told: nothing if it was stopped (it is
     // going away), a "reconnect" close if its queue or consumer failed under it.
     let stopped = loop {
@@ -276,6 +278,7 @@ async fn forward(
             // binding made when the session was admitted.
             let applied = match Control::parse(&delivery.data) {
                 Some(Control::Watch(author)) => {
+                    unwatched.remove(&author);
                     bind(
                         &channel,
                         &queue,
@@ -286,6 +289,7 @@ async fn forward(
                     .await
                 }
                 Some(Control::Unwatch(author)) => {
+                    unwatched.insert(author);
                     bind(
                         &channel,
                         &queue,
@@ -301,6 +305,11 @@ async fn forward(
                 log::warn!("applying a follow change to {queue}: {error}");
                 break false;
             }
+        } else if matches!(
+            Route::parse(delivery.routing_key.as_str()),
+            Some(Route::Author(author)) if unwatched.contains(&author)
+        ) {
+            // Routed before the unfollow was applied: not for this session any more.
         } else {
             let text: Arc<str> = String::from_utf8_lossy(&delivery.data).into();
             // A session that stops reading must not wedge its forwarder: `stop` still wins.

@@ -58,6 +58,18 @@ pub async fn claim(
     Ok(claimed == 1)
 }
 
+/// Calls off a switch that could not tell every follower's node: the author stays published
+/// per follower until a later follow claims the switch again.
+pub async fn unclaim(conn: &mut AsyncPgConnection, author_id: Uuid) -> Result<(), StoreError> {
+    diesel::sql_query(
+        "UPDATE users SET celebrity_since = NULL WHERE id = $1 AND celebrity_since = 'infinity'",
+    )
+    .bind::<SqlUuid, _>(author_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Ends a switch: `author_id`'s events go out once from `delay` after now.
 pub async fn switch_at(
     conn: &mut AsyncPgConnection,

@@ -77,9 +77,6 @@ async fn watch_celebrities(
         let mut conn = store::connection(&state.pool).await?;
         celebrities::followed_by(&mut conn, user_id).await?
     };
-    if authors.is_empty() {
-        return Ok(());
-    }
     state
         .registry
         .send(WatchAuthors {
