@@ -67,7 +67,7 @@ pub fn latency_cdf(path: &Path, title: &str, series: &[(&str, &[f64])]) -> Resul
     chart
         .configure_mesh()
         .x_desc("latency (ms, log scale)")
-        .y_desc("fraction of deliveries ≤ x")
+        .y_desc("cumulative fraction ≤ x (deliveries, or posts)")
         .x_label_formatter(&|v| format!("{v:.1}"))
         .y_label_formatter(&|v| format!("{v:.2}"))
         .draw()
