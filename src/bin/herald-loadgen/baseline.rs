@@ -1,13 +1,17 @@
 //! `baseline` (S5): the herald-free ceiling. lapin alone publishes feed-sized messages through
 //! a direct exchange, round-robin over `user.<uuid>` routing keys bound to one consumer queue,
-//! with publisher confirms pipelined, and consumes them with manual acks; the exchange is this
-//! run's own and is deleted at the end, whatever happened.
+//! with publishes and confirms pipelined, and consumes them with manual acks sent in batches
+//! (`multiple`) — the same techniques herald's fan-out and node queue use, so the figure is a
+//! fair ceiling. The exchange is this run's own and is deleted at the end, whatever happened.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use futures_util::StreamExt;
+use std::future::Future;
+
+use futures_util::future::{maybe_done, BoxFuture, MaybeDone};
+use futures_util::{FutureExt, StreamExt};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
@@ -196,11 +200,27 @@ async fn consume(
     let deadline = tokio::time::Instant::now() + patience;
     let mut latencies = Vec::with_capacity(expected as usize);
     let mut last = None;
+    let mut unacked: Option<lapin::Acker> = None;
+    let mut unacked_count = 0u32;
     while (latencies.len() as u64) < expected {
-        let delivery = match tokio::time::timeout_at(deadline, consumer.next()).await {
-            Ok(Some(Ok(delivery))) => delivery,
-            Ok(Some(Err(error))) => bail!("consuming: {error}"),
-            Ok(None) | Err(_) => break,
+        // Ack everything taken so far whenever nothing more is ready right now.
+        let next = match consumer.next().now_or_never() {
+            Some(next) => next,
+            None => {
+                if let Some(acker) = unacked.take() {
+                    ack_through(&acker).await?;
+                    unacked_count = 0;
+                }
+                match tokio::time::timeout_at(deadline, consumer.next()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                }
+            }
+        };
+        let delivery = match next {
+            Some(Ok(delivery)) => delivery,
+            Some(Err(error)) => bail!("consuming: {error}"),
+            None => break,
         };
         let at = Instant::now();
         if let Ok(stamp) = serde_json::from_slice::<Stamp>(&delivery.data) {
@@ -208,13 +228,27 @@ async fn consume(
             latencies.push(at.saturating_duration_since(sent).as_secs_f64() * 1000.0);
             last = Some(at);
         }
-        delivery
-            .acker
-            .ack(BasicAckOptions::default())
-            .await
-            .context("acking")?;
+        unacked = Some(delivery.acker);
+        unacked_count += 1;
+        if unacked_count >= 256 {
+            if let Some(acker) = unacked.take() {
+                ack_through(&acker).await?;
+            }
+            unacked_count = 0;
+        }
+    }
+    if let Some(acker) = unacked.take() {
+        ack_through(&acker).await?;
     }
     Ok((latencies, last))
+}
+
+async fn ack_through(acker: &lapin::Acker) -> Result<()> {
+    acker
+        .ack(BasicAckOptions { multiple: true })
+        .await
+        .context("acking")?;
+    Ok(())
 }
 
 /// Publishes every message, keeping at most `in_flight` unconfirmed.
@@ -239,28 +273,52 @@ async fn publish_all(
             "sentNanos": base.elapsed().as_nanos() as u64,
         })
         .to_string();
-        let key = &keys[seq as usize % keys.len()];
-        let confirm = channel
-            .basic_publish(
-                exchange.into(),
-                key.as_str().into(),
-                BasicPublishOptions::default(),
-                body.as_bytes(),
-                properties.clone(),
-            )
-            .await
-            .context("basic.publish")?;
-        pending.push_back(confirm);
+        let key = keys[seq as usize % keys.len()].clone();
+        let publish = {
+            let (channel, exchange, properties) =
+                (channel.clone(), exchange.to_owned(), properties.clone());
+            async move {
+                channel
+                    .basic_publish(
+                        exchange.as_str().into(),
+                        key.as_str().into(),
+                        BasicPublishOptions::default(),
+                        body.as_bytes(),
+                        properties,
+                    )
+                    .await
+            }
+        };
+        // lapin queues a publish's frames on its first poll: poll it once now, await it later,
+        // so no publish waits for the previous one to be written.
+        let mut publish = maybe_done(Box::pin(publish) as BoxFuture<'static, _>);
+        std::future::poll_fn(|cx| {
+            let _ = std::pin::Pin::new(&mut publish).poll(cx);
+            std::task::Poll::Ready(())
+        })
+        .await;
+        pending.push_back(publish);
         if pending.len() >= args.in_flight.max(1) {
             if let Some(oldest) = pending.pop_front() {
-                confirmed(oldest.await)?;
+                settle(oldest).await?;
             }
         }
     }
-    for confirm in pending {
-        confirmed(confirm.await)?;
+    for publish in pending {
+        settle(publish).await?;
     }
     Ok(())
+}
+
+type InFlight = MaybeDone<BoxFuture<'static, lapin::Result<lapin::PublisherConfirm>>>;
+
+/// Waits for a publish to be written, then for its confirm.
+async fn settle(mut publish: InFlight) -> Result<()> {
+    (&mut publish).await;
+    match std::pin::Pin::new(&mut publish).take_output() {
+        Some(written) => confirmed(written.context("basic.publish")?.await),
+        None => bail!("a publish vanished"),
+    }
 }
 
 fn confirmed(result: lapin::Result<lapin::Confirmation>) -> Result<()> {
