@@ -13,11 +13,9 @@
 
 use std::sync::Arc;
 
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures_util::future::{maybe_done, BoxFuture, MaybeDone};
 use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Channel, PublisherConfirm};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
@@ -25,6 +23,7 @@ use uuid::Uuid;
 
 use super::control::{Control, CONTROL_TYPE};
 use super::events::FeedEvent;
+use super::pipeline::{self, Started};
 use super::stats::Stats;
 use super::topology::{author_routing_key, user_routing_key};
 use crate::config::RealtimeSettings;
@@ -209,13 +208,8 @@ impl Worker {
                     .await
             }
         };
-        let mut publish = maybe_done(Box::pin(publish) as BoxFuture<'static, _>);
-        // Polled once here, so its frames are queued now, in order; awaited by the drain.
-        std::future::poll_fn(|cx| {
-            let _ = std::pin::Pin::new(&mut publish).poll(cx);
-            std::task::Poll::Ready(())
-        })
-        .await;
+        // Started here, so its frames are queued now, in order; finished by the drain.
+        let publish = pipeline::start(Box::pin(publish)).await;
         self.stats.published(1);
         self.confirms
             .send((publish, permit))
@@ -303,7 +297,7 @@ impl Worker {
 }
 
 /// A publish whose frames are queued: it resolves once they are written, to its confirm.
-type InFlight = MaybeDone<BoxFuture<'static, Result<PublisherConfirm, lapin::Error>>>;
+type InFlight = Started<'static, Result<PublisherConfirm, lapin::Error>>;
 
 /// Awaits writes and confirms in publish order (the broker confirms in order) and frees their
 /// permits.
@@ -311,9 +305,8 @@ async fn drain_confirms(
     mut confirms: mpsc::UnboundedReceiver<(InFlight, OwnedSemaphorePermit)>,
     failures: Arc<AtomicU64>,
 ) {
-    while let Some((mut publish, permit)) = confirms.recv().await {
-        (&mut publish).await;
-        let confirm = match std::pin::Pin::new(&mut publish).take_output() {
+    while let Some((publish, permit)) = confirms.recv().await {
+        let confirm = match pipeline::finish(publish).await {
             Some(Ok(confirm)) => confirm,
             Some(Err(error)) => {
                 log::warn!("publishing a feed message failed: {error}");

@@ -8,6 +8,7 @@ pub mod events;
 pub mod fanout;
 pub mod messages;
 pub mod node_queue;
+pub mod pipeline;
 pub mod registry;
 pub mod session;
 pub mod session_queues;

@@ -9,14 +9,11 @@
 //!   knows which local sessions its routing key addresses.
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Instant;
 
 use actix::prelude::*;
-use futures_util::future::{maybe_done, BoxFuture, MaybeDone, Shared};
+use futures_util::future::{BoxFuture, Shared};
 use futures_util::{FutureExt, StreamExt};
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions};
 use lapin::types::FieldTable;
@@ -25,6 +22,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::broker::{BrokerActor, BrokerError, ConsumerEnded};
 use super::control::{is_control, Control};
+use super::pipeline;
 use super::registry::{ApplyControl, RouteEvent, SessionRegistry};
 use super::stats::Stats;
 use super::topology::Route;
@@ -155,8 +153,7 @@ impl NodeBindings {
 }
 
 /// Applies binding changes in order. Each round takes every request waiting (up to a batch),
-/// writes all their frames at once and then awaits the replies together: lapin writes a method's
-/// frame the first time its future is polled, so polling each once, in order, keeps the order.
+/// starts them all in order (see [`pipeline`]) and then awaits the replies together.
 async fn run_binder(
     channel: Channel,
     exchange: String,
@@ -195,18 +192,16 @@ async fn run_binder(
                     )
                     .boxed(),
             };
-            let mut call = maybe_done(call);
-            poll_once(&mut call).await;
+            let call = pipeline::start(call).await;
             let done = match op {
                 BindingOp::Bind(_, done) => Some(done),
                 BindingOp::Unbind(_) => None,
             };
             sent.push((key, call, done));
         }
-        for (key, mut call, done) in sent {
-            (&mut call).await;
-            let result = Pin::new(&mut call)
-                .take_output()
+        for (key, call, done) in sent {
+            let result = pipeline::finish(call)
+                .await
                 .map_or(Err(BrokerError::Unavailable), |r| {
                     r.map_err(BrokerError::from)
                 });
@@ -218,15 +213,6 @@ async fn run_binder(
             }
         }
     }
-}
-
-/// Polls a future once (so it starts), without waiting for it.
-async fn poll_once<F: Future + Unpin>(future: &mut MaybeDone<F>) {
-    std::future::poll_fn(|cx| {
-        let _ = Pin::new(&mut *future).poll(cx);
-        Poll::Ready(())
-    })
-    .await
 }
 
 /// Consumes the node queue: every event goes to the registry to be handed to the sessions its

@@ -8,10 +8,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use std::future::Future;
-
-use futures_util::future::{maybe_done, BoxFuture, MaybeDone};
 use futures_util::{FutureExt, StreamExt};
+use herald::realtime::pipeline::{self, Started};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
@@ -289,14 +287,8 @@ async fn publish_all(
                     .await
             }
         };
-        // lapin queues a publish's frames on its first poll: poll it once now, await it later,
-        // so no publish waits for the previous one to be written.
-        let mut publish = maybe_done(Box::pin(publish) as BoxFuture<'static, _>);
-        std::future::poll_fn(|cx| {
-            let _ = std::pin::Pin::new(&mut publish).poll(cx);
-            std::task::Poll::Ready(())
-        })
-        .await;
+        // Started now, finished later: no publish waits for the previous one to be written.
+        let publish = pipeline::start(Box::pin(publish)).await;
         pending.push_back(publish);
         if pending.len() >= args.in_flight.max(1) {
             if let Some(oldest) = pending.pop_front() {
@@ -310,12 +302,11 @@ async fn publish_all(
     Ok(())
 }
 
-type InFlight = MaybeDone<BoxFuture<'static, lapin::Result<lapin::PublisherConfirm>>>;
+type InFlight = Started<'static, lapin::Result<lapin::PublisherConfirm>>;
 
 /// Waits for a publish to be written, then for its confirm.
-async fn settle(mut publish: InFlight) -> Result<()> {
-    (&mut publish).await;
-    match std::pin::Pin::new(&mut publish).take_output() {
+async fn settle(publish: InFlight) -> Result<()> {
+    match pipeline::finish(publish).await {
         Some(written) => confirmed(written.context("basic.publish")?.await),
         None => bail!("a publish vanished"),
     }
