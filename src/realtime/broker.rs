@@ -382,52 +382,101 @@ pub struct Subscribe {
     pub user_id: Uuid,
 }
 
+// Waiting is done in plain futures (`ResponseFuture`), not actor futures: an actor polls every
+// pending actor future each time it wakes, so thousands of admissions in flight would make each
+// message cost thousands of polls. What must touch the actor's state afterwards comes back as a
+// message.
 impl Handler<Subscribe> for BrokerActor {
-    type Result = ResponseActFuture<Self, Result<u64, BrokerError>>;
+    type Result = ResponseFuture<Result<u64, BrokerError>>;
 
-    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Subscribe, ctx: &mut Context<Self>) -> Self::Result {
         let channel = match self.topology_channel() {
             Ok(channel) => channel,
-            Err(error) => return Box::pin(fut::ready(Err(error))),
+            Err(error) => return Box::pin(async { Err(error) }),
         };
         let generation = self.generation;
+        let broker = ctx.address();
         match &mut self.routing {
             Routing::Node(bindings) => {
                 let key = user_routing_key(msg.user_id);
                 let ready = bindings.retain(key.clone());
-                Box::pin(ready.into_actor(self).map(move |result, act, _| {
-                    let current = act.generation == generation && act.link.is_some();
-                    match result {
-                        Ok(()) if current => Ok(generation),
-                        failed => {
-                            if current {
-                                if let Routing::Node(bindings) = &mut act.routing {
-                                    bindings.release(&key);
-                                }
-                            }
-                            Err(failed.err().unwrap_or(BrokerError::Unavailable))
+                Box::pin(async move {
+                    match ready.await {
+                        Ok(()) => Ok(generation),
+                        Err(error) => {
+                            broker.do_send(Release {
+                                keys: vec![key],
+                                generation,
+                            });
+                            Err(error)
                         }
                     }
-                }))
+                })
             }
             Routing::Session(_) => {
                 let settings = self.settings.clone();
-                let declare = async move {
-                    session_queues::declare(channel, &settings, msg.session_id, msg.user_id).await
-                };
-                Box::pin(declare.into_actor(self).map(move |result, act, _| {
-                    // A link lost meanwhile took the queue with it: the client must retry.
-                    if act.generation != generation || act.link.is_none() {
-                        return Err(BrokerError::Unavailable);
-                    }
-                    let queue = result?;
-                    if let Routing::Session(queues) = &mut act.routing {
-                        queues.prepared(msg.session_id, queue);
-                    }
+                Box::pin(async move {
+                    let queue =
+                        session_queues::declare(channel, &settings, msg.session_id, msg.user_id)
+                            .await?;
+                    broker
+                        .send(Prepared {
+                            session_id: msg.session_id,
+                            queue,
+                            generation,
+                        })
+                        .await
+                        .unwrap_or(Err(BrokerError::Unavailable))?;
                     Ok(generation)
-                }))
+                })
             }
         }
+    }
+}
+
+/// Node mode: drops holds taken for a subscription that failed.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Release {
+    keys: Vec<String>,
+    generation: u64,
+}
+
+impl Handler<Release> for BrokerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Release, _: &mut Context<Self>) {
+        if let (Routing::Node(bindings), true) =
+            (&mut self.routing, msg.generation == self.generation)
+        {
+            for key in &msg.keys {
+                bindings.release(key);
+            }
+        }
+    }
+}
+
+/// Session mode: a session's queue is declared and bound; record it, unless the link it was
+/// declared on is gone (and the queue with it: the client must retry).
+#[derive(Message)]
+#[rtype(result = "Result<(), BrokerError>")]
+struct Prepared {
+    session_id: Uuid,
+    queue: String,
+    generation: u64,
+}
+
+impl Handler<Prepared> for BrokerActor {
+    type Result = Result<(), BrokerError>;
+
+    fn handle(&mut self, msg: Prepared, _: &mut Context<Self>) -> Self::Result {
+        if msg.generation != self.generation || self.link.is_none() {
+            return Err(BrokerError::Unavailable);
+        }
+        if let Routing::Session(queues) = &mut self.routing {
+            queues.prepared(msg.session_id, msg.queue);
+        }
+        Ok(())
     }
 }
 

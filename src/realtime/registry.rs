@@ -171,9 +171,10 @@ pub struct Admit {
 }
 
 impl Handler<Admit> for SessionRegistry {
-    type Result = ResponseActFuture<Self, Result<(), BrokerError>>;
+    // A plain future, not an actor future: see the note on `BrokerActor`'s `Subscribe`.
+    type Result = ResponseFuture<Result<(), BrokerError>>;
 
-    fn handle(&mut self, msg: Admit, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Admit, ctx: &mut Context<Self>) -> Self::Result {
         let Admit {
             session_id,
             user_id,
@@ -196,44 +197,71 @@ impl Handler<Admit> for SessionRegistry {
             session_id,
             user_id,
         });
-        Box::pin(subscribe.into_actor(self).map(move |result, act, _| {
-            let generation = match result {
-                Ok(Ok(generation)) => generation,
-                Ok(Err(error)) => {
-                    act.remove(session_id);
-                    return Err(error);
-                }
-                Err(_) => {
-                    act.remove(session_id);
-                    return Err(BrokerError::Unavailable);
-                }
-            };
-            match act.sessions.get_mut(&session_id) {
-                Some(entry) => {
-                    entry.generation = generation;
-                    // Celebrities a control added while the subscription was on its way were
-                    // only indexed: take their holds now.
-                    if !entry.watching.is_empty() {
-                        act.broker.do_send(Watch {
-                            session_id,
-                            authors: entry.watching.iter().copied().collect(),
-                            generation,
-                        });
-                    }
-                    Ok(())
-                }
-                None => {
-                    // Dropped meanwhile (the link was lost, or the watchdog gave up on it).
-                    act.broker.do_send(Unsubscribe {
+        let registry = ctx.address();
+        Box::pin(async move {
+            let result = subscribe.await.unwrap_or(Err(BrokerError::Unavailable));
+            registry
+                .send(Subscribed {
+                    session_id,
+                    user_id,
+                    result,
+                })
+                .await
+                .unwrap_or(Err(BrokerError::Unavailable))
+        })
+    }
+}
+
+/// The broker's answer to an admission's `Subscribe`.
+#[derive(Message)]
+#[rtype(result = "Result<(), BrokerError>")]
+struct Subscribed {
+    session_id: Uuid,
+    user_id: Uuid,
+    result: Result<u64, BrokerError>,
+}
+
+impl Handler<Subscribed> for SessionRegistry {
+    type Result = Result<(), BrokerError>;
+
+    fn handle(&mut self, msg: Subscribed, _: &mut Context<Self>) -> Self::Result {
+        let Subscribed {
+            session_id,
+            user_id,
+            result,
+        } = msg;
+        let generation = match result {
+            Ok(generation) => generation,
+            Err(error) => {
+                self.remove(session_id);
+                return Err(error);
+            }
+        };
+        match self.sessions.get_mut(&session_id) {
+            Some(entry) => {
+                entry.generation = generation;
+                // Celebrities a control added while the subscription was on its way were only
+                // indexed: take their holds now.
+                if !entry.watching.is_empty() {
+                    self.broker.do_send(Watch {
                         session_id,
-                        user_id,
-                        authors: Vec::new(),
+                        authors: entry.watching.iter().copied().collect(),
                         generation,
                     });
-                    Err(BrokerError::Unavailable)
                 }
+                Ok(())
             }
-        }))
+            None => {
+                // Dropped meanwhile (the link was lost, or the watchdog gave up on it).
+                self.broker.do_send(Unsubscribe {
+                    session_id,
+                    user_id,
+                    authors: Vec::new(),
+                    generation,
+                });
+                Err(BrokerError::Unavailable)
+            }
+        }
     }
 }
 
