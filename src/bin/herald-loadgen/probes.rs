@@ -22,6 +22,23 @@ fn parse_vm_rss(status: &str) -> Option<u64> {
         .and_then(|kib| kib.parse().ok())
 }
 
+/// CPU time (user + system, all threads) process `pid` has used so far, in milliseconds.
+pub fn cpu_ms(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_cpu_ms(&stat)
+}
+
+/// Fields 14 and 15 of `/proc/<pid>/stat`, counted after the command name (which may hold
+/// spaces, hence the split at its closing parenthesis), in clock ticks of 10 ms (USER_HZ is 100
+/// on Linux).
+fn parse_cpu_ms(stat: &str) -> Option<f64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some((user + system) as f64 * 10.0)
+}
+
 /// RabbitMQ's total memory (the Erlang VM's view), in bytes, through `rabbitmqctl`.
 pub fn broker_memory_bytes() -> Option<u64> {
     let output = Command::new("rabbitmqctl")
@@ -88,5 +105,12 @@ mod tests {
         let status = "Name:\therald\nVmPeak:\t  999 kB\nVmRSS:\t   123456 kB\nThreads:\t4\n";
         assert_eq!(super::parse_vm_rss(status), Some(123_456));
         assert_eq!(super::parse_vm_rss("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn cpu_time_is_user_plus_system_ticks() {
+        let stat = "4242 (herald (x)) S 1 2 3 4 5 6 7 8 9 10 150 25 0 0 20 0 7 0";
+        assert_eq!(super::parse_cpu_ms(stat), Some(1750.0));
+        assert_eq!(super::parse_cpu_ms("garbage"), None);
     }
 }

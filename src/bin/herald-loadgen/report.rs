@@ -99,6 +99,8 @@ pub struct HeraldFigures {
     pub rss_before_kib: Option<u64>,
     pub rss_after_kib: Option<u64>,
     pub rss_per_session_kib: Option<f64>,
+    /// herald's CPU time spent while the sessions connected, per session.
+    pub connect_cpu_ms_per_session: Option<f64>,
 }
 
 #[derive(Serialize, Default)]
@@ -200,6 +202,16 @@ impl Rows for RunFigures {
                     d.drain_end.map_or("n/a".into(), |end| format!("{end:?}")),
                     d.drain_seconds
                 ),
+            ),
+            (
+                "herald CPU per connect".into(),
+                match self.herald.connect_cpu_ms_per_session {
+                    Some(ms) if ms > 0.0 => format!(
+                        "{ms:.3} ms per session: about {:.0} sessions/s per core of herald's own",
+                        1000.0 / ms
+                    ),
+                    _ => "n/a".into(),
+                },
             ),
             (
                 "herald RSS".into(),

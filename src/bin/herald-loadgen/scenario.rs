@@ -146,6 +146,7 @@ pub async fn run(args: RunArgs) -> Result<bool> {
     let bar = phase_bar("connect");
     bar.set_length(u64::from(args.sessions));
     let connect_started = Instant::now();
+    let cpu_before = args.herald_pid.and_then(probes::cpu_ms);
     let clients = sessions::start(
         sessions::Plan {
             ws_url,
@@ -182,6 +183,13 @@ pub async fn run(args: RunArgs) -> Result<bool> {
         bar.inc(1);
     }
     bar.finish_and_clear();
+    if let (Some(before), Some(after)) = (cpu_before, args.herald_pid.and_then(probes::cpu_ms)) {
+        if figures.connect.connected > 0 {
+            figures.herald.connect_cpu_ms_per_session =
+                Some((after - before) / figures.connect.connected as f64);
+        }
+    }
+    let connect = &mut figures.connect;
     // Sessions that never reported (a client thread died) count as failures.
     connect.failed = connect.attempted - connect.connected;
     connect.seconds = last_connected
