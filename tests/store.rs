@@ -1,6 +1,7 @@
-//! Query plans: with realistic table sizes, the name search, the feed and the follower scan
-//! must be served by their indexes, not by sequential scans. The plans are of the SQL diesel
-//! actually generates (prepared with its bind parameters, as herald runs it).
+//! Store-level tests. Query plans: with realistic table sizes, the name search, the feed and the
+//! follower scan must be served by their indexes, not by sequential scans (the plans are of the
+//! SQL diesel actually generates, prepared with its bind parameters, as herald runs it). And the
+//! celebrity bookkeeping: follower counts and the claim of a switch.
 
 mod support;
 
@@ -8,6 +9,7 @@ use diesel::pg::Pg;
 use diesel::sql_types::Text;
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use herald::startup::prepare_database;
+use herald::store::celebrities::{self, PublishMode};
 use herald::store::{friends, posts, users};
 use support::{test_settings, Cleanup};
 use uuid::Uuid;
@@ -96,4 +98,94 @@ async fn search_feed_and_fan_out_queries_use_their_indexes() {
         assert!(plan.contains(index), "expected {index} in:\n{plan}");
         assert!(!plan.contains("Seq Scan"), "sequential scan in:\n{plan}");
     }
+}
+
+/// The switch to celebrity is claimed once; a claim left unfinished (its node died mid-switch)
+/// can be claimed again only once it is stale; follows keep the count in step.
+#[actix_web::test]
+async fn a_celebrity_switch_is_claimed_once_and_again_only_when_stale() {
+    let settings = test_settings();
+    let _cleanup = Cleanup(settings.clone());
+    let pool = prepare_database(&settings.database)
+        .await
+        .expect("database");
+    let mut conn = pool.get().await.expect("connection");
+    conn.batch_execute(
+        "INSERT INTO users (id, first_name, second_name, birthdate, city, password_hash)
+         SELECT gen_random_uuid(), 'Name' || g, 'Surname', DATE '1990-01-01', 'City', 'x'
+         FROM generate_series(1, 4) AS g",
+    )
+    .await
+    .expect("seed");
+    let ids: Vec<Uuid> = {
+        use diesel::QueryDsl;
+        use herald::store::schema::users::dsl::{id, users as all_users};
+        all_users.select(id).load(&mut conn).await.expect("ids")
+    };
+    let (star, fans) = (ids[0], &ids[1..]);
+    for fan in fans {
+        let change = friends::follow(&mut conn, *fan, star)
+            .await
+            .expect("follow")
+            .expect("a new edge");
+        assert!(!change.celebrity && !change.switching);
+    }
+    assert!(friends::follow(&mut conn, fans[0], star)
+        .await
+        .expect("again")
+        .is_none());
+    let change = friends::unfollow(&mut conn, fans[2], star)
+        .await
+        .expect("unfollow")
+        .expect("an edge removed");
+    assert_eq!(change.follower_count, 2);
+
+    assert!(
+        !celebrities::claim(&mut conn, star, 3).await.expect("claim"),
+        "below the threshold"
+    );
+    assert!(celebrities::claim(&mut conn, star, 2).await.expect("claim"));
+    assert!(
+        !celebrities::claim(&mut conn, star, 2).await.expect("claim"),
+        "claimed once"
+    );
+    let change = friends::follow(&mut conn, fans[2], star)
+        .await
+        .expect("follow")
+        .expect("a new edge");
+    assert!(change.celebrity && change.switching, "{change:?}");
+    assert_eq!(
+        celebrities::publish_mode(&mut conn, star)
+            .await
+            .expect("mode"),
+        PublishMode::PerFollower,
+        "per follower until the switch is done"
+    );
+
+    // The claimer died: once stale, the next claim wins.
+    conn.batch_execute(&format!(
+        "UPDATE users SET celebrity_claimed_at = now() - interval '1 hour' WHERE id = '{star}'"
+    ))
+    .await
+    .expect("backdate");
+    assert!(celebrities::claim(&mut conn, star, 2).await.expect("claim"));
+    celebrities::switch_at(&mut conn, star, std::time::Duration::ZERO)
+        .await
+        .expect("switch");
+    assert_eq!(
+        celebrities::publish_mode(&mut conn, star)
+            .await
+            .expect("mode"),
+        PublishMode::Once
+    );
+    assert!(
+        !celebrities::claim(&mut conn, star, 2).await.expect("claim"),
+        "done"
+    );
+    assert_eq!(
+        celebrities::followed_by(&mut conn, fans[0])
+            .await
+            .expect("followed"),
+        vec![star]
+    );
 }

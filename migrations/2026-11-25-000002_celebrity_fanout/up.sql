@@ -8,6 +8,10 @@ ALTER TABLE users ADD COLUMN follower_count BIGINT NOT NULL DEFAULT 0;
 -- published once to `author.<id>`. 'infinity' marks an author whose switch is under way.
 ALTER TABLE users ADD COLUMN celebrity_since TIMESTAMPTZ;
 
+-- When the switch under way was claimed: a switch whose node died with it can be claimed again
+-- once it is long stale.
+ALTER TABLE users ADD COLUMN celebrity_claimed_at TIMESTAMPTZ;
+
 UPDATE users u
    SET follower_count = c.n
   FROM (SELECT friend_id, count(*) AS n FROM friendships GROUP BY friend_id) c

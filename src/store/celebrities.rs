@@ -38,21 +38,28 @@ pub async fn publish_mode(
     })
 }
 
+/// A switch claimed this long ago and still not done is taken to have died with its node.
+pub const STALE_CLAIM: Duration = Duration::from_secs(600);
+
 /// Claims the switch of `author_id` to celebrity, if it has at least `threshold` followers and
-/// is not one yet: nodes start routing `author.<id>` now, events stay per follower until
-/// [`switch_at`]. True for the one caller that should run the switch.
+/// is not one yet (or its switch went stale, see [`STALE_CLAIM`]): nodes start routing
+/// `author.<id>` now, events stay per follower until [`switch_at`]. True for the one caller
+/// that should run the switch.
 pub async fn claim(
     conn: &mut AsyncPgConnection,
     author_id: Uuid,
     threshold: i64,
 ) -> Result<bool, StoreError> {
-    let claimed = diesel::update(
-        users::table
-            .find(author_id)
-            .filter(users::celebrity_since.is_null())
-            .filter(users::follower_count.ge(threshold)),
+    let claimed = diesel::sql_query(
+        "UPDATE users SET celebrity_since = 'infinity', celebrity_claimed_at = now()
+          WHERE id = $1 AND follower_count >= $2
+            AND (celebrity_since IS NULL
+                 OR (celebrity_since = 'infinity'
+                     AND celebrity_claimed_at < now() - make_interval(secs => $3::bigint)))",
     )
-    .set(users::celebrity_since.eq(diesel::dsl::sql("'infinity'::timestamptz")))
+    .bind::<SqlUuid, _>(author_id)
+    .bind::<BigInt, _>(threshold)
+    .bind::<BigInt, _>(i64::try_from(STALE_CLAIM.as_secs()).unwrap_or(i64::MAX))
     .execute(conn)
     .await?;
     Ok(claimed == 1)

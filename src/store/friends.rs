@@ -19,6 +19,9 @@ pub struct FollowChange {
     /// becoming one).
     #[diesel(sql_type = Bool)]
     pub celebrity: bool,
+    /// Whether the author's switch to celebrity is under way (or was left unfinished).
+    #[diesel(sql_type = Bool)]
+    pub switching: bool,
 }
 
 /// `user_id` follows `friend_id`, counting the follower in the same statement. `None` when the
@@ -34,7 +37,8 @@ pub async fn follow(
              ON CONFLICT DO NOTHING RETURNING friend_id)
          UPDATE users SET follower_count = follower_count + 1
           WHERE id IN (SELECT friend_id FROM added)
-         RETURNING follower_count, celebrity_since IS NOT NULL AS celebrity",
+         RETURNING follower_count, celebrity_since IS NOT NULL AS celebrity,
+                   coalesce(celebrity_since = 'infinity', false) AS switching",
     )
     .bind::<SqlUuid, _>(user_id)
     .bind::<SqlUuid, _>(friend_id)
@@ -54,7 +58,8 @@ pub async fn unfollow(
              DELETE FROM friendships WHERE user_id = $1 AND friend_id = $2 RETURNING friend_id)
          UPDATE users SET follower_count = follower_count - 1
           WHERE id IN (SELECT friend_id FROM removed)
-         RETURNING follower_count, celebrity_since IS NOT NULL AS celebrity",
+         RETURNING follower_count, celebrity_since IS NOT NULL AS celebrity,
+                   coalesce(celebrity_since = 'infinity', false) AS switching",
     )
     .bind::<SqlUuid, _>(user_id)
     .bind::<SqlUuid, _>(friend_id)

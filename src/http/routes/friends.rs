@@ -64,7 +64,8 @@ pub async fn delete(
 
 /// After a committed follow: a celebrity's new follower has its sessions start routing the
 /// author's events; the follow that brings an author to `realtime.celebrity_followers` starts
-/// the author's switch (once, whoever wins the claim).
+/// the author's switch (once, whoever wins the claim), as does a follow of an author whose
+/// switch went stale.
 async fn followed(
     state: &AppState,
     conn: &mut DbConn,
@@ -82,7 +83,10 @@ async fn followed(
             },
         )
         .await;
-    } else if change.follower_count >= state.realtime.celebrity_followers {
+    }
+    // A switch left unfinished (its node died) may be claimed again once stale.
+    let may_claim = !change.celebrity || change.switching;
+    if may_claim && change.follower_count >= state.realtime.celebrity_followers {
         match celebrities::claim(conn, friend, state.realtime.celebrity_followers).await {
             Ok(true) => announce(state, FanoutJob::Promote { author_id: friend }).await,
             Ok(false) => {}
