@@ -31,20 +31,16 @@ pub async fn follow(
     user_id: Uuid,
     friend_id: Uuid,
 ) -> Result<Option<FollowChange>, StoreError> {
-    Ok(diesel::sql_query(
-        "WITH added AS (
+    change_edge(
+        conn,
+        "WITH changed AS (
              INSERT INTO friendships (user_id, friend_id) VALUES ($1, $2)
              ON CONFLICT DO NOTHING RETURNING friend_id)
-         UPDATE users SET follower_count = follower_count + 1
-          WHERE id IN (SELECT friend_id FROM added)
-         RETURNING follower_count, celebrity_since IS NOT NULL AS celebrity,
-                   coalesce(celebrity_since = 'infinity', false) AS switching",
+         UPDATE users SET follower_count = follower_count + 1",
+        user_id,
+        friend_id,
     )
-    .bind::<SqlUuid, _>(user_id)
-    .bind::<SqlUuid, _>(friend_id)
-    .get_result(conn)
     .await
-    .optional()?)
 }
 
 /// `user_id` stops following `friend_id`. `None` when there was no such edge.
@@ -53,14 +49,32 @@ pub async fn unfollow(
     user_id: Uuid,
     friend_id: Uuid,
 ) -> Result<Option<FollowChange>, StoreError> {
-    Ok(diesel::sql_query(
-        "WITH removed AS (
+    change_edge(
+        conn,
+        "WITH changed AS (
              DELETE FROM friendships WHERE user_id = $1 AND friend_id = $2 RETURNING friend_id)
-         UPDATE users SET follower_count = follower_count - 1
-          WHERE id IN (SELECT friend_id FROM removed)
-         RETURNING follower_count, celebrity_since IS NOT NULL AS celebrity,
-                   coalesce(celebrity_since = 'infinity', false) AS switching",
+         UPDATE users SET follower_count = follower_count - 1",
+        user_id,
+        friend_id,
     )
+    .await
+}
+
+/// Runs a follow or unfollow given as `WITH changed AS (<edge change>) UPDATE users SET
+/// <count change>`: the count moves in the same statement as the edge, and only when the edge
+/// really changed.
+async fn change_edge(
+    conn: &mut AsyncPgConnection,
+    edge_and_count: &str,
+    user_id: Uuid,
+    friend_id: Uuid,
+) -> Result<Option<FollowChange>, StoreError> {
+    Ok(diesel::sql_query(format!(
+        "{edge_and_count}
+          WHERE id IN (SELECT friend_id FROM changed)
+         RETURNING follower_count, celebrity_since IS NOT NULL AS celebrity,
+                   coalesce(celebrity_since = 'infinity', false) AS switching"
+    ))
     .bind::<SqlUuid, _>(user_id)
     .bind::<SqlUuid, _>(friend_id)
     .get_result(conn)
