@@ -15,7 +15,7 @@ use herald::realtime::registry::{
     Admit, Deregister, Register, SessionCount, SessionRegistry, UserSessions, WatchAuthors,
 };
 use herald::realtime::topology::{session_queue, user_routing_key};
-use herald::realtime::watchdog::Round;
+use herald::realtime::watchdog::{Round, RoundReport};
 use herald::realtime::FeedEvent;
 use herald::startup::{prepare_database, Realtime};
 use herald::store::models::NewUser;
@@ -142,6 +142,15 @@ impl Rig {
         for session in sessions {
             assert_eq!(session.next_event().await, expected);
         }
+    }
+
+    /// Runs one watchdog round now.
+    async fn round(&self) -> RoundReport {
+        self.realtime
+            .watchdog
+            .send(Round)
+            .await
+            .expect("watchdog answers")
     }
 
     async fn session_count(&self) -> usize {
@@ -419,12 +428,7 @@ async fn the_watchdog_stops_a_session_that_never_answers(mode: QueueMode) {
     let mut healthy = rig.session(chatty, Behaviour::Responsive).await;
     assert!(eventually(|| async { rig.session_count().await == 2 }).await);
 
-    let report = rig
-        .realtime
-        .watchdog
-        .send(Round)
-        .await
-        .expect("watchdog answers");
+    let report = rig.round().await;
     assert_eq!((report.alive, report.timed_out), (1, 1), "{report:?}");
     match silent.next().await {
         Seen::Disconnected(reason) => assert_eq!(reason, DisconnectReason::ClientTimeout),
@@ -448,12 +452,7 @@ async fn the_watchdog_releases_the_routing_of_a_crashed_actor(mode: QueueMode) {
     // Nothing deregistered it; the watchdog notices the dead actor.
     assert!(eventually(|| async { !session.addr.connected() }).await);
     assert_eq!(rig.routed(user), 1);
-    let report = rig
-        .realtime
-        .watchdog
-        .send(Round)
-        .await
-        .expect("watchdog answers");
+    let report = rig.round().await;
     assert_eq!(report.gone, 1, "{report:?}");
     assert!(eventually(|| async { rig.routed(user) == 0 }).await);
     assert_eq!(rig.session_count().await, 0);

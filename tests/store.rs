@@ -10,7 +10,7 @@ use diesel::sql_types::Text;
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use herald::startup::prepare_database;
 use herald::store::celebrities::{self, PublishMode};
-use herald::store::{friends, posts, users};
+use herald::store::{friends, posts, users, DbPool};
 use support::{test_settings, Cleanup};
 use uuid::Uuid;
 
@@ -45,13 +45,19 @@ where
     lines.into_iter().map(|l| l.line + "\n").collect()
 }
 
-#[actix_web::test]
-async fn search_feed_and_fan_out_queries_use_their_indexes() {
+/// A migrated database of this test's own, dropped when the `Cleanup` goes.
+async fn fresh_database() -> (Cleanup, DbPool) {
     let settings = test_settings();
-    let _cleanup = Cleanup(settings.clone());
+    let cleanup = Cleanup(settings.clone());
     let pool = prepare_database(&settings.database)
         .await
         .expect("database");
+    (cleanup, pool)
+}
+
+#[actix_web::test]
+async fn search_feed_and_fan_out_queries_use_their_indexes() {
+    let (_cleanup, pool) = fresh_database().await;
     let mut conn = pool.get().await.expect("connection");
     let seed = [
         "INSERT INTO users (id, first_name, second_name, birthdate, city, password_hash)
@@ -104,11 +110,7 @@ async fn search_feed_and_fan_out_queries_use_their_indexes() {
 /// can be claimed again only once it is stale; follows keep the count in step.
 #[actix_web::test]
 async fn a_celebrity_switch_is_claimed_once_and_again_only_when_stale() {
-    let settings = test_settings();
-    let _cleanup = Cleanup(settings.clone());
-    let pool = prepare_database(&settings.database)
-        .await
-        .expect("database");
+    let (_cleanup, pool) = fresh_database().await;
     let mut conn = pool.get().await.expect("connection");
     conn.batch_execute(
         "INSERT INTO users (id, first_name, second_name, birthdate, city, password_hash)
