@@ -3,6 +3,7 @@
 //! environment variables, later sources winning.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
@@ -27,6 +28,8 @@ pub struct Settings {
 pub struct HttpSettings {
     pub bind: String,
     pub body_limit_bytes: usize,
+    /// A request body must arrive whole within this long, or the request gets 408.
+    pub body_timeout_secs: u64,
     pub workers: usize,
 }
 
@@ -81,11 +84,22 @@ pub struct RealtimeSettings {
     pub session_mailbox: usize,
     pub celebrity_followers: i64,
     pub celebrity_settle_ms: u64,
+    pub write_timeout_secs: u64,
+    pub socket_send_buffer_bytes: usize,
 }
 
 #[derive(Clone, Debug, Deserialize)]
 pub struct AuthSettings {
     pub token_ttl_secs: u64,
+    /// Password hashes computed at once; 0 means one per core.
+    pub hash_concurrency: usize,
+    /// Hashes that may wait for a free hasher; past it, 503 with `Retry-After`.
+    pub hash_queue: usize,
+    /// Failed logins for one user id within the window before further attempts get 429.
+    pub login_failures_per_user: u32,
+    /// Failed logins from one client address within the window before it gets 429.
+    pub login_failures_per_address: u32,
+    pub login_failure_window_secs: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -196,12 +210,62 @@ impl Settings {
                 self.http.body_limit_bytes > 0,
                 "http.body_limit_bytes must be > 0",
             ),
+            (
+                (1..=MAX_TIMER_SECS).contains(&self.http.body_timeout_secs),
+                "http.body_timeout_secs must be between 1 and 604800",
+            ),
+            (
+                (1..=MAX_TIMER_SECS).contains(&rt.write_timeout_secs),
+                "realtime.write_timeout_secs must be between 1 and 604800",
+            ),
+            (
+                self.auth.hash_concurrency <= 1024,
+                "auth.hash_concurrency must be at most 1024",
+            ),
+            (
+                (1..=MAX_TIMER_SECS).contains(&self.auth.login_failure_window_secs),
+                "auth.login_failure_window_secs must be between 1 and 604800",
+            ),
         ];
-        match checks.iter().find(|(ok, _)| !ok) {
-            Some((_, why)) => Err(SettingsError::Invalid((*why).to_owned())),
-            None => Ok(()),
+        if let Some((_, why)) = checks.iter().find(|(ok, _)| !ok) {
+            return Err(SettingsError::Invalid((*why).to_owned()));
         }
+        check_url(
+            "database.url",
+            &self.database.url,
+            &["postgres", "postgresql"],
+        )?;
+        check_url("amqp.url", &self.amqp.url, &["amqp", "amqps"])?;
+        self.http.bind.parse::<SocketAddr>().map_err(|_| {
+            SettingsError::Invalid(format!(
+                "http.bind must be an IP address and port such as 127.0.0.1:8080, not {:?}",
+                self.http.bind
+            ))
+        })?;
+        Ok(())
     }
+}
+
+/// A URL setting must be one URL of an expected scheme with a host. The message never quotes
+/// the value itself, which may hold a password; it quotes the redacted form at most.
+fn check_url(key: &str, value: &str, schemes: &[&str]) -> Result<(), SettingsError> {
+    let invalid = |why: &str| {
+        SettingsError::Invalid(format!("{key} ({}) {why}", crate::retry::redact(value)))
+    };
+    if value.matches("://").count() > 1 {
+        return Err(invalid("holds more than one URL; give exactly one"));
+    }
+    let url = url::Url::parse(value.trim()).map_err(|e| invalid(&format!("is not a URL: {e}")))?;
+    if !schemes.contains(&url.scheme()) {
+        return Err(invalid(&format!(
+            "must start with {}://",
+            schemes.join(":// or ")
+        )));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("has no host"));
+    }
+    Ok(())
 }
 
 impl RealtimeSettings {
@@ -215,6 +279,20 @@ impl RealtimeSettings {
 
     pub fn celebrity_settle(&self) -> Duration {
         Duration::from_millis(self.celebrity_settle_ms)
+    }
+
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.write_timeout_secs)
+    }
+}
+
+impl AuthSettings {
+    /// `hash_concurrency`, with 0 read as the number of cores.
+    pub fn hashers(&self) -> usize {
+        match self.hash_concurrency {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
     }
 }
 

@@ -3,21 +3,42 @@
 //! every AMQP frame (the login frame carries the broker password), amq-protocol traces the
 //! connection URI, tokio-postgres logs query parameters (password hashes) at debug, and
 //! actix's access logger echoes error details (which may quote request values) at debug.
+//!
+//! lapin is also silenced altogether unless `RUST_LOG` names it: herald reports every broker
+//! failure itself, in one line, and lapin's own three lines per failed attempt (plus the
+//! `tracing::span` lines its spans turn into) only repeat it.
 
-use log::{Level, Log, Metadata, Record};
+use log::{LevelFilter, Log, Metadata, Record};
 
 /// Target prefixes whose records above the given level are dropped, whatever `RUST_LOG` says.
-const CEILINGS: &[(&str, Level)] = &[
-    ("lapin", Level::Debug),
-    ("amq_protocol", Level::Debug),
-    ("tokio_postgres", Level::Info),
+const CEILINGS: &[(&str, LevelFilter)] = &[
+    ("lapin", LevelFilter::Debug),
+    ("amq_protocol", LevelFilter::Debug),
+    ("tokio_postgres", LevelFilter::Info),
     // At debug, actix's access logger echoes error details, which may quote request values.
-    ("actix_web::middleware::logger", Level::Info),
+    ("actix_web::middleware::logger", LevelFilter::Info),
 ];
 
-struct Capped(env_logger::Logger);
+/// Silenced unless `RUST_LOG` names them (see the module comment).
+const QUIET_UNLESS_NAMED: &[&str] = &["lapin", "amq_protocol", "tracing::span"];
 
-fn allowed(metadata: &Metadata) -> bool {
+struct Capped {
+    inner: env_logger::Logger,
+    /// Entries of `QUIET_UNLESS_NAMED` that `RUST_LOG` did name.
+    named: Vec<&'static str>,
+}
+
+impl Capped {
+    fn allowed(&self, metadata: &Metadata) -> bool {
+        let target = metadata.target();
+        let quiet = QUIET_UNLESS_NAMED
+            .iter()
+            .any(|prefix| target.starts_with(prefix) && !self.named.contains(prefix));
+        !quiet && under_ceiling(metadata)
+    }
+}
+
+fn under_ceiling(metadata: &Metadata) -> bool {
     let target = metadata.target();
     CEILINGS
         .iter()
@@ -26,26 +47,32 @@ fn allowed(metadata: &Metadata) -> bool {
 
 impl Log for Capped {
     fn enabled(&self, metadata: &Metadata) -> bool {
-        allowed(metadata) && self.0.enabled(metadata)
+        self.allowed(metadata) && self.inner.enabled(metadata)
     }
 
     fn log(&self, record: &Record) {
-        if allowed(record.metadata()) {
-            self.0.log(record);
+        if self.allowed(record.metadata()) {
+            self.inner.log(record);
         }
     }
 
     fn flush(&self) {
-        self.0.flush();
+        self.inner.flush();
     }
 }
 
 /// Installs the logger. Call once, first thing in `main`.
 pub fn init() {
-    let logger =
+    let spec = std::env::var("RUST_LOG").unwrap_or_default();
+    let inner =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
-    let max_level = logger.filter();
-    if log::set_boxed_logger(Box::new(Capped(logger))).is_ok() {
+    let max_level = inner.filter();
+    let named = QUIET_UNLESS_NAMED
+        .iter()
+        .copied()
+        .filter(|prefix| spec.contains(prefix))
+        .collect();
+    if log::set_boxed_logger(Box::new(Capped { inner, named })).is_ok() {
         log::set_max_level(max_level);
     }
 }
@@ -55,7 +82,24 @@ mod tests {
     use log::{Level, MetadataBuilder};
 
     fn allowed(target: &str, level: Level) -> bool {
-        super::allowed(&MetadataBuilder::new().target(target).level(level).build())
+        super::under_ceiling(&MetadataBuilder::new().target(target).level(level).build())
+    }
+
+    fn shown(named: Vec<&'static str>, target: &str, level: Level) -> bool {
+        let capped = super::Capped {
+            inner: env_logger::Builder::new().build(),
+            named,
+        };
+        capped.allowed(&MetadataBuilder::new().target(target).level(level).build())
+    }
+
+    #[test]
+    fn lapin_is_quiet_unless_named() {
+        assert!(!shown(vec![], "lapin::channels", Level::Error));
+        assert!(!shown(vec![], "tracing::span", Level::Info));
+        assert!(shown(vec!["lapin"], "lapin::channels", Level::Error));
+        assert!(!shown(vec!["lapin"], "lapin::io_loop", Level::Trace));
+        assert!(shown(vec![], "herald::retry", Level::Warn));
     }
 
     #[test]

@@ -28,32 +28,85 @@ where
     }
 }
 
-/// A URL with its password replaced, fit for a log line.
+/// A URL with its password replaced, fit for a log line, whatever the string looks like: one
+/// well-formed URL keeps its shape; anything else (several URLs run together, a malformed one)
+/// has every `user:password@` and `password=` value masked where it appears.
 pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() {
-                let _ = parsed.set_password(Some("***"));
-            }
-            // libpq-style URLs may carry the password as a query parameter too.
-            if parsed.query_pairs().any(|(key, _)| key == "password") {
-                let pairs: Vec<(String, String)> = parsed
-                    .query_pairs()
-                    .map(|(key, value)| {
-                        let value = if key == "password" {
-                            "***".into()
-                        } else {
-                            value
-                        };
-                        (key.into_owned(), value.into_owned())
-                    })
-                    .collect();
-                parsed.query_pairs_mut().clear().extend_pairs(pairs);
-            }
-            parsed.to_string()
+        Ok(parsed) if url.matches("://").count() == 1 => {
+            mask_password_params(&redact_parsed(parsed))
         }
-        Err(_) => "<unparsable url>".to_owned(),
+        _ => mask_everywhere(url),
     }
+}
+
+fn redact_parsed(mut parsed: url::Url) -> String {
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+    }
+    // libpq-style URLs may carry the password as a query parameter too.
+    if parsed.query_pairs().any(|(key, _)| key == "password") {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if key == "password" {
+                    "***".into()
+                } else {
+                    value
+                };
+                (key.into_owned(), value.into_owned())
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
+}
+
+/// Masks, in any text, the password of every `scheme://user:password@` and the value of every
+/// `password=`.
+fn mask_everywhere(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("://") {
+        let (head, tail) = rest.split_at(start + 3);
+        out.push_str(head);
+        // The authority ends at the first '/', '?', '#', ',' or blank; its last '@' ends the
+        // user information, whose first ':' starts the password.
+        let end = tail
+            .find(|c: char| matches!(c, '/' | '?' | '#' | ',') || c.is_whitespace())
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(at) => match authority[..at].find(':') {
+                Some(colon) => {
+                    out.push_str(&authority[..=colon]);
+                    out.push_str("***");
+                    out.push_str(&authority[at..]);
+                }
+                None => out.push_str(authority),
+            },
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    mask_password_params(&out)
+}
+
+fn mask_password_params(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("password=") {
+        let (head, tail) = rest.split_at(start + "password=".len());
+        out.push_str(head);
+        out.push_str("***");
+        let end = tail
+            .find(|c: char| matches!(c, '&' | ',' | '#') || c.is_whitespace())
+            .unwrap_or(tail.len());
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -89,5 +142,25 @@ mod tests {
             super::redact("postgres://u@h/db?sslmode=require&password=hunter2"),
             "postgres://u@h/db?sslmode=require&password=***"
         );
+    }
+
+    #[test]
+    fn redact_hides_passwords_whatever_the_shape() {
+        let two = "amqp://guest:first@a:5672/%2f,amqp://admin:second@b:5672/%2f";
+        let shown = super::redact(two);
+        assert!(
+            !shown.contains("first") && !shown.contains("second"),
+            "{shown}"
+        );
+        assert!(shown.contains("admin:***@b"), "{shown}");
+        let broken = "amqp://u:p@ss@word@host:port:bad/vhost";
+        let shown = super::redact(broken);
+        assert!(
+            !shown.contains("p@ss") && !shown.contains("word"),
+            "{shown}"
+        );
+        let spaced = "postgres://h/db password=hunter2 user=x";
+        assert!(!super::redact(spaced).contains("hunter2"));
+        assert_eq!(super::redact("not a url"), "not a url");
     }
 }

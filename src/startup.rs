@@ -2,6 +2,7 @@
 //! database (create, migrate, pool), broker link and realtime actors, then the HTTP server.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -9,8 +10,11 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{from_fn, Logger};
 use actix_web::{web, App, HttpServer};
 
+use crate::auth::hasher::Hasher;
+use crate::auth::throttle::LoginThrottle;
 use crate::config::{AmqpSettings, DatabaseSettings, RealtimeSettings, Settings};
-use crate::http::{self, request_id, AppState};
+use crate::http::connection::ConnectionFd;
+use crate::http::{self, body_deadline, request_id, AppState};
 use crate::realtime::broker::{self, Close};
 use crate::realtime::messages::DisconnectReason;
 use crate::realtime::registry::{DisconnectAll, SessionCount};
@@ -29,6 +33,8 @@ pub enum StartupError {
     Broker(#[from] broker::BrokerError),
     #[error("cannot listen on {0}: {1}")]
     Bind(String, std::io::Error),
+    #[error("cannot start the password hashing threads: {0}")]
+    Threads(std::io::Error),
 }
 
 /// Creates the database if missing (and allowed), applies migrations, and builds the pool,
@@ -82,6 +88,7 @@ impl Realtime {
             broker.clone(),
             settings.ping_interval(),
             settings.client_timeout(),
+            settings.write_timeout(),
         )
         .start();
         Ok(Realtime {
@@ -138,14 +145,20 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let pool = prepare_database(&settings.database).await?;
-        let realtime = Realtime::start(&settings.amqp, &settings.realtime, pool.clone()).await?;
-
+        // Claim the address first: a port that is taken is a configuration error to report
+        // now, not after minutes of waiting for PostgreSQL and RabbitMQ. Connections wait in
+        // the backlog until the server runs.
         let listener = TcpListener::bind(&settings.http.bind)
             .map_err(|e| StartupError::Bind(settings.http.bind.clone(), e))?;
         let address = listener
             .local_addr()
             .map_err(|e| StartupError::Bind(settings.http.bind.clone(), e))?;
+        let hasher = Hasher::start(settings.auth.hashers(), settings.auth.hash_queue)
+            .map_err(StartupError::Threads)?;
+
+        let pool = prepare_database(&settings.database).await?;
+        let realtime = Realtime::start(&settings.amqp, &settings.realtime, pool.clone()).await?;
+
         let state = web::Data::new(AppState {
             pool: pool.clone(),
             broker: realtime.broker.clone(),
@@ -154,16 +167,21 @@ impl Application {
             stats: realtime.stats.clone(),
             auth: settings.auth.clone(),
             realtime: settings.realtime.clone(),
+            hasher,
+            login_throttle: Arc::new(LoginThrottle::new(&settings.auth)),
+            body_timeout: Duration::from_secs(settings.http.body_timeout_secs),
         });
         let body_limit = settings.http.body_limit_bytes;
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(body_deadline::enforce))
                 .wrap(from_fn(request_id::stamp))
                 .wrap(access_log())
                 .app_data(state.clone())
                 .configure(|cfg| http::configure(cfg, body_limit))
                 .default_service(web::to(http::error::not_found))
         })
+        .on_connect(ConnectionFd::record)
         .disable_signals()
         .shutdown_timeout(5);
         if settings.http.workers > 0 {

@@ -1,5 +1,6 @@
-//! Password hashing with argon2id. Both calls are CPU-heavy by design, so they run on actix's
-//! blocking thread pool, never on a worker that serves requests.
+//! Password hashing with argon2id. Both calls are CPU- and memory-heavy by design (~19 MiB and
+//! tens of milliseconds each), so they run only on the [`Hasher`](super::hasher::Hasher)'s
+//! threads, never on a worker that serves requests.
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -9,49 +10,40 @@ use argon2::Argon2;
 pub enum PasswordError {
     #[error("password hashing failed: {0}")]
     Hash(String),
-    #[error("the blocking thread pool is gone")]
-    Pool,
+    /// Every hasher is busy and the queue in front of them is full.
+    #[error("too many password checks at once")]
+    Saturated,
+    #[error("the password hashers are gone")]
+    Stopped,
 }
 
 /// Hashes a password into a PHC string (argon2id, default parameters, random salt).
-pub async fn hash(password: String) -> Result<String, PasswordError> {
-    actix_web::web::block(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|hash| hash.to_string())
-            .map_err(|e| PasswordError::Hash(e.to_string()))
-    })
-    .await
-    .map_err(|_| PasswordError::Pool)?
+pub fn hash(password: &str) -> Result<String, PasswordError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| PasswordError::Hash(e.to_string()))
 }
 
 /// Checks a password against a stored PHC string. A malformed stored hash counts as a mismatch.
-pub async fn verify(password: String, stored: String) -> Result<bool, PasswordError> {
-    actix_web::web::block(move || match PasswordHash::new(&stored) {
+pub fn verify(password: &str, stored: &str) -> bool {
+    match PasswordHash::new(stored) {
         Ok(parsed) => Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
             .is_ok(),
         Err(_) => false,
-    })
-    .await
-    .map_err(|_| PasswordError::Pool)
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    #[actix_web::test]
-    async fn a_hash_verifies_only_its_own_password() {
-        let stored = super::hash("correct horse".into()).await.expect("hash");
+    #[test]
+    fn a_hash_verifies_only_its_own_password() {
+        let stored = super::hash("correct horse").expect("hash");
         assert!(stored.starts_with("$argon2id$"));
-        assert!(super::verify("correct horse".into(), stored.clone())
-            .await
-            .expect("verify"));
-        assert!(!super::verify("battery staple".into(), stored)
-            .await
-            .expect("verify"));
-        assert!(!super::verify("x".into(), "not a phc string".into())
-            .await
-            .expect("verify"));
+        assert!(super::verify("correct horse", &stored));
+        assert!(!super::verify("battery staple", &stored));
+        assert!(!super::verify("x", "not a phc string"));
     }
 }

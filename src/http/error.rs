@@ -6,6 +6,7 @@ use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 
+use super::body_deadline::BodyTimedOut;
 use crate::auth::password::PasswordError;
 use crate::realtime::broker::BrokerError;
 use crate::store::StoreError;
@@ -23,8 +24,14 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0} is not allowed here; allowed: {1}")]
+    MethodNotAllowed(String, &'static str),
+    #[error("the request body did not arrive within {0} seconds")]
+    BodyTimeout(u64),
     #[error("request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("too many failed logins; retry in {0} seconds")]
+    TooManyRequests(u64),
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error")]
@@ -38,7 +45,10 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(..) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -46,8 +56,21 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
-        if let ApiError::Unavailable(_) = self {
-            response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
+        match self {
+            ApiError::Unavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
+            }
+            ApiError::TooManyRequests(secs) => {
+                response.insert_header((header::RETRY_AFTER, secs.to_string()));
+            }
+            ApiError::MethodNotAllowed(_, allowed) => {
+                response.insert_header((header::ALLOW, *allowed));
+            }
+            // The rest of the body may still be on its way: the connection cannot be reused.
+            ApiError::BodyTimeout(_) => {
+                response.force_close();
+            }
+            _ => {}
         }
         // The body is filled in by `request_id::stamp`, which knows the request id.
         response.finish()
@@ -75,8 +98,15 @@ impl From<BrokerError> for ApiError {
 
 impl From<PasswordError> for ApiError {
     fn from(error: PasswordError) -> Self {
-        log::error!("{error}");
-        ApiError::Internal
+        match error {
+            PasswordError::Saturated => {
+                ApiError::Unavailable("too many password checks at once, retry later".into())
+            }
+            PasswordError::Hash(_) | PasswordError::Stopped => {
+                log::error!("{error}");
+                ApiError::Internal
+            }
+        }
     }
 }
 
@@ -92,6 +122,9 @@ pub fn json_error(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error 
     let api = match &error {
         JsonPayloadError::Overflow { limit } => ApiError::PayloadTooLarge(*limit),
         JsonPayloadError::OverflowKnownLength { limit, .. } => ApiError::PayloadTooLarge(*limit),
+        JsonPayloadError::Payload(payload) if BodyTimedOut::within(payload).is_some() => {
+            ApiError::BodyTimeout(BodyTimedOut::within(payload).map_or(0, |t| t.0))
+        }
         JsonPayloadError::Deserialize(inner) => {
             ApiError::BadRequest(format!("invalid JSON body: {inner}"))
         }
@@ -113,4 +146,9 @@ pub fn query_error(error: QueryPayloadError, _: &HttpRequest) -> actix_web::Erro
 /// Unknown routes.
 pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound("no such route".into()))
+}
+
+/// A known path asked with a method it does not serve: 405, naming the ones it does.
+pub fn method_not_allowed(req: &HttpRequest, allowed: &'static str) -> ApiError {
+    ApiError::MethodNotAllowed(req.method().to_string(), allowed)
 }

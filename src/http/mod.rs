@@ -2,14 +2,21 @@
 //! validate, call `store`, and hand post events to the `BrokerActor`; they hold no state.
 
 pub mod auth;
+pub mod body_deadline;
+pub mod connection;
 pub mod error;
 pub mod request_id;
 pub mod routes;
 pub mod validation;
 
-use actix::Addr;
-use actix_web::web;
+use std::sync::Arc;
+use std::time::Duration;
 
+use actix::Addr;
+use actix_web::{web, HttpRequest, HttpResponse, Resource, Route};
+
+use crate::auth::hasher::Hasher;
+use crate::auth::throttle::LoginThrottle;
 use crate::config::{AuthSettings, RealtimeSettings};
 use crate::realtime::{BrokerActor, BrokerHealth, SessionRegistry, Stats};
 use crate::store::DbPool;
@@ -23,6 +30,9 @@ pub struct AppState {
     pub stats: Stats,
     pub auth: AuthSettings,
     pub realtime: RealtimeSettings,
+    pub hasher: Hasher,
+    pub login_throttle: Arc<LoginThrottle>,
+    pub body_timeout: Duration,
 }
 
 /// Mounts every route of the contract (plus `/health`) and the body and parameter limits.
@@ -36,23 +46,66 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
     .app_data(web::PayloadConfig::new(body_limit))
     .app_data(web::PathConfig::default().error_handler(error::path_error))
     .app_data(web::QueryConfig::default().error_handler(error::query_error))
-    .route("/user/register", web::post().to(routes::users::register))
-    .route("/login", web::post().to(routes::users::login))
-    .route("/user/get/{id}", web::get().to(routes::users::get))
-    .route("/user/search", web::get().to(routes::users::search))
-    .route("/friend/set/{user_id}", web::put().to(routes::friends::set))
-    .route(
+    .service(one(
+        "/user/register",
+        "POST",
+        web::post().to(routes::users::register),
+    ))
+    .service(one("/login", "POST", web::post().to(routes::users::login)))
+    .service(one(
+        "/user/get/{id}",
+        "GET",
+        web::get().to(routes::users::get),
+    ))
+    .service(one(
+        "/user/search",
+        "GET",
+        web::get().to(routes::users::search),
+    ))
+    .service(one(
+        "/friend/set/{user_id}",
+        "PUT",
+        web::put().to(routes::friends::set),
+    ))
+    .service(one(
         "/friend/delete/{user_id}",
+        "PUT",
         web::put().to(routes::friends::delete),
-    )
-    .route("/post/create", web::post().to(routes::posts::create))
-    .route("/post/update", web::put().to(routes::posts::update))
-    .route("/post/delete/{id}", web::put().to(routes::posts::delete))
-    .route("/post/get/{id}", web::get().to(routes::posts::get))
-    .route("/post/feed", web::get().to(routes::posts::feed))
-    .route(
+    ))
+    .service(one(
+        "/post/create",
+        "POST",
+        web::post().to(routes::posts::create),
+    ))
+    .service(one(
+        "/post/update",
+        "PUT",
+        web::put().to(routes::posts::update),
+    ))
+    .service(one(
+        "/post/delete/{id}",
+        "PUT",
+        web::put().to(routes::posts::delete),
+    ))
+    .service(one(
+        "/post/get/{id}",
+        "GET",
+        web::get().to(routes::posts::get),
+    ))
+    .service(one("/post/feed", "GET", web::get().to(routes::posts::feed)))
+    .service(one(
         "/post/feed/posted",
+        "GET",
         web::get().to(routes::feed_socket::connect),
-    )
-    .route("/health", web::get().to(routes::health::health));
+    ))
+    .service(one("/health", "GET", web::get().to(routes::health::health)));
+}
+
+/// A path served by one method; any other method gets 405 with `Allow: <method>`.
+fn one(path: &str, method: &'static str, route: Route) -> Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(move |req: HttpRequest| async move {
+            Err::<HttpResponse, _>(error::method_not_allowed(&req, method))
+        }))
 }

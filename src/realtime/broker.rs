@@ -17,6 +17,7 @@ use futures_util::StreamExt;
 use lapin::options::{
     BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions,
 };
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::FieldTable;
 use lapin::{Channel, ExchangeKind};
 use tokio::sync::watch;
@@ -50,6 +51,26 @@ pub enum BrokerError {
     Amqp(#[from] lapin::Error),
     #[error("AMQP connection pool: {0}")]
     Pool(String),
+    #[error(
+        "the broker refused the credentials (ACCESS_REFUSED): check amqp.url's user and password"
+    )]
+    CredentialsRefused,
+}
+
+/// Names the one failure an operator must act on (wrong user or password) instead of quoting
+/// the pool's nested error.
+fn pool_error(error: deadpool_lapin::PoolError) -> BrokerError {
+    if let deadpool_lapin::PoolError::Backend(backend) = &error {
+        if let lapin::ErrorKind::ProtocolError(amqp) = backend.kind() {
+            if matches!(
+                amqp.kind(),
+                AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)
+            ) {
+                return BrokerError::CredentialsRefused;
+            }
+        }
+    }
+    BrokerError::Pool(error.to_string())
 }
 
 /// Whether the broker link is up; cheap to read from any thread.
@@ -112,10 +133,7 @@ pub async fn open_link(
     pool: &deadpool_lapin::Pool,
     settings: &RealtimeSettings,
 ) -> Result<Link, BrokerError> {
-    let connection = pool
-        .get()
-        .await
-        .map_err(|e| BrokerError::Pool(e.to_string()))?;
+    let connection = pool.get().await.map_err(pool_error)?;
     let topology = connection.create_channel().await?;
     let prefetch = match settings.queue_mode {
         QueueMode::Node => settings.node_prefetch,

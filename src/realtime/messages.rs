@@ -9,6 +9,8 @@ use actix::dev::ToEnvelope;
 use actix::prelude::*;
 use uuid::Uuid;
 
+use super::write_watch::WriteWatch;
+
 /// One serialized feed event for the session to write as one text frame.
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
@@ -46,6 +48,8 @@ pub struct SessionHandle {
     pub deliver: Recipient<Deliver>,
     pub heartbeat: Recipient<Heartbeat>,
     pub disconnect: Recipient<Disconnect>,
+    /// Whether its connection takes what is sent (WebSocket sessions; `None` for stand-ins).
+    pub write: Option<Arc<WriteWatch>>,
 }
 
 impl SessionHandle {
@@ -59,6 +63,21 @@ impl SessionHandle {
             deliver: addr.clone().recipient(),
             heartbeat: addr.clone().recipient(),
             disconnect: addr.clone().recipient(),
+            write: None,
+        }
+    }
+
+    /// The same handle, watched for a connection that stops taking output.
+    pub fn with_write_watch(mut self, watch: Option<Arc<WriteWatch>>) -> Self {
+        self.write = watch;
+        self
+    }
+
+    /// Marks output as owed to the session: call before queueing anything for it, so the
+    /// mark is always followed by the wake-up (and body poll) that clears it.
+    pub fn owe(&self) {
+        if let Some(watch) = &self.write {
+            watch.owed();
         }
     }
 

@@ -6,6 +6,7 @@ pub mod broker;
 pub mod control;
 pub mod events;
 pub mod fanout;
+pub mod frame_guard;
 pub mod messages;
 pub mod node_queue;
 pub mod pipeline;
@@ -15,6 +16,7 @@ pub mod session_queues;
 pub mod stats;
 pub mod topology;
 pub mod watchdog;
+pub mod write_watch;
 
 pub use broker::{BrokerActor, BrokerHealth};
 pub use events::FeedEvent;

@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tokio::sync::OwnedSemaphorePermit;
@@ -17,6 +17,7 @@ use super::control::Control;
 use super::messages::{Deliver, Disconnect, DisconnectReason, SessionHandle};
 use super::stats::Stats;
 use super::topology::{author_routing_key, user_routing_key, Route};
+use super::write_watch::WriteWatch;
 use crate::config::QueueMode;
 
 /// Events kept for a session admitted but not yet running (its upgrade response is on its way);
@@ -46,6 +47,8 @@ pub struct SessionRegistry {
     sessions: HashMap<Uuid, Entry>,
     by_user: HashMap<Uuid, HashSet<Uuid>>,
     by_author: HashMap<Uuid, HashSet<Uuid>>,
+    /// Connections of sessions closed as too slow, and since when, until they are gone.
+    condemned: Vec<(Instant, Arc<WriteWatch>)>,
 }
 
 enum Handed {
@@ -64,6 +67,7 @@ impl SessionRegistry {
             sessions: HashMap::new(),
             by_user: HashMap::new(),
             by_author: HashMap::new(),
+            condemned: Vec::new(),
         }
     }
 
@@ -123,6 +127,7 @@ impl SessionRegistry {
             }
             return Handed::TooSlow;
         };
+        handle.owe();
         match handle.deliver.try_send(Deliver(Arc::clone(payload))) {
             Ok(()) => {
                 self.stats.delivered(1);
@@ -130,6 +135,23 @@ impl SessionRegistry {
             }
             Err(SendError::Full(_)) => Handed::TooSlow,
             Err(SendError::Closed(_)) => Handed::Gone,
+        }
+    }
+
+    /// Closes a session that cannot keep up (1008). Its close frame waits behind what it has
+    /// not read yet; if its connection is still open `realtime.write_timeout_secs` later, the
+    /// reaper drops it.
+    fn drop_slow(&mut self, session_id: Uuid) {
+        self.stats.dropped_slow();
+        let Some(handle) = self.remove(session_id).and_then(|entry| entry.handle) else {
+            return;
+        };
+        handle.owe();
+        handle
+            .disconnect
+            .do_send(Disconnect(DisconnectReason::TooSlow));
+        if let Some(watch) = handle.write {
+            self.condemned.push((Instant::now(), watch));
         }
     }
 
@@ -142,15 +164,8 @@ impl SessionRegistry {
                     self.remove(session_id);
                 }
                 Handed::TooSlow => {
-                    log::info!("session {session_id} cannot keep up with its events; closing it");
-                    self.stats.dropped_slow();
-                    if let Some(entry) = self.remove(session_id) {
-                        if let Some(handle) = entry.handle {
-                            handle
-                                .disconnect
-                                .do_send(Disconnect(DisconnectReason::TooSlow));
-                        }
-                    }
+                    log::warn!("session {session_id} cannot keep up with its events; closing it");
+                    self.drop_slow(session_id);
                 }
             }
         }
@@ -481,6 +496,51 @@ impl Handler<Prune> for SessionRegistry {
             self.remove(*id);
         }
         stale.len()
+    }
+}
+
+/// The watchdog's reaper: closes sessions whose connection has taken nothing for `timeout`
+/// while output waited for it (their client stopped reading), counting each as too slow, and
+/// drops the connections of sessions closed as too slow that are still open after `timeout`.
+/// Returns how many sessions it closed.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct ReapStalled {
+    pub timeout: Duration,
+}
+
+impl Handler<ReapStalled> for SessionRegistry {
+    type Result = usize;
+
+    fn handle(&mut self, msg: ReapStalled, _: &mut Context<Self>) -> usize {
+        self.condemned.retain(|(since, watch)| {
+            if !watch.is_open() {
+                return false;
+            }
+            if since.elapsed() >= msg.timeout {
+                watch.abort();
+                return false;
+            }
+            true
+        });
+        let stalled: Vec<(Uuid, Arc<WriteWatch>)> = self
+            .sessions
+            .iter()
+            .filter_map(|(id, entry)| {
+                let watch = entry.handle.as_ref()?.write.as_ref()?;
+                (watch.stalled_for() >= msg.timeout).then(|| (*id, Arc::clone(watch)))
+            })
+            .collect();
+        for (session_id, watch) in &stalled {
+            log::warn!(
+                "session {session_id}: its client has taken nothing for {:?}; dropping it as too slow",
+                watch.stalled_for()
+            );
+            self.drop_slow(*session_id);
+            // Its actor is frozen behind the full socket and cannot close anything itself.
+            watch.abort();
+        }
+        stalled.len()
     }
 }
 

@@ -3,14 +3,17 @@
 //! frame, answers the client's pings, tracks when it last heard from the client, and closes
 //! cleanly.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
 use actix_web_actors::ws::{self, CloseCode, CloseReason};
 use uuid::Uuid;
 
+use super::frame_guard::FrameLimit;
 use super::messages::{Deliver, Disconnect, DisconnectReason, Heartbeat, SessionHandle};
 use super::registry::{Deregister, Register, SessionRegistry};
+use super::write_watch::WriteWatch;
 
 pub struct WsSession {
     id: Uuid,
@@ -18,6 +21,8 @@ pub struct WsSession {
     registry: Addr<SessionRegistry>,
     mailbox: usize,
     last_heard: Instant,
+    frame_limit: FrameLimit,
+    write: Option<Arc<WriteWatch>>,
 }
 
 impl WsSession {
@@ -30,7 +35,22 @@ impl WsSession {
             registry,
             mailbox,
             last_heard: Instant::now(),
+            frame_limit: FrameLimit::default(),
+            write: None,
         }
+    }
+
+    /// The guard in front of this session's frame codec, which says when a client frame was
+    /// refused for its declared size.
+    pub fn with_frame_limit(mut self, limit: FrameLimit) -> Self {
+        self.frame_limit = limit;
+        self
+    }
+
+    /// The watch on this session's connection (see `write_watch`).
+    pub fn with_write_watch(mut self, watch: Arc<WriteWatch>) -> Self {
+        self.write = Some(watch);
+        self
     }
 
     fn close(&self, ctx: &mut ws::WebsocketContext<Self>, code: CloseCode, why: &str) {
@@ -49,7 +69,8 @@ impl Actor for WsSession {
         ctx.set_mailbox_capacity(self.mailbox);
         self.registry.do_send(Register {
             session_id: self.id,
-            handle: SessionHandle::new(self.user_id, &ctx.address()),
+            handle: SessionHandle::new(self.user_id, &ctx.address())
+                .with_write_watch(self.write.clone()),
         });
     }
 
@@ -96,6 +117,13 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
         let message = match item {
             Ok(message) => message,
             Err(ws::ProtocolError::Overflow) => {
+                return self.close(ctx, CloseCode::Size, "frame too large");
+            }
+            Err(_) if self.frame_limit.exceeded() => {
+                log::info!(
+                    "session {}: refused a frame declared above the limit",
+                    self.id
+                );
                 return self.close(ctx, CloseCode::Size, "frame too large");
             }
             Err(error) => {

@@ -312,6 +312,7 @@ async fn forward(
             // Routed before the unfollow was applied: not for this session any more.
         } else {
             let text: Arc<str> = String::from_utf8_lossy(&delivery.data).into();
+            session.owe();
             // A session that stops reading must not wedge its forwarder: `stop` still wins.
             let handed = tokio::select! {
                 _ = &mut stop => break true,

@@ -2,7 +2,8 @@
 //! session pings its client and says when it last heard from it), stops sessions whose client
 //! has been silent for `realtime.client_timeout_secs` or whose actor no longer answers, drops
 //! admissions whose session never started, and has the broker release every queue (session
-//! mode) or binding (node mode) that no live session needs.
+//! mode) or binding (node mode) that no live session needs. More often, it has the registry
+//! reap sessions whose client stopped reading (see `write_watch`).
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -13,13 +14,14 @@ use uuid::Uuid;
 
 use super::broker::{BrokerActor, Sweep};
 use super::messages::{Disconnect, DisconnectReason, Heartbeat};
-use super::registry::{Deregister, NeededKeys, Prune, SessionRegistry, Snapshot};
+use super::registry::{Deregister, NeededKeys, Prune, ReapStalled, SessionRegistry, Snapshot};
 
 pub struct Watchdog {
     registry: Addr<SessionRegistry>,
     broker: Addr<BrokerActor>,
     interval: Duration,
     timeout: Duration,
+    write_timeout: Duration,
 }
 
 impl Watchdog {
@@ -28,12 +30,14 @@ impl Watchdog {
         broker: Addr<BrokerActor>,
         interval: Duration,
         timeout: Duration,
+        write_timeout: Duration,
     ) -> Self {
         Watchdog {
             registry,
             broker,
             interval,
             timeout,
+            write_timeout,
         }
     }
 }
@@ -43,6 +47,14 @@ impl Actor for Watchdog {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(self.interval, |_, ctx| ctx.notify(Round));
+        // Stalled connections are cheap to find (a clock per session): look often, so one is
+        // dropped within about a quarter of the write timeout after it expires.
+        let reap_every = (self.write_timeout / 4).max(Duration::from_millis(250));
+        ctx.run_interval(reap_every, |watchdog, _| {
+            watchdog.registry.do_send(ReapStalled {
+                timeout: watchdog.write_timeout,
+            });
+        });
     }
 }
 
@@ -64,6 +76,7 @@ pub struct RoundReport {
 enum Verdict {
     Alive,
     Silent,
+    Stuck,
     Gone,
 }
 
@@ -86,9 +99,13 @@ impl Handler<Round> for Watchdog {
                 return report;
             };
             let checks = sessions.into_iter().map(|(id, handle)| async move {
+                handle.owe();
                 let answer = tokio::time::timeout(interval, handle.heartbeat.send(Heartbeat)).await;
                 let verdict = match answer {
                     Ok(Ok(last_heard)) if last_heard.elapsed() <= timeout => Verdict::Alive,
+                    // No answer from a WebSocket session: its actor is frozen behind a socket
+                    // its client does not read. The reaper drops it as too slow.
+                    Err(_) if handle.write.is_some() => Verdict::Stuck,
                     Ok(Ok(_)) | Err(_) => Verdict::Silent,
                     Ok(Err(_)) => Verdict::Gone,
                 };
@@ -97,7 +114,7 @@ impl Handler<Round> for Watchdog {
             let mut live: HashSet<Uuid> = HashSet::new();
             for (id, handle, verdict) in join_all(checks).await {
                 match verdict {
-                    Verdict::Alive => {
+                    Verdict::Alive | Verdict::Stuck => {
                         live.insert(id);
                         report.alive += 1;
                     }

@@ -1,7 +1,11 @@
 //! `GET /post/feed/posted`: the WebSocket upgrade. Before the upgrade completes, the token is
 //! checked, the user's events are routed to this node, and so are those of the celebrities the
 //! user follows: a client that is connected is subscribed, and one that is refused (401, 503)
-//! leaves nothing behind.
+//! leaves nothing behind. The client's bytes pass a `FrameGuard` (no frame above
+//! `realtime.max_frame_bytes` is buffered), and the connection is watched for a client that
+//! stops reading (`WriteWatch`).
+
+use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
@@ -9,10 +13,13 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::http::auth::{authenticate, bearer_token};
+use crate::http::connection::ConnectionFd;
 use crate::http::error::ApiError;
 use crate::http::AppState;
 use crate::realtime::broker::BrokerError;
+use crate::realtime::frame_guard::FrameGuard;
 use crate::realtime::registry::{Admit, Deregister, WatchAuthors};
+use crate::realtime::write_watch::WriteWatch;
 use crate::realtime::WsSession;
 use crate::store::{self, celebrities};
 
@@ -53,19 +60,48 @@ pub async fn connect(
         state.registry.do_send(Deregister { session_id });
         return Err(error);
     }
+    let max_frame = state.realtime.max_frame_bytes;
+    let (stream, frame_limit) = FrameGuard::new(stream, max_frame);
+    let watch = WriteWatch::new(connection_socket(&req, &state));
     let session = WsSession::new(
         session_id,
         user_id,
         state.registry.clone(),
         state.realtime.session_mailbox,
-    );
-    ws::WsResponseBuilder::new(session, &req, stream)
-        .frame_size(state.realtime.max_frame_bytes)
+    )
+    .with_frame_limit(frame_limit)
+    .with_write_watch(Arc::clone(&watch));
+    let response = ws::WsResponseBuilder::new(session, &req, stream)
+        .frame_size(max_frame)
         .start()
         .map_err(|error| {
             state.registry.do_send(Deregister { session_id });
             ApiError::BadRequest(format!("WebSocket upgrade failed: {error}"))
-        })
+        })?;
+    Ok(response
+        .map_body(|_, body| watch.watch_body(body))
+        .map_into_boxed_body())
+}
+
+/// A duplicate of this connection's socket, for the session's write watch, with the configured
+/// send buffer. `None` (the watch then only reports) if the connection's socket is unknown.
+fn connection_socket(req: &HttpRequest, state: &AppState) -> Option<socket2::Socket> {
+    let fd = req.conn_data::<ConnectionFd>()?;
+    // SAFETY: called synchronously from the upgrade handler of this very connection.
+    let socket = match unsafe { fd.duplicate() } {
+        Ok(socket) => socket,
+        Err(error) => {
+            log::warn!("cannot watch a WebSocket's connection: {error}");
+            return None;
+        }
+    };
+    let buffer = state.realtime.socket_send_buffer_bytes;
+    if buffer > 0 {
+        if let Err(error) = socket.set_send_buffer_size(buffer) {
+            log::warn!("cannot set a WebSocket's send buffer: {error}");
+        }
+    }
+    Some(socket)
 }
 
 async fn watch_celebrities(

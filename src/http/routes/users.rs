@@ -1,11 +1,11 @@
 //! `/user/register`, `/login`, `/user/get/{id}`, `/user/search`.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::auth::{password, token};
+use crate::auth::token;
 use crate::http::error::ApiError;
 use crate::http::validation::{self, BIOGRAPHY_MAX_CHARS, CITY_MAX_CHARS, NAME_MAX_CHARS};
 use crate::http::AppState;
@@ -61,7 +61,7 @@ pub async fn register(
     let city = validation::required_text("city", &body.city, CITY_MAX_CHARS)?;
     validation::password(&body.password)?;
 
-    let password_hash = password::hash(body.password.clone()).await?;
+    let password_hash = state.hasher.hash(body.password.clone()).await?;
     let id = Uuid::new_v4();
     let mut conn = store::connection(&state.pool).await?;
     users::insert(
@@ -86,20 +86,32 @@ pub struct LoginRequest {
     password: String,
 }
 
+/// Failed attempts (a wrong password, or an id that is no user's) count against the user id
+/// and the client's address; past either limit the answer is 429 before any hashing.
 pub async fn login(
+    req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let LoginRequest { id, password } = body.into_inner();
+    let address = req.peer_addr().map(|a| a.ip());
+    let throttle = &state.login_throttle;
+    throttle
+        .check(id, address)
+        .map_err(|wait| ApiError::TooManyRequests(whole_seconds(wait)))?;
     let stored = {
         let mut conn = store::connection(&state.pool).await?;
-        users::password_hash(&mut conn, id)
-            .await?
-            .ok_or_else(|| ApiError::NotFound("user not found".into()))?
+        users::password_hash(&mut conn, id).await?
     };
-    if !password::verify(password, stored).await? {
+    let Some(stored) = stored else {
+        throttle.failed(id, address);
+        return Err(ApiError::NotFound("user not found".into()));
+    };
+    if !state.hasher.verify(password, stored).await? {
+        throttle.failed(id, address);
         return Err(ApiError::BadRequest("wrong password".into()));
     }
+    throttle.succeeded(id);
     let token = token::generate();
     let expires_at = i64::try_from(state.auth.token_ttl_secs)
         .ok()
@@ -137,4 +149,9 @@ pub async fn search(
     let mut conn = store::connection(&state.pool).await?;
     let found = users::search(&mut conn, first_name, last_name, SEARCH_LIMIT).await?;
     Ok(HttpResponse::Ok().json(found.into_iter().map(UserView::from).collect::<Vec<_>>()))
+}
+
+/// A wait as `Retry-After` gives it: whole seconds, rounded up, at least one.
+fn whole_seconds(wait: std::time::Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }

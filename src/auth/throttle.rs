@@ -1,0 +1,185 @@
+//! `LoginThrottle`: counts failed logins per user id and per client address in a fixed window
+//! (`auth.login_failure_window_secs`). Once either count reaches its limit, further attempts for
+//! that user or from that address are refused with 429 until the window ends, before any
+//! password is hashed, so guessing costs the guesser time and the server nothing.
+//!
+//! The counts live in this process: with several instances behind a balancer each keeps its
+//! own, so the effective limit is at most the instance count times the configured one.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use crate::config::AuthSettings;
+
+/// Most users and addresses tracked at once; past it, expired windows are dropped, and if that
+/// frees nothing new ones go untracked rather than grow memory without bound.
+const MAX_TRACKED: usize = 100_000;
+
+#[derive(Clone, Copy, Hash, PartialEq, Eq, Debug)]
+enum Key {
+    User(Uuid),
+    Address(IpAddr),
+}
+
+#[derive(Clone, Copy)]
+struct Window {
+    started: Instant,
+    failures: u32,
+}
+
+pub struct LoginThrottle {
+    per_user: u32,
+    per_address: u32,
+    window: Duration,
+    windows: Mutex<HashMap<Key, Window>>,
+}
+
+impl LoginThrottle {
+    pub fn new(settings: &AuthSettings) -> Self {
+        LoginThrottle {
+            per_user: settings.login_failures_per_user,
+            per_address: settings.login_failures_per_address,
+            window: Duration::from_secs(settings.login_failure_window_secs),
+            windows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `Err(wait)` when this user or this address has used up its failures: retry after `wait`.
+    pub fn check(&self, user: Uuid, address: Option<IpAddr>) -> Result<(), Duration> {
+        self.check_at(Instant::now(), user, address)
+    }
+
+    /// Counts a failed login (a wrong password, or an unknown user id).
+    pub fn failed(&self, user: Uuid, address: Option<IpAddr>) {
+        self.failed_at(Instant::now(), user, address);
+    }
+
+    /// A correct password clears the user's count (not the address's: one good login from an
+    /// address must not license more guessing from it).
+    pub fn succeeded(&self, user: Uuid) {
+        self.lock().remove(&Key::User(user));
+    }
+
+    fn keys(&self, user: Uuid, address: Option<IpAddr>) -> impl Iterator<Item = (Key, u32)> {
+        [
+            Some((Key::User(user), self.per_user)),
+            address.map(|a| (Key::Address(a), self.per_address)),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|(_, limit)| *limit > 0)
+    }
+
+    fn check_at(&self, now: Instant, user: Uuid, address: Option<IpAddr>) -> Result<(), Duration> {
+        let windows = self.lock();
+        let wait = self
+            .keys(user, address)
+            .filter_map(|(key, limit)| {
+                let window = windows.get(&key)?;
+                let ends = window.started + self.window;
+                (window.failures >= limit && ends > now).then(|| ends - now)
+            })
+            .max();
+        match wait {
+            Some(wait) => Err(wait),
+            None => Ok(()),
+        }
+    }
+
+    fn failed_at(&self, now: Instant, user: Uuid, address: Option<IpAddr>) {
+        let mut windows = self.lock();
+        for (key, _) in self.keys(user, address) {
+            if !windows.contains_key(&key) && windows.len() >= MAX_TRACKED {
+                windows.retain(|_, w| w.started + self.window > now);
+                if windows.len() >= MAX_TRACKED {
+                    log::warn!("login throttle: {MAX_TRACKED} windows open; not tracking more");
+                    continue;
+                }
+            }
+            let window = windows.entry(key).or_insert(Window {
+                started: now,
+                failures: 0,
+            });
+            if window.started + self.window <= now {
+                *window = Window {
+                    started: now,
+                    failures: 0,
+                };
+            }
+            window.failures = window.failures.saturating_add(1);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Window>> {
+        // The map stays consistent whatever panicked while holding it: every update is one
+        // insert or assignment.
+        self.windows.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::time::{Duration, Instant};
+
+    use uuid::Uuid;
+
+    use super::LoginThrottle;
+    use crate::config::AuthSettings;
+
+    fn throttle(per_user: u32, per_address: u32) -> LoginThrottle {
+        LoginThrottle::new(&AuthSettings {
+            token_ttl_secs: 60,
+            hash_concurrency: 1,
+            hash_queue: 1,
+            login_failures_per_user: per_user,
+            login_failures_per_address: per_address,
+            login_failure_window_secs: 60,
+        })
+    }
+
+    const HOME: Option<IpAddr> = Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
+    const AWAY: Option<IpAddr> = Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)));
+
+    #[test]
+    fn a_user_is_refused_after_the_limit_until_the_window_ends() {
+        let throttle = throttle(3, 0);
+        let (user, t0) = (Uuid::new_v4(), Instant::now());
+        for n in 0..3 {
+            assert!(throttle.check_at(t0, user, HOME).is_ok(), "attempt {n}");
+            throttle.failed_at(t0, user, HOME);
+        }
+        let wait = throttle.check_at(t0 + Duration::from_secs(10), user, AWAY);
+        assert_eq!(wait, Err(Duration::from_secs(50)));
+        assert!(throttle.check_at(t0, Uuid::new_v4(), HOME).is_ok());
+        assert!(throttle
+            .check_at(t0 + Duration::from_secs(60), user, HOME)
+            .is_ok());
+    }
+
+    #[test]
+    fn an_address_is_refused_whichever_users_it_tries() {
+        let throttle = throttle(0, 2);
+        let t0 = Instant::now();
+        throttle.failed_at(t0, Uuid::new_v4(), HOME);
+        throttle.failed_at(t0, Uuid::new_v4(), HOME);
+        assert!(throttle.check_at(t0, Uuid::new_v4(), HOME).is_err());
+        assert!(throttle.check_at(t0, Uuid::new_v4(), AWAY).is_ok());
+    }
+
+    #[test]
+    fn success_clears_the_user_but_not_the_address() {
+        let throttle = throttle(2, 2);
+        let (user, t0) = (Uuid::new_v4(), Instant::now());
+        throttle.failed_at(t0, user, HOME);
+        throttle.failed_at(t0, user, HOME);
+        assert!(throttle.check_at(t0, user, AWAY).is_err());
+        throttle.succeeded(user);
+        assert!(throttle.check_at(t0, user, AWAY).is_ok());
+        assert!(throttle.check_at(t0, user, HOME).is_err());
+    }
+}
