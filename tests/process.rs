@@ -85,10 +85,11 @@ impl Herald {
         }
     }
 
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
+    async fn signal(&self, signal: &str) {
+        let status = tokio::process::Command::new("kill")
             .args([signal, &self.child.id().to_string()])
             .status()
+            .await
             .expect("kill runs");
         assert!(status.success());
     }
@@ -196,7 +197,7 @@ async fn serves_with_a_config_file_and_stops_gracefully_on_sigterm() {
     let routing_key = format!("user.{id}");
     assert!(is_routed(&conn, &settings.realtime.exchange, &routing_key).await);
 
-    herald.signal("-TERM");
+    herald.signal("-TERM").await;
     let reason = feed.close_reason().await.expect("close reason");
     assert_eq!(reason.code, CloseCode::Away);
     assert!(herald.wait_for_exit().await, "{}", herald.log_text());
@@ -281,4 +282,93 @@ async fn waits_for_unreachable_dependencies_then_starts() {
     let log = herald.log_text();
     assert!(log.contains("retrying in"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
+}
+
+/// Nothing in `log` is a panic, and no line came from lapin (herald speaks for the broker).
+fn assert_clean(log: &str) {
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(!log.contains("RUST_BACKTRACE"), "{log}");
+}
+
+#[actix_web::test]
+async fn a_taken_port_or_a_bad_address_is_one_clear_line_and_a_failed_exit() {
+    let settings = test_settings();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("address").port();
+    for (bind, expected) in [
+        (format!("127.0.0.1:{port}"), "cannot listen on"),
+        (
+            "nonsense".to_owned(),
+            "http.bind must be an IP address and port",
+        ),
+    ] {
+        let mut env = env_for(&settings);
+        env.retain(|(key, _)| *key != "HERALD__HTTP__BIND");
+        env.push(("HERALD__HTTP__BIND", bind.clone()));
+        let mut herald = Herald::spawn(&[], &env);
+        assert!(
+            !herald.wait_for_exit().await,
+            "{bind}: exits with a failure"
+        );
+        let log = herald.log_text();
+        assert!(log.contains(expected), "{bind}: {log}");
+        assert_clean(&log);
+    }
+    drop(taken);
+}
+
+#[actix_web::test]
+async fn an_amqp_url_that_is_not_one_url_is_refused_at_start_with_its_passwords_hidden() {
+    let settings = test_settings();
+    let mut env = env_for(&settings);
+    env.retain(|(key, _)| *key != "HERALD__AMQP__URL");
+    env.push((
+        "HERALD__AMQP__URL",
+        "amqp://guest:firstsecret@127.0.0.1:5672/%2f,amqp://admin:secondsecret@127.0.0.1:5673/%2f"
+            .into(),
+    ));
+    let mut herald = Herald::spawn(&[], &env);
+    assert!(!herald.wait_for_exit().await, "exits with a failure");
+    let log = herald.log_text();
+    assert!(log.contains("amqp.url"), "{log}");
+    assert!(log.contains("more than one URL"), "{log}");
+    assert!(!log.contains("firstsecret"), "{log}");
+    assert!(!log.contains("secondsecret"), "{log}");
+    assert_clean(&log);
+}
+
+#[actix_web::test]
+async fn refused_amqp_credentials_are_one_clear_line_per_attempt() {
+    let settings = test_settings();
+    let _cleanup = Cleanup(settings.clone());
+    let mut url = url::Url::parse(&settings.amqp.url).expect("url");
+    url.set_password(Some("certainly-wrong")).expect("password");
+    let mut env = env_for(&settings);
+    env.retain(|(key, _)| *key != "HERALD__AMQP__URL");
+    env.push(("HERALD__AMQP__URL", url.to_string()));
+    let herald = Herald::spawn(&[], &env);
+
+    // Wait for the third attempt's line, then look at everything logged since the first.
+    let deadline = Instant::now() + DEADLINE * 3;
+    let attempts = loop {
+        let log = herald.log_text();
+        let attempts = log.matches("refused the credentials").count();
+        if attempts >= 3 {
+            break attempts;
+        }
+        assert!(Instant::now() < deadline, "no third attempt; log:\n{log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let log = herald.log_text();
+    let first = log.find("refused the credentials").expect("a refusal");
+    let since_first = &log[log[..first].rfind('\n').map_or(0, |n| n + 1)..];
+    let lines = since_first.lines().count();
+    // One line per attempt (the last may be being written), nothing from lapin in between.
+    assert!(
+        lines <= attempts + 1,
+        "{lines} lines for {attempts} attempts:\n{since_first}"
+    );
+    assert!(!log.contains("lapin"), "{log}");
+    assert!(!log.contains("certainly-wrong"), "{log}");
+    assert_clean(&log);
 }
