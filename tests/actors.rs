@@ -22,7 +22,8 @@ use herald::store::models::NewUser;
 use herald::store::{celebrities, friends, users, DbPool};
 use serde_json::{json, Value};
 use support::{
-    amqp, bound, eventually, is_routed, publish_raw, queue_exists, test_settings_in, Cleanup,
+    amqp, bound, eventually, eventually_within, is_routed, publish_raw, queue_exists,
+    queue_listing, test_settings_in, Cleanup,
 };
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -61,8 +62,8 @@ impl Rig {
     }
 
     /// How many queues `user_id`'s events are routed to.
-    fn routed(&self, user_id: Uuid) -> usize {
-        bound(self.exchange(), &user_routing_key(user_id))
+    async fn routed(&self, user_id: Uuid) -> usize {
+        bound(self.exchange(), &user_routing_key(user_id)).await
     }
 
     /// Admits a session as the WebSocket route does before upgrading: routes its user's events
@@ -330,7 +331,7 @@ async fn events_reach_exactly_the_sessions_of_the_routed_user(mode: QueueMode) {
         QueueMode::Node => 1,
         QueueMode::Session => 2,
     };
-    assert_eq!(rig.routed(alice), expected_bindings);
+    assert_eq!(rig.routed(alice).await, expected_bindings);
 
     let (m1, m2, m3) = (marker(1), marker(2), marker(3));
     publish_raw(&conn, &exchange, &format!("user.{alice}"), &m1).await;
@@ -352,8 +353,8 @@ async fn events_reach_exactly_the_sessions_of_the_routed_user(mode: QueueMode) {
     publish_raw(&conn, &exchange, &format!("user.{alice}"), &m4).await;
     assert_eq!(alice_2.next_event().await, m4);
     alice_2.addr.do_send(Die);
-    assert!(eventually(|| async { rig.routed(alice) == 0 }).await);
-    assert_eq!(rig.routed(bob), 1);
+    assert!(eventually(|| async { rig.routed(alice).await == 0 }).await);
+    assert_eq!(rig.routed(bob).await, 1);
 }
 
 async fn published_posts_fan_out_to_followers_from_the_database(mode: QueueMode) {
@@ -403,10 +404,10 @@ async fn a_stopped_session_releases_its_routing(mode: QueueMode) {
     let session = rig.session(user, Behaviour::Responsive).await;
     let queues = rig.realtime.broker.send(Queues).await.expect("broker");
     assert_eq!(queues.len(), 1, "{queues:?}");
-    assert_eq!(rig.routed(user), 1);
+    assert_eq!(rig.routed(user).await, 1);
 
     session.addr.do_send(Die);
-    assert!(eventually(|| async { rig.routed(user) == 0 }).await);
+    assert!(eventually(|| async { rig.routed(user).await == 0 }).await);
     assert!(eventually(|| async { rig.session_count().await == 0 }).await);
     match mode {
         // The session's own queue goes; the node's queue stays for the next session.
@@ -434,8 +435,8 @@ async fn the_watchdog_stops_a_session_that_never_answers(mode: QueueMode) {
         Seen::Disconnected(reason) => assert_eq!(reason, DisconnectReason::ClientTimeout),
         other => panic!("expected a disconnect, got {other:?}"),
     }
-    assert!(eventually(|| async { rig.routed(quiet) == 0 }).await);
-    assert_eq!(rig.routed(chatty), 1);
+    assert!(eventually(|| async { rig.routed(quiet).await == 0 }).await);
+    assert_eq!(rig.routed(chatty).await, 1);
     assert_eq!(rig.session_count().await, 1);
     assert!(
         healthy.seen.try_recv().is_err(),
@@ -451,19 +452,20 @@ async fn the_watchdog_releases_the_routing_of_a_crashed_actor(mode: QueueMode) {
     session.addr.do_send(Die);
     // Nothing deregistered it; the watchdog notices the dead actor.
     assert!(eventually(|| async { !session.addr.connected() }).await);
-    assert_eq!(rig.routed(user), 1);
+    assert_eq!(rig.routed(user).await, 1);
     let report = rig.round().await;
     assert_eq!(report.gone, 1, "{report:?}");
-    assert!(eventually(|| async { rig.routed(user) == 0 }).await);
+    assert!(eventually(|| async { rig.routed(user).await == 0 }).await);
     assert_eq!(rig.session_count().await, 0);
 }
 
 async fn the_watchdog_releases_an_admission_whose_session_never_started(mode: QueueMode) {
-    // Real timers this time: a three-second watchdog, so the admission is seen before any round
-    // may drop it (it must be older than one interval).
+    // Real timers this time: a four-second watchdog, so the admission is seen before any round
+    // may drop it (it must be older than one interval), with room to spare on a loaded machine.
+    const INTERVAL_SECS: u64 = 4;
     let mut settings = test_settings_in(mode);
-    settings.realtime.ping_interval_secs = 3;
-    settings.realtime.client_timeout_secs = 6;
+    settings.realtime.ping_interval_secs = INTERVAL_SECS;
+    settings.realtime.client_timeout_secs = 2 * INTERVAL_SECS;
     let rig = Rig::start(settings).await;
     let conn = amqp(&rig.settings).await;
     let (session_id, user) = (Uuid::new_v4(), Uuid::new_v4());
@@ -475,8 +477,10 @@ async fn the_watchdog_releases_an_admission_whose_session_never_started(mode: Qu
         queue_exists(&conn, &queue).await,
         mode == QueueMode::Session
     );
-    // No session ever registers (say, the upgrade failed): a later round releases it all.
-    assert!(eventually(|| async { rig.routed(user) == 0 }).await);
+    // No session ever registers (say, the upgrade failed): a later round releases it all: the
+    // first one that starts over an interval after the admission, so at most two intervals on.
+    let release = 2 * Duration::from_secs(INTERVAL_SECS) + support::DEADLINE;
+    assert!(eventually_within(release, || async { rig.routed(user).await == 0 }).await);
     assert!(eventually(|| async { !queue_exists(&conn, &queue).await }).await);
 }
 
@@ -534,7 +538,7 @@ async fn a_celebrity_is_published_once_and_reaches_exactly_its_followers(mode: Q
         QueueMode::Session => 5,
     };
     assert_eq!(
-        bound(rig.exchange(), &format!("author.{star}")),
+        bound(rig.exchange(), &format!("author.{star}")).await,
         expected_author_bindings
     );
 
@@ -590,12 +594,7 @@ async fn the_topology_is_a_durable_direct_exchange_and_capped_exclusive_queues(m
     let _session = rig.session(Uuid::new_v4(), Behaviour::Responsive).await;
     let queues = rig.realtime.broker.send(Queues).await.expect("broker");
     let queue = queues.first().expect("one queue");
-    let listing = std::process::Command::new("rabbitmqctl")
-        .args(["list_queues", "-q", "--formatter", "json"])
-        .args(["name", "exclusive", "auto_delete", "arguments"])
-        .output()
-        .expect("rabbitmqctl runs");
-    let listed: Value = serde_json::from_slice(&listing.stdout).expect("json listing");
+    let listed = queue_listing().await;
     let ours = listed
         .as_array()
         .expect("array")
@@ -636,7 +635,7 @@ async fn a_session_that_stops_reading_is_closed_as_too_slow() {
     }
     assert_eq!(slow.next_event().await["postText"], "m0");
     assert!(eventually(|| async { rig.realtime.stats.snapshot().dropped_slow == 1 }).await);
-    assert!(eventually(|| async { rig.routed(slow_user) == 0 }).await);
+    assert!(eventually(|| async { rig.routed(slow_user).await == 0 }).await);
     let sentinel = marker(42);
     publish_raw(
         &conn,

@@ -6,8 +6,6 @@
 #[macro_use]
 mod support;
 
-use std::time::Duration;
-
 use awc::ws::{CloseCode, Message};
 use herald::config::QueueMode;
 use herald::realtime::broker::{BoundKeys, Queues};
@@ -143,7 +141,13 @@ async fn a_session_on_one_instance_gets_posts_written_through_another(mode: Queu
 }
 
 async fn a_silent_client_is_dropped_and_its_routing_is_gone(mode: QueueMode) {
-    let app = TestApp::spawn_in(mode).await;
+    // The one test of the client timeout: a short one (the default is far longer than any test).
+    let mut settings = support::test_settings_in(mode);
+    settings.realtime.ping_interval_secs = 1;
+    settings.realtime.client_timeout_secs = 3;
+    let timeout = settings.realtime.client_timeout();
+    let interval = settings.realtime.ping_interval();
+    let app = TestApp::spawn_with(settings).await;
     let conn = amqp(&app.settings).await;
     let exchange = app.settings.realtime.exchange.clone();
     let quiet = app.user("Quiet").await;
@@ -169,15 +173,15 @@ async fn a_silent_client_is_dropped_and_its_routing_is_gone(mode: QueueMode) {
     }
     let mut alive = app.feed(&lively).await;
 
-    // The lively client answers pings for longer than the timeout and stays connected; the
-    // silent one (never read from) is dropped meanwhile.
+    // The lively client answers pings for longer than the timeout (and two more watchdog
+    // rounds) and stays connected; the silent one (never read from) is dropped meanwhile.
     assert!(matches!(
-        alive.receive(Duration::from_secs(4)).await,
+        alive.receive(timeout + 2 * interval).await,
         Received::TimedOut
     ));
     assert!(
         support::eventually(|| async {
-            support::bound(&exchange, &format!("user.{}", quiet.id)) == 0
+            support::bound(&exchange, &format!("user.{}", quiet.id)).await == 0
         })
         .await
     );
@@ -369,7 +373,7 @@ async fn sessions_are_told_to_reconnect_when_the_broker_link_drops_and_service_r
 
     // Then the whole connection, twice: each loss is noticed and each recovery serves again.
     for round in 0..2 {
-        let closed = support::force_close_herald_connections(&exchange);
+        let closed = support::force_close_herald_connections(&exchange).await;
         assert!(closed >= 1, "no herald connection found on the broker");
         feed = resumes_after_outage(&app, feed, &author, &reader, &format!("outage {round}")).await;
     }
@@ -399,11 +403,7 @@ async fn a_session_whose_queue_is_deleted_is_told_to_reconnect(mode: QueueMode) 
     let reader = app.user("Reader").await;
     let mut feed = app.feed(&reader).await;
     let queues = app.realtime.broker.send(Queues).await.expect("broker");
-    let output = std::process::Command::new("rabbitmqctl")
-        .args(["delete_queue", &queues[0]])
-        .output()
-        .expect("rabbitmqctl runs");
-    assert!(output.status.success(), "{output:?}");
+    support::delete_queue(&queues[0]).await;
     let reason = feed.close_reason().await.expect("close reason");
     assert_eq!(reason.code, CloseCode::Again);
     assert!(support::eventually(|| async { app.session_count().await == 0 }).await);
@@ -443,7 +443,7 @@ async fn following_a_celebrity_takes_effect_for_live_sessions(mode: QueueMode) {
     // Following: the live session starts getting the star's single publishes.
     app.follow(&newcomer, &star).await;
     let key = format!("author.{}", star.id);
-    assert!(support::eventually(|| async { support::bound(&exchange, &key) == 1 }).await);
+    assert!(support::eventually(|| async { support::bound(&exchange, &key).await == 1 }).await);
     let published = app.realtime.stats.snapshot().published;
     let post = app.create_post(&star, "welcome").await;
     feed.expect_created(post, &star, "welcome").await;
@@ -457,7 +457,7 @@ async fn following_a_celebrity_takes_effect_for_live_sessions(mode: QueueMode) {
 
     // Unfollowing: the binding goes (no local session needs it) and so do the events.
     app.unfollow(&newcomer, &star).await;
-    assert!(support::eventually(|| async { support::bound(&exchange, &key) == 0 }).await);
+    assert!(support::eventually(|| async { support::bound(&exchange, &key).await == 0 }).await);
     app.create_post(&star, "you left").await;
     let barrier = app.create_post(&friend, "second barrier").await;
     feed.expect_created(barrier, &friend, "second barrier")

@@ -36,13 +36,19 @@ pub fn isolated_settings(kind: &str) -> Settings {
     settings
 }
 
-/// Settings for one isolated test, with a fast watchdog (ping every second, drop after two
-/// silent seconds), in the default queue mode.
+/// How long a client may stay silent under [`test_settings`] before herald drops it: far
+/// longer than any test step takes, even on a loaded machine, so only the tests about the
+/// timeout itself (which set their own, short one) ever see a client dropped for silence.
+pub const TEST_CLIENT_TIMEOUT_SECS: u64 = 30;
+
+/// Settings for one isolated test, in the default queue mode: a watchdog that rounds every
+/// second (so releases and sweeps happen quickly) but drops a client only after
+/// [`TEST_CLIENT_TIMEOUT_SECS`] of silence.
 pub fn test_settings() -> Settings {
     let mut settings = isolated_settings("test");
     settings.http.workers = 2;
     settings.realtime.ping_interval_secs = 1;
-    settings.realtime.client_timeout_secs = 2;
+    settings.realtime.client_timeout_secs = TEST_CLIENT_TIMEOUT_SECS;
     settings
 }
 
@@ -357,12 +363,22 @@ pub struct TestUser {
 }
 
 /// Runs `probe` every 25 ms until it holds or `DEADLINE` passes; returns whether it held.
-pub async fn eventually<F, Fut>(mut probe: F) -> bool
+pub async fn eventually<F, Fut>(probe: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + DEADLINE;
+    eventually_within(DEADLINE, probe).await
+}
+
+/// [`eventually`] with a deadline of its own, for conditions that by design take longer than
+/// `DEADLINE` to come about (say, several rounds of a slow watchdog).
+pub async fn eventually_within<F, Fut>(within: Duration, mut probe: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
     loop {
         if probe().await {
             return true;
@@ -567,15 +583,47 @@ pub async fn is_routed(conn: &Connection, exchange: &str, routing_key: &str) -> 
     confirm.take_message().is_none()
 }
 
+/// How long one `rabbitmqctl` call may take before the test fails (each call boots an Erlang
+/// VM: under a second on an idle machine, several on a loaded one).
+pub const RABBITMQCTL_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Runs `rabbitmqctl` with `args` and returns its standard output. Awaited as a child process,
+/// so the runtime (which also runs the server under test and the feed clients answering its
+/// pings) keeps going meanwhile. Fails the test if it cannot run, exits non-zero, or takes
+/// longer than [`RABBITMQCTL_DEADLINE`] (the child is killed then).
+pub async fn rabbitmqctl(args: &[&str]) -> Vec<u8> {
+    let child = tokio::process::Command::new("rabbitmqctl")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(RABBITMQCTL_DEADLINE, child)
+        .await
+        .unwrap_or_else(|_| panic!("rabbitmqctl {args:?} took over {RABBITMQCTL_DEADLINE:?}"))
+        .expect("rabbitmqctl runs");
+    assert!(
+        output.status.success(),
+        "rabbitmqctl {args:?}: {}; stderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
 /// The routing keys bound on `exchange`, with the queue each is bound to, as RabbitMQ lists
 /// them (a probe that, unlike a mandatory publish, delivers nothing to anyone).
-pub fn bindings(exchange: &str) -> Vec<(String, String)> {
-    let listing = std::process::Command::new("rabbitmqctl")
-        .args(["list_bindings", "-q", "--formatter", "json"])
-        .args(["source_name", "destination_name", "routing_key"])
-        .output()
-        .expect("rabbitmqctl runs");
-    let rows: Value = serde_json::from_slice(&listing.stdout).expect("json listing");
+pub async fn bindings(exchange: &str) -> Vec<(String, String)> {
+    let listing = rabbitmqctl(&[
+        "list_bindings",
+        "-q",
+        "--formatter",
+        "json",
+        "source_name",
+        "destination_name",
+        "routing_key",
+    ])
+    .await;
+    let rows: Value = serde_json::from_slice(&listing).expect("json listing");
     rows.as_array()
         .expect("array")
         .iter()
@@ -593,8 +641,34 @@ pub fn bindings(exchange: &str) -> Vec<(String, String)> {
 }
 
 /// How many queues have `key` bound on `exchange`.
-pub fn bound(exchange: &str, key: &str) -> usize {
-    bindings(exchange).iter().filter(|(_, k)| k == key).count()
+pub async fn bound(exchange: &str, key: &str) -> usize {
+    bindings(exchange)
+        .await
+        .iter()
+        .filter(|(_, k)| k == key)
+        .count()
+}
+
+/// Every queue on the broker, with whether it is exclusive and auto-delete and its arguments,
+/// as RabbitMQ lists them (a JSON array of objects with those keys and `name`).
+pub async fn queue_listing() -> Value {
+    let listing = rabbitmqctl(&[
+        "list_queues",
+        "-q",
+        "--formatter",
+        "json",
+        "name",
+        "exclusive",
+        "auto_delete",
+        "arguments",
+    ])
+    .await;
+    serde_json::from_slice(&listing).expect("json listing")
+}
+
+/// Deletes a queue on the broker's side, behind its owner's back.
+pub async fn delete_queue(queue: &str) {
+    rabbitmqctl(&["delete_queue", queue]).await;
 }
 
 /// Publishes a raw event to the exchange, as another herald instance would.
@@ -620,23 +694,16 @@ pub async fn publish_raw(conn: &Connection, exchange: &str, routing_key: &str, b
 
 /// Force-closes, on the broker's side, every AMQP connection herald opened for `exchange`
 /// (herald names them `herald <exchange>`); returns how many were closed.
-pub fn force_close_herald_connections(exchange: &str) -> usize {
-    let listing = std::process::Command::new("rabbitmqctl")
-        .args(["list_connections", "-q", "pid", "client_properties"])
-        .output()
-        .expect("rabbitmqctl runs");
+pub async fn force_close_herald_connections(exchange: &str) -> usize {
+    let listing = rabbitmqctl(&["list_connections", "-q", "pid", "client_properties"]).await;
     let needle = format!("herald {exchange}\"");
-    let pids: Vec<String> = String::from_utf8_lossy(&listing.stdout)
+    let pids: Vec<String> = String::from_utf8_lossy(&listing)
         .lines()
         .filter(|line| line.contains(&needle))
         .filter_map(|line| line.split('\t').next().map(str::to_owned))
         .collect();
     for pid in &pids {
-        let status = std::process::Command::new("rabbitmqctl")
-            .args(["close_connection", pid, "test: broker connection lost"])
-            .output()
-            .expect("rabbitmqctl runs");
-        assert!(status.status.success(), "{status:?}");
+        rabbitmqctl(&["close_connection", pid, "test: broker connection lost"]).await;
     }
     pids.len()
 }
