@@ -145,6 +145,7 @@ async fn a_silent_client_is_dropped_and_its_routing_is_gone(mode: QueueMode) {
     let mut settings = support::test_settings_in(mode);
     settings.realtime.ping_interval_secs = 1;
     settings.realtime.client_timeout_secs = 3;
+    settings.realtime.write_timeout_secs = 3;
     let timeout = settings.realtime.client_timeout();
     let interval = settings.realtime.ping_interval();
     let app = TestApp::spawn_with(settings).await;
@@ -192,11 +193,12 @@ async fn a_silent_client_is_dropped_and_its_routing_is_gone(mode: QueueMode) {
     alive.expect_created(post, &author, "still here").await;
     assert_eq!(app.session_count().await, 1);
 
-    // The silent client finds a close frame (1008) after the pings it never answered.
-    let reason = support::raw_close_reason(&mut silent)
-        .await
-        .expect("a close reason");
-    assert_eq!(reason.code, CloseCode::Policy);
+    // Its socket was stuffed, so it is also a client that stopped reading: its connection
+    // ends with 1008 if the close frame could still be written, else with a reset (see
+    // `write_watch`); either way it ends.
+    if let Some(reason) = support::raw_close_reason(&mut silent).await {
+        assert_eq!(reason.code, CloseCode::Policy);
+    }
 }
 
 async fn the_upgrade_needs_a_valid_token_and_a_websocket_request(mode: QueueMode) {
@@ -413,7 +415,9 @@ async fn a_session_whose_queue_is_deleted_is_told_to_reconnect(mode: QueueMode) 
 fn celebrity_settings(mode: QueueMode, threshold: i64) -> herald::config::Settings {
     let mut settings = support::test_settings_in(mode);
     settings.realtime.celebrity_followers = threshold;
-    settings.realtime.celebrity_settle_ms = 200;
+    // The switch rests on this margin (the control messages must reach every node first), so
+    // it must be generous on a loaded machine: the default's double.
+    settings.realtime.celebrity_settle_ms = 2000;
     settings
 }
 

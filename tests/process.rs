@@ -151,7 +151,7 @@ async fn serves_with_a_config_file_and_stops_gracefully_on_sigterm() {
     let file = dir.join("herald.toml");
     std::fs::write(
         &file,
-        "[http]\nbind = \"127.0.0.1:1\"\n[realtime]\nping_interval_secs = 1\nclient_timeout_secs = 2\n",
+        "[http]\nbind = \"127.0.0.1:1\"\n[realtime]\nping_interval_secs = 1\nclient_timeout_secs = 30\n",
     )
     .expect("write");
     let mut env = env_for(&settings);
