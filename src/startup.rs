@@ -9,16 +9,22 @@ use actix::prelude::*;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{from_fn, Logger};
 use actix_web::{web, App, HttpServer};
+use tokio::sync::watch;
 
 use crate::auth::hasher::Hasher;
 use crate::auth::throttle::LoginThrottle;
 use crate::config::{AmqpSettings, DatabaseSettings, RealtimeSettings, Settings};
 use crate::http::connection::ConnectionFd;
 use crate::http::{self, body_deadline, request_id, AppState};
-use crate::realtime::broker::{self, Close};
-use crate::realtime::messages::DisconnectReason;
+use crate::realtime::broker::{Close, LinkUp};
+use crate::realtime::fanout::{self, Fanout};
+use crate::realtime::link;
 use crate::realtime::registry::{DisconnectAll, SessionCount};
-use crate::realtime::{watchdog, BrokerActor, BrokerHealth, SessionRegistry, Stats, Watchdog};
+use crate::realtime::routing::{BrokerPort, RegistryPort};
+use crate::realtime::session_protocol::DisconnectReason;
+use crate::realtime::{
+    watchdog, BrokerActor, BrokerError, BrokerHealth, SessionRegistry, Stats, Watchdog,
+};
 use crate::retry::{self, redact};
 use crate::store::{database, DbPool};
 
@@ -30,7 +36,7 @@ pub enum StartupError {
     #[error("{0}")]
     Database(#[from] database::DatabaseError),
     #[error("{0}")]
-    Broker(#[from] broker::BrokerError),
+    Broker(#[from] BrokerError),
     #[error("cannot listen on {0}: {1}")]
     Bind(String, std::io::Error),
     #[error("cannot start the password hashing threads: {0}")]
@@ -56,12 +62,13 @@ pub async fn prepare_database(settings: &DatabaseSettings) -> Result<DbPool, Sta
     Ok(database::build_pool(settings)?)
 }
 
-/// The realtime actors of one node.
+/// The realtime actors of one node, and the fan-out writers hand their events to.
 #[derive(Clone)]
 pub struct Realtime {
     pub broker: Addr<BrokerActor>,
     pub registry: Addr<SessionRegistry>,
     pub watchdog: Addr<Watchdog>,
+    pub fanout: Fanout,
     pub health: BrokerHealth,
     pub stats: Stats,
 }
@@ -74,15 +81,31 @@ impl Realtime {
         settings: &RealtimeSettings,
         db: DbPool,
     ) -> Result<Self, StartupError> {
-        let pool = broker::build_pool(amqp, &settings.exchange)?;
+        let pool = link::build_pool(amqp, &settings.exchange)?;
         let what = format!("RabbitMQ at {}", redact(&amqp.url));
-        let link = retry::with_backoff(&what, || broker::open_link(&pool, settings)).await;
-        let broker::Started {
-            broker,
-            registry,
-            health,
-            stats,
-        } = BrokerActor::start_with_registry(settings.clone(), pool, link, db);
+        let first_link = retry::with_backoff(&what, || link::open_link(&pool, settings)).await;
+        let health = BrokerHealth::default();
+        let stats = Stats::default();
+        let (publish_channel, publishing) = watch::channel(None);
+        let fanout = fanout::spawn(db, settings, publishing, stats.clone());
+        // The registry and the broker each hold the other's port: make the broker's context
+        // (and so its address) first, start the registry with it, then run the broker in it.
+        let context = Context::new();
+        let registry = SessionRegistry::new(
+            BrokerPort::new(&context.address()),
+            settings.queue_mode,
+            stats.clone(),
+        )
+        .start();
+        let broker = context.run(BrokerActor::new(
+            settings.clone(),
+            pool,
+            RegistryPort::new(&registry),
+            health.clone(),
+            stats.clone(),
+            publish_channel,
+        ));
+        broker.do_send(LinkUp(first_link));
         let watchdog = Watchdog::new(
             registry.clone(),
             broker.clone(),
@@ -95,6 +118,7 @@ impl Realtime {
             broker,
             registry,
             watchdog,
+            fanout,
             health,
             stats,
         })
@@ -161,7 +185,7 @@ impl Application {
 
         let state = web::Data::new(AppState {
             pool: pool.clone(),
-            broker: realtime.broker.clone(),
+            fanout: realtime.fanout.clone(),
             registry: realtime.registry.clone(),
             broker_health: realtime.health.clone(),
             stats: realtime.stats.clone(),

@@ -9,12 +9,14 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use herald::config::{QueueMode, Settings};
-use herald::realtime::broker::{BoundKeys, Publish, Queues};
-use herald::realtime::messages::{Deliver, Disconnect, DisconnectReason, Heartbeat, SessionHandle};
+use herald::realtime::probes::{BoundKeys, Queues, UserSessions};
 use herald::realtime::registry::{
-    Admit, Deregister, Register, SessionCount, SessionRegistry, UserSessions, WatchAuthors,
+    Admit, Deregister, Register, SessionCount, SessionRegistry, WatchAuthors,
 };
-use herald::realtime::topology::{session_queue, user_routing_key};
+use herald::realtime::session_protocol::{
+    Deliver, Disconnect, DisconnectReason, Heartbeat, SessionHandle,
+};
+use herald::realtime::topology::{session_queue_name, user_routing_key};
 use herald::realtime::watchdog::{Round, RoundReport};
 use herald::realtime::FeedEvent;
 use herald::startup::{prepare_database, Realtime};
@@ -131,14 +133,10 @@ impl Rig {
         id
     }
 
-    /// Hands `event` to the broker for fan-out and checks each of `sessions` receives it.
+    /// Hands `event` to the fan-out and checks each of `sessions` receives it.
     async fn publish_and_expect(&self, event: FeedEvent, sessions: &mut [StandIn]) {
-        self.realtime
-            .broker
-            .send(Publish(event.clone().into()))
-            .await
-            .expect("broker answers")
-            .expect("queued");
+        let queued = self.realtime.fanout.send(event.clone().into()).await;
+        assert!(queued.is_ok(), "the fan-out takes the event");
         let expected: Value = serde_json::from_str(&event.to_json()).expect("json");
         for session in sessions {
             assert_eq!(session.next_event().await, expected);
@@ -472,7 +470,7 @@ async fn the_watchdog_releases_an_admission_whose_session_never_started(mode: Qu
     rig.admit(session_id, user).await;
     // (A probe publish, not `rabbitmqctl`: it answers before any round may drop the admission.)
     assert!(is_routed(&conn, rig.exchange(), &user_routing_key(user)).await);
-    let queue = session_queue(rig.exchange(), session_id);
+    let queue = session_queue_name(rig.exchange(), session_id);
     assert_eq!(
         queue_exists(&conn, &queue).await,
         mode == QueueMode::Session

@@ -8,7 +8,7 @@ mod support;
 
 use awc::ws::{CloseCode, Message};
 use herald::config::QueueMode;
-use herald::realtime::broker::{BoundKeys, Queues};
+use herald::realtime::probes::{BoundKeys, Queues};
 use herald::store::celebrities::{self, PublishMode};
 use serde_json::json;
 use support::{

@@ -8,7 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError};
 
 use super::body_deadline::BodyTimedOut;
 use crate::auth::password::PasswordError;
-use crate::realtime::broker::BrokerError;
+use crate::realtime::BrokerError;
 use crate::store::StoreError;
 
 /// Seconds a client is asked to wait before retrying a 503.

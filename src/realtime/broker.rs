@@ -1,259 +1,73 @@
-//! `BrokerActor`: owns herald's AMQP connection (from a deadpool-lapin pool) and its channels,
-//! declares the durable direct exchange, keeps the routing that brings each local session its
-//! events (a node queue with per-user and per-celebrity bindings, or a queue per session: see
-//! `realtime.queue_mode`), and hands post events to the fan-out.
+//! `BrokerActor`: owns herald's broker link (see `link`), keeps the routing that brings each
+//! local session its events (see `queue_routing`), and hands the fan-out the link's publishing
+//! channel. It speaks to the registry only through a [`RegistryPort`], and the registry to it
+//! through the messages of `routing`.
 //!
-//! If the connection is lost, every session is closed (1013, "try again"), since the exclusive
-//! queues died with the connection, and the actor reconnects with backoff.
+//! If the link is lost, every session is closed (1013, "try again"), since the exclusive queues
+//! died with the connection, and the actor reconnects with backoff.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix::prelude::*;
-use futures_util::future::join_all;
 use futures_util::StreamExt;
-use lapin::options::{
-    BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions,
-};
-use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
-use lapin::types::FieldTable;
-use lapin::{Channel, ExchangeKind};
+use lapin::Channel;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::fanout::{self, Fanout, FanoutJob};
-use super::messages::SessionHandle;
-use super::node_queue::{self, NodeBindings};
-use super::registry::{LinkLost, SessionRegistry};
-use super::session_queues::{self, SessionQueues};
-use super::stats::Stats;
-use super::topology::{
-    author_routing_key, node_queue as node_queue_name, node_queue_arguments, user_routing_key,
+use super::broker_error::BrokerError;
+use super::link::{self, BrokerHealth, Link};
+use super::node_queue;
+use super::queue_routing::{QueuePrepared, QueueRouting, ReleaseKeys, Reports};
+use super::routing::{
+    AttachSession, LinkLost, RegistryPort, ReleaseSession, RouteAuthors, RouteUser, UnrouteAuthors,
 };
-use crate::config::{AmqpSettings, QueueMode, RealtimeSettings};
+use super::stats::Stats;
+use crate::config::RealtimeSettings;
 use crate::retry;
-use crate::store::DbPool;
-
-/// Deliveries a session's consumer may hold unacked (session mode): enough to keep a socket
-/// busy, small enough that a slow client leaves its backlog in its (length-capped) queue.
-const SESSION_PREFETCH: u16 = 64;
-
-/// How long closing a connection may take before herald gives up on a clean close.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum BrokerError {
-    #[error("the event broker is unavailable")]
-    Unavailable,
-    #[error("AMQP: {0}")]
-    Amqp(#[from] lapin::Error),
-    #[error("AMQP connection pool: {0}")]
-    Pool(String),
-    #[error(
-        "the broker refused the credentials (ACCESS_REFUSED): check amqp.url's user and password"
-    )]
-    CredentialsRefused,
-}
-
-/// Names the one failure an operator must act on (wrong user or password) instead of quoting
-/// the pool's nested error.
-fn pool_error(error: deadpool_lapin::PoolError) -> BrokerError {
-    if let deadpool_lapin::PoolError::Backend(backend) = &error {
-        if let lapin::ErrorKind::ProtocolError(amqp) = backend.kind() {
-            if matches!(
-                amqp.kind(),
-                AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)
-            ) {
-                return BrokerError::CredentialsRefused;
-            }
-        }
-    }
-    BrokerError::Pool(error.to_string())
-}
-
-/// Whether the broker link is up; cheap to read from any thread.
-#[derive(Clone, Default)]
-pub struct BrokerHealth(Arc<AtomicBool>);
-
-impl BrokerHealth {
-    pub fn is_up(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-
-    fn set(&self, up: bool) {
-        self.0.store(up, Ordering::Relaxed)
-    }
-}
-
-/// A live connection with its two channels: one for topology and consuming, one for
-/// publishing with confirms (so a slow confirm never delays an ack).
-pub struct Link {
-    connection: deadpool_lapin::Object,
-    topology: Channel,
-    publish: Channel,
-    /// Node mode: this instance's queue, declared with the link.
-    node_queue: Option<String>,
-}
-
-impl Link {
-    fn is_connected(&self) -> bool {
-        self.connection.status().connected()
-            && self.topology.status().connected()
-            && self.publish.status().connected()
-    }
-}
-
-/// Builds the AMQP connection pool (connections are made on demand). Connections are named
-/// `herald <exchange>`, so operators (and tests) can tell deployments apart on a shared broker.
-pub fn build_pool(
-    settings: &AmqpSettings,
-    exchange: &str,
-) -> Result<deadpool_lapin::Pool, BrokerError> {
-    let name = format!("herald {exchange}");
-    let config = deadpool_lapin::Config {
-        url: Some(settings.url.clone()),
-        pool: Some(deadpool_lapin::PoolConfig::new(2)),
-    };
-    config
-        .create_pool(
-            move || {
-                lapin::ConnectionProperties::default().with_connection_name(name.as_str().into())
-            },
-            deadpool_lapin::Runtime::Tokio1,
-        )
-        .map_err(|e| BrokerError::Pool(e.to_string()))
-}
-
-/// Connects, opens both channels, declares the exchange (durable, direct) and, in node mode,
-/// this node's queue (exclusive, auto-delete, length-capped). Each link gets a queue of a new
-/// name: the old one may linger on the broker until it notices the old connection is gone.
-pub async fn open_link(
-    pool: &deadpool_lapin::Pool,
-    settings: &RealtimeSettings,
-) -> Result<Link, BrokerError> {
-    let connection = pool.get().await.map_err(pool_error)?;
-    let topology = connection.create_channel().await?;
-    let prefetch = match settings.queue_mode {
-        QueueMode::Node => settings.node_prefetch,
-        QueueMode::Session => SESSION_PREFETCH,
-    };
-    topology
-        .basic_qos(prefetch, BasicQosOptions::default())
-        .await?;
-    topology
-        .exchange_declare(
-            settings.exchange.as_str().into(),
-            ExchangeKind::Direct,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..ExchangeDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    let node_queue = match settings.queue_mode {
-        QueueMode::Node => {
-            let node_queue = node_queue_name(&settings.exchange, Uuid::new_v4());
-            topology
-                .queue_declare(
-                    node_queue.as_str().into(),
-                    QueueDeclareOptions {
-                        exclusive: true,
-                        auto_delete: true,
-                        ..QueueDeclareOptions::default()
-                    },
-                    node_queue_arguments(settings),
-                )
-                .await?;
-            Some(node_queue)
-        }
-        QueueMode::Session => None,
-    };
-    let publish = connection.create_channel().await?;
-    publish
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
-    Ok(Link {
-        connection,
-        topology,
-        publish,
-        node_queue,
-    })
-}
-
-/// Where this node's sessions get their events from.
-enum Routing {
-    Node(NodeBindings),
-    Session(SessionQueues),
-}
 
 pub struct BrokerActor {
     settings: RealtimeSettings,
     pool: deadpool_lapin::Pool,
     link: Option<Link>,
-    registry: Addr<SessionRegistry>,
-    routing: Routing,
+    registry: RegistryPort,
+    routing: QueueRouting,
     health: BrokerHealth,
     stats: Stats,
+    /// The fan-out's view of the current publishing channel (`None` while disconnected).
     publish_channel: watch::Sender<Option<Channel>>,
-    fanout: Fanout,
-    /// Bumped on every new link, so events from an old connection are ignored, and so are
-    /// releases of holds taken on an old connection.
+    /// Bumped on every new link: what names an older one (a release, a consumer's end, a
+    /// connection event) is about queues and bindings that are gone already.
     generation: u64,
 }
 
-/// What [`BrokerActor::start_with_registry`] returns: the two actors, and the shared views of
-/// the link's health and the node's counters.
-pub struct Started {
-    pub broker: Addr<BrokerActor>,
-    pub registry: Addr<SessionRegistry>,
-    pub health: BrokerHealth,
-    pub stats: Stats,
-}
-
 impl BrokerActor {
-    /// Starts the broker and the session registry (they refer to each other) on the current
-    /// arbiter, with a link already open (from [`open_link`]).
-    pub fn start_with_registry(
+    /// A broker for a link already open (from [`link::open_link`]). Start it in a context made
+    /// beforehand when the registry needs its address first; it takes the link on start.
+    pub fn new(
         settings: RealtimeSettings,
         pool: deadpool_lapin::Pool,
-        link: Link,
-        db: DbPool,
-    ) -> Started {
-        let health = BrokerHealth::default();
-        let stats = Stats::default();
-        let (publish_channel, publish_rx) = watch::channel(None);
-        let fanout = fanout::spawn(db, &settings, publish_rx, stats.clone());
-        let routing = match settings.queue_mode {
-            QueueMode::Node => Routing::Node(NodeBindings::default()),
-            QueueMode::Session => Routing::Session(SessionQueues::default()),
-        };
-        // The two actors refer to each other: make the broker's context (and so its address)
-        // first, start the registry with it, then run the broker in that context.
-        let context = Context::new();
-        let registry =
-            SessionRegistry::new(context.address(), settings.queue_mode, stats.clone()).start();
-        let broker = context.run(BrokerActor {
+        registry: RegistryPort,
+        health: BrokerHealth,
+        stats: Stats,
+        publish_channel: watch::Sender<Option<Channel>>,
+    ) -> Self {
+        BrokerActor {
+            routing: QueueRouting::new(settings.queue_mode),
             settings,
             pool,
             link: None,
-            registry: registry.clone(),
-            routing,
-            health: health.clone(),
-            stats: stats.clone(),
-            publish_channel,
-            fanout,
-            generation: 0,
-        });
-        broker.do_send(LinkUp(link));
-        Started {
-            broker,
             registry,
             health,
             stats,
+            publish_channel,
+            generation: 0,
         }
+    }
+
+    /// Whether `generation` names the current link.
+    fn is_current(&self, generation: u64) -> bool {
+        generation == self.generation && self.link.is_some()
     }
 
     fn topology_channel(&self) -> Result<Channel, BrokerError> {
@@ -263,39 +77,33 @@ impl BrokerActor {
         }
     }
 
+    fn reports(ctx: &Context<Self>) -> Reports {
+        Reports {
+            prepared: ctx.address().recipient(),
+            release: ctx.address().recipient(),
+        }
+    }
+
     fn link_lost(&mut self, ctx: &mut Context<Self>, why: &str) {
-        let Some(link) = self.link.take() else {
+        let Some(old) = self.link.take() else {
             return;
         };
-        // The connection may still be open (a channel error also ends the link). Take it out of
-        // the pool and close it, so the next link is a fresh connection with one listener.
-        let connection = deadpool_lapin::Object::take(link.connection);
-        actix_rt::spawn(async move {
-            let _ = tokio::time::timeout(
-                CLOSE_TIMEOUT,
-                connection.close(320, "herald is reconnecting".into()),
-            )
-            .await;
-        });
+        // The connection may still be open (a channel error also ends the link).
+        link::abandon(old);
         log::error!("lost the RabbitMQ connection ({why}); closing sessions and reconnecting");
         self.health.set(false);
         self.publish_channel.send_replace(None);
-        match &mut self.routing {
-            Routing::Node(bindings) => bindings.link_down(),
-            Routing::Session(queues) => queues.clear(),
-        }
-        self.registry.do_send(LinkLost);
+        self.routing.link_down();
+        self.registry.link_lost.do_send(LinkLost);
         let pool = self.pool.clone();
         let settings = self.settings.clone();
         ctx.spawn(
-            async move { retry::with_backoff("RabbitMQ", || open_link(&pool, &settings)).await }
-                .into_actor(self)
-                .map(|link, _, ctx| ctx.notify(LinkUp(link))),
+            async move {
+                retry::with_backoff("RabbitMQ", || link::open_link(&pool, &settings)).await
+            }
+            .into_actor(self)
+            .map(|link, _, ctx| ctx.notify(LinkUp(link))),
         );
-    }
-
-    fn author_keys(authors: &[Uuid]) -> impl Iterator<Item = String> + '_ {
-        authors.iter().map(|author| author_routing_key(*author))
     }
 }
 
@@ -307,37 +115,35 @@ impl Actor for BrokerActor {
     }
 }
 
-/// A (re)opened connection takes over.
+/// A (re)opened link takes over.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct LinkUp(Link);
+pub struct LinkUp(pub Link);
 
 impl Handler<LinkUp> for BrokerActor {
     type Result = ();
 
-    fn handle(&mut self, msg: LinkUp, ctx: &mut Context<Self>) {
+    fn handle(&mut self, LinkUp(link): LinkUp, ctx: &mut Context<Self>) {
         self.generation += 1;
         let generation = self.generation;
-        let link = msg.0;
         ctx.add_stream(
             link.connection
                 .events_listener()
                 .map(move |event| LinkEvent(generation, event)),
         );
-        if let (Routing::Node(bindings), Some(queue)) = (&mut self.routing, &link.node_queue) {
-            bindings.link_up(
-                link.topology.clone(),
-                self.settings.exchange.clone(),
-                queue.clone(),
-            );
-            actix_rt::spawn(node_queue::consume(
+        self.routing.link_up(&link, &self.settings.exchange);
+        if let Some(queue) = &link.node_queue {
+            let consumer = node_queue::consume(
                 link.topology.clone(),
                 queue.clone(),
                 self.registry.clone(),
-                ctx.address(),
                 self.stats.clone(),
-                generation,
-            ));
+            );
+            let broker = ctx.address();
+            actix_rt::spawn(async move {
+                let why = consumer.await;
+                broker.do_send(ConsumerEnded { generation, why });
+            });
         }
         self.publish_channel
             .send_replace(Some(link.publish.clone()));
@@ -354,7 +160,7 @@ struct LinkEvent(u64, lapin::Event);
 
 impl StreamHandler<LinkEvent> for BrokerActor {
     fn handle(&mut self, LinkEvent(generation, event): LinkEvent, ctx: &mut Context<Self>) {
-        if generation != self.generation {
+        if !self.is_current(generation) {
             return;
         }
         match event {
@@ -375,254 +181,114 @@ impl StreamHandler<LinkEvent> for BrokerActor {
 /// no session on this node hears anything, so the link is rebuilt.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct ConsumerEnded {
-    pub generation: u64,
-    pub why: String,
+struct ConsumerEnded {
+    generation: u64,
+    why: String,
 }
 
 impl Handler<ConsumerEnded> for BrokerActor {
     type Result = ();
 
     fn handle(&mut self, msg: ConsumerEnded, ctx: &mut Context<Self>) {
-        if msg.generation == self.generation {
+        if self.is_current(msg.generation) {
             self.link_lost(ctx, &msg.why);
         }
     }
 }
 
-/// Makes sure a session about to start will receive its user's events: binds `user.<id>` to the
-/// node queue (node mode) or declares and binds the session's own queue (session mode). Resolves
-/// once the binding is in place, with the link generation the hold belongs to.
-#[derive(Message)]
-#[rtype(result = "Result<u64, BrokerError>")]
-pub struct Subscribe {
-    pub session_id: Uuid,
-    pub user_id: Uuid,
-}
-
 // Waiting is done in plain futures (`ResponseFuture`), not actor futures: an actor polls every
 // pending actor future each time it wakes, so thousands of admissions in flight would make each
 // message cost thousands of polls. What must touch the actor's state afterwards comes back as a
-// message.
-impl Handler<Subscribe> for BrokerActor {
+// message (`QueuePrepared`, `ReleaseKeys`).
+impl Handler<RouteUser> for BrokerActor {
     type Result = ResponseFuture<Result<u64, BrokerError>>;
 
-    fn handle(&mut self, msg: Subscribe, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: RouteUser, ctx: &mut Context<Self>) -> Self::Result {
         let channel = match self.topology_channel() {
             Ok(channel) => channel,
             Err(error) => return Box::pin(async { Err(error) }),
         };
-        let generation = self.generation;
-        let broker = ctx.address();
-        match &mut self.routing {
-            Routing::Node(bindings) => {
-                let key = user_routing_key(msg.user_id);
-                let ready = bindings.retain(key.clone());
-                Box::pin(async move {
-                    match ready.await {
-                        Ok(()) => Ok(generation),
-                        Err(error) => {
-                            broker.do_send(Release {
-                                keys: vec![key],
-                                generation,
-                            });
-                            Err(error)
-                        }
-                    }
-                })
-            }
-            Routing::Session(_) => {
-                let settings = self.settings.clone();
-                Box::pin(async move {
-                    let queue =
-                        session_queues::declare(channel, &settings, msg.session_id, msg.user_id)
-                            .await?;
-                    broker
-                        .send(Prepared {
-                            session_id: msg.session_id,
-                            queue,
-                            generation,
-                        })
-                        .await
-                        .unwrap_or(Err(BrokerError::Unavailable))?;
-                    Ok(generation)
-                })
-            }
-        }
+        self.routing.route_user(
+            channel,
+            &self.settings,
+            (msg.session_id, msg.user_id),
+            self.generation,
+            Self::reports(ctx),
+        )
     }
 }
 
-/// Node mode: drops holds taken for a subscription that failed.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Release {
-    keys: Vec<String>,
-    generation: u64,
-}
-
-impl Handler<Release> for BrokerActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Release, _: &mut Context<Self>) {
-        if let (Routing::Node(bindings), true) =
-            (&mut self.routing, msg.generation == self.generation)
-        {
-            for key in &msg.keys {
-                bindings.release(key);
-            }
-        }
-    }
-}
-
-/// Session mode: a session's queue is declared and bound; record it, unless the link it was
-/// declared on is gone (and the queue with it: the client must retry).
-#[derive(Message)]
-#[rtype(result = "Result<(), BrokerError>")]
-struct Prepared {
-    session_id: Uuid,
-    queue: String,
-    generation: u64,
-}
-
-impl Handler<Prepared> for BrokerActor {
+impl Handler<QueuePrepared> for BrokerActor {
     type Result = Result<(), BrokerError>;
 
-    fn handle(&mut self, msg: Prepared, _: &mut Context<Self>) -> Self::Result {
-        if msg.generation != self.generation || self.link.is_none() {
+    fn handle(&mut self, msg: QueuePrepared, _: &mut Context<Self>) -> Self::Result {
+        if !self.is_current(msg.generation) {
             return Err(BrokerError::Unavailable);
         }
-        if let Routing::Session(queues) = &mut self.routing {
-            queues.prepared(msg.session_id, msg.queue);
-        }
+        self.routing.queue_prepared(msg.session_id, msg.queue);
         Ok(())
     }
 }
 
-/// Routes the events of these celebrity authors to a session: holds `author.<id>` on the node
-/// queue (node mode) or binds it to the session's queue (session mode). Resolves once bound.
-#[derive(Message)]
-#[rtype(result = "Result<(), BrokerError>")]
-pub struct Watch {
-    pub session_id: Uuid,
-    pub authors: Vec<Uuid>,
-    pub generation: u64,
+impl Handler<ReleaseKeys> for BrokerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReleaseKeys, _: &mut Context<Self>) {
+        if self.is_current(msg.generation) {
+            self.routing.release_keys(&msg.keys);
+        }
+    }
 }
 
-impl Handler<Watch> for BrokerActor {
+impl Handler<RouteAuthors> for BrokerActor {
     type Result = ResponseFuture<Result<(), BrokerError>>;
 
-    fn handle(&mut self, msg: Watch, _: &mut Context<Self>) -> Self::Result {
-        if msg.generation != self.generation {
+    fn handle(&mut self, msg: RouteAuthors, _: &mut Context<Self>) -> Self::Result {
+        if !self.is_current(msg.generation) {
             return Box::pin(async { Err(BrokerError::Unavailable) });
         }
         let channel = self.topology_channel();
-        match &mut self.routing {
-            // Holds are counted even when the bind cannot happen (the link is going down), so
-            // the session's later release balances them.
-            Routing::Node(bindings) => {
-                let ready: Vec<_> = Self::author_keys(&msg.authors)
-                    .map(|key| bindings.retain(key))
-                    .collect();
-                Box::pin(async move { join_all(ready).await.into_iter().collect() })
-            }
-            Routing::Session(queues) => {
-                let (Ok(channel), Some(queue)) = (channel, queues.queue_of(msg.session_id)) else {
-                    return Box::pin(async { Err(BrokerError::Unavailable) });
-                };
-                let exchange = self.settings.exchange.clone();
-                let keys: Vec<String> = Self::author_keys(&msg.authors).collect();
-                Box::pin(async move {
-                    for key in keys {
-                        session_queues::bind(&channel, &queue, &exchange, &key, true).await?;
-                    }
-                    Ok(())
-                })
-            }
+        self.routing.route_authors(
+            channel,
+            &self.settings.exchange,
+            msg.session_id,
+            &msg.authors,
+        )
+    }
+}
+
+impl Handler<UnrouteAuthors> for BrokerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: UnrouteAuthors, _: &mut Context<Self>) {
+        if self.is_current(msg.generation) {
+            self.routing.unroute_authors(&msg.authors);
         }
     }
 }
 
-/// Node mode: a session no longer follows these authors; drop its holds on their keys.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Unwatch {
-    pub authors: Vec<Uuid>,
-    pub generation: u64,
-}
-
-impl Handler<Unwatch> for BrokerActor {
+impl Handler<AttachSession> for BrokerActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Unwatch, _: &mut Context<Self>) {
-        if msg.generation != self.generation {
-            return;
-        }
-        if let Routing::Node(bindings) = &mut self.routing {
-            for key in Self::author_keys(&msg.authors) {
-                bindings.release(&key);
-            }
-        }
-    }
-}
-
-/// A session's actor is running: in session mode, start consuming its queue for it. (In node
-/// mode the registry already routes to it.)
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Attach {
-    pub session_id: Uuid,
-    pub session: SessionHandle,
-}
-
-impl Handler<Attach> for BrokerActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Attach, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: AttachSession, _: &mut Context<Self>) {
         let channel = self.topology_channel();
-        if let Routing::Session(queues) = &mut self.routing {
-            match channel {
-                Ok(channel) => queues.attach(
-                    channel,
-                    self.settings.exchange.clone(),
-                    self.stats.clone(),
-                    msg.session_id,
-                    msg.session,
-                ),
-                Err(_) => msg.session.disconnect.do_send(super::messages::Disconnect(
-                    super::messages::DisconnectReason::BrokerLost,
-                )),
-            }
-        }
+        self.routing.attach(
+            channel,
+            &self.settings.exchange,
+            &self.stats,
+            msg.session_id,
+            msg.session,
+        );
     }
 }
 
-/// A session has ended: release what it held (its user's key and its celebrities' keys in node
-/// mode, its queue in session mode).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Unsubscribe {
-    pub session_id: Uuid,
-    pub user_id: Uuid,
-    pub authors: Vec<Uuid>,
-    pub generation: u64,
-}
-
-impl Handler<Unsubscribe> for BrokerActor {
+impl Handler<ReleaseSession> for BrokerActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Unsubscribe, _: &mut Context<Self>) {
-        if msg.generation != self.generation {
-            return; // its holds went with an old connection
-        }
-        let channel = self.topology_channel().ok();
-        match &mut self.routing {
-            Routing::Node(bindings) => {
-                bindings.release(&user_routing_key(msg.user_id));
-                for key in Self::author_keys(&msg.authors) {
-                    bindings.release(&key);
-                }
-            }
-            Routing::Session(queues) => queues.release(channel, msg.session_id),
+    fn handle(&mut self, msg: ReleaseSession, _: &mut Context<Self>) {
+        if self.is_current(msg.generation) {
+            let channel = self.topology_channel().ok();
+            self.routing.release_session(channel, &msg);
         }
     }
 }
@@ -644,67 +310,12 @@ impl Handler<Sweep> for BrokerActor {
 
     fn handle(&mut self, msg: Sweep, _: &mut Context<Self>) -> usize {
         let channel = self.topology_channel().ok();
-        match &mut self.routing {
-            Routing::Node(bindings) => bindings.sweep(&msg.needed, msg.older_than),
-            Routing::Session(queues) => queues.sweep(channel, &msg.live, msg.older_than),
-        }
+        self.routing
+            .sweep(channel, &msg.live, &msg.needed, msg.older_than)
     }
 }
 
-/// The queues this node consumes (for tests and diagnostics): the node queue, or every session
-/// queue.
-#[derive(Message)]
-#[rtype(result = "Vec<String>")]
-pub struct Queues;
-
-impl Handler<Queues> for BrokerActor {
-    type Result = MessageResult<Queues>;
-
-    fn handle(&mut self, _: Queues, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(match &self.routing {
-            Routing::Node(_) => self
-                .link
-                .as_ref()
-                .and_then(|link| link.node_queue.clone())
-                .into_iter()
-                .collect(),
-            Routing::Session(queues) => queues.queue_names(),
-        })
-    }
-}
-
-/// How many routing keys are bound to the node queue (node mode; 0 in session mode).
-#[derive(Message)]
-#[rtype(result = "usize")]
-pub struct BoundKeys;
-
-impl Handler<BoundKeys> for BrokerActor {
-    type Result = usize;
-
-    fn handle(&mut self, _: BoundKeys, _: &mut Context<Self>) -> usize {
-        match &self.routing {
-            Routing::Node(bindings) => bindings.bound_keys(),
-            Routing::Session(_) => 0,
-        }
-    }
-}
-
-/// A job for the fan-out (a post event, a follow change, a celebrity switch). Resolves once the
-/// job is queued, not when it is delivered: writers never wait for the fan-out.
-#[derive(Message)]
-#[rtype(result = "Result<(), BrokerError>")]
-pub struct Publish(pub FanoutJob);
-
-impl Handler<Publish> for BrokerActor {
-    type Result = ResponseFuture<Result<(), BrokerError>>;
-
-    fn handle(&mut self, msg: Publish, _: &mut Context<Self>) -> Self::Result {
-        let jobs = self.fanout.clone();
-        Box::pin(async move { jobs.send(msg.0).await.map_err(|_| BrokerError::Unavailable) })
-    }
-}
-
-/// Closes the connection (which also drops every exclusive queue). For shutdown.
+/// Closes the link (which also drops every exclusive queue), then stops. For shutdown.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Close;
@@ -714,31 +325,29 @@ impl Handler<Close> for BrokerActor {
 
     fn handle(&mut self, _: Close, _: &mut Context<Self>) -> Self::Result {
         self.health.set(false);
-        match &mut self.routing {
-            Routing::Node(bindings) => bindings.link_down(),
-            Routing::Session(queues) => queues.clear(),
-        }
+        self.routing.link_down();
         self.publish_channel.send_replace(None);
         self.generation += 1; // the consumer's end is no longer news
-        let link = self.link.take();
+        let old = self.link.take();
         Box::pin(
             async move {
-                if let Some(link) = link {
-                    let close = async {
-                        let _ = link.publish.wait_for_confirms().await;
-                        link.connection
-                            .close(200, "herald shutting down".into())
-                            .await
-                    };
-                    match tokio::time::timeout(CLOSE_TIMEOUT, close).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(error)) => log::warn!("closing the RabbitMQ connection: {error}"),
-                        Err(_) => log::warn!("closing the RabbitMQ connection timed out"),
-                    }
+                if let Some(old) = old {
+                    link::close(old).await;
                 }
             }
             .into_actor(self)
             .map(|_, _, ctx| ctx.stop()),
         )
+    }
+}
+
+/// What `probes` reads.
+impl BrokerActor {
+    pub(super) fn queues(&self) -> Vec<String> {
+        self.routing.queues(self.link.as_ref())
+    }
+
+    pub(super) fn bound_keys(&self) -> usize {
+        self.routing.bound_keys()
     }
 }

@@ -76,6 +76,17 @@ pub struct Fanout {
 }
 
 impl Fanout {
+    /// Hands a committed change to the fan-out. The write already succeeded, so a failure here
+    /// is logged rather than turned into an error the client would retry.
+    pub async fn announce(&self, job: impl Into<FanoutJob>) {
+        if let Err(job) = self.send(job.into()).await {
+            log::error!(
+                "a change by {} was not published: the fan-out has stopped",
+                job.author()
+            );
+        }
+    }
+
     /// Queues a job; waits while that worker's backlog is full. Errs once the workers are gone.
     pub async fn send(&self, job: FanoutJob) -> Result<(), FanoutJob> {
         let author = job.author().as_u128();
@@ -210,7 +221,7 @@ impl Worker {
         };
         // Started here, so its frames are queued now, in order; finished by the drain.
         let publish = pipeline::start(Box::pin(publish)).await;
-        self.stats.published(1);
+        self.stats.add_published(1);
         self.confirms
             .send((publish, permit))
             .map_err(|_| FanoutError::Closed)

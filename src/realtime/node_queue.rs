@@ -12,20 +12,19 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix::prelude::*;
 use futures_util::future::{BoxFuture, Shared};
 use futures_util::{FutureExt, StreamExt};
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions};
 use lapin::types::FieldTable;
 use lapin::Channel;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::broker::{BrokerActor, BrokerError, ConsumerEnded};
+use super::broker_error::BrokerError;
 use super::control::{is_control, Control};
 use super::pipeline;
-use super::registry::{ApplyControl, RouteEvent, SessionRegistry};
+use super::routing::{ApplyControl, RegistryPort, RouteEvent};
 use super::stats::Stats;
-use super::topology::Route;
+use super::topology::{self, Route};
 
 /// Bind/unbind requests sent in one round trip at most.
 const BINDING_BATCH: usize = 512;
@@ -173,24 +172,9 @@ async fn run_binder(
             let key = match &op {
                 BindingOp::Bind(key, _) | BindingOp::Unbind(key) => key.clone(),
             };
-            let call: BoxFuture<'_, Result<(), lapin::Error>> = match op {
-                BindingOp::Bind(..) => channel
-                    .queue_bind(
-                        queue.as_str().into(),
-                        exchange.as_str().into(),
-                        key.as_str().into(),
-                        QueueBindOptions::default(),
-                        FieldTable::default(),
-                    )
-                    .boxed(),
-                BindingOp::Unbind(_) => channel
-                    .queue_unbind(
-                        queue.as_str().into(),
-                        exchange.as_str().into(),
-                        key.as_str().into(),
-                        FieldTable::default(),
-                    )
-                    .boxed(),
+            let call = match op {
+                BindingOp::Bind(..) => topology::bind(&channel, &queue, &exchange, &key),
+                BindingOp::Unbind(_) => topology::unbind(&channel, &queue, &exchange, &key),
             };
             let call = pipeline::start(call).await;
             let done = match op {
@@ -217,16 +201,14 @@ async fn run_binder(
 
 /// Consumes the node queue: every event goes to the registry to be handed to the sessions its
 /// routing key addresses, every control message to the registry to change what they watch.
-/// Deliveries are acked once handed over, in batches. When the consumer ends, the broker is told,
-/// so it can treat the link as lost.
+/// Deliveries are acked once handed over, in batches. Returns why it ended, which the broker
+/// treats as the link lost: without this consumer no session on the node hears anything.
 pub async fn consume(
     channel: Channel,
     queue: String,
-    registry: Addr<SessionRegistry>,
-    broker: Addr<BrokerActor>,
+    registry: RegistryPort,
     stats: Stats,
-    generation: u64,
-) {
+) -> String {
     let mut consumer = match channel
         .basic_consume(
             queue.as_str().into(),
@@ -237,13 +219,7 @@ pub async fn consume(
         .await
     {
         Ok(consumer) => consumer,
-        Err(error) => {
-            broker.do_send(ConsumerEnded {
-                generation,
-                why: format!("consuming the node queue: {error}"),
-            });
-            return;
-        }
+        Err(error) => return format!("consuming the node queue: {error}"),
     };
     let backlog = Arc::new(Semaphore::new(REGISTRY_BACKLOG));
     let mut unacked: Option<lapin::Acker> = None;
@@ -265,19 +241,21 @@ pub async fn consume(
             Some(Err(error)) => break format!("the node queue's consumer failed: {error}"),
             None => break "the node queue's consumer was cancelled".to_owned(),
         };
-        stats.consumed(1);
+        stats.add_consumed(1);
         let Ok(handed) = Arc::clone(&backlog).acquire_owned().await else {
             break "the registry backlog closed".to_owned();
         };
         match Route::parse(delivery.routing_key.as_str()) {
             Some(Route::User(user_id)) if is_control(&delivery.properties) => {
                 if let Some(control) = Control::parse(&delivery.data) {
-                    registry.do_send(ApplyControl { user_id, control });
+                    registry
+                        .apply_control
+                        .do_send(ApplyControl { user_id, control });
                 }
             }
             Some(route) => {
                 let payload: Arc<str> = String::from_utf8_lossy(&delivery.data).into();
-                registry.do_send(RouteEvent {
+                registry.route_event.do_send(RouteEvent {
                     route,
                     payload,
                     handed,
@@ -297,7 +275,7 @@ pub async fn consume(
             unacked_count = 0;
         }
     };
-    broker.do_send(ConsumerEnded { generation, why });
+    why
 }
 
 async fn ack_through(acker: &lapin::Acker) {

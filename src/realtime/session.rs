@@ -11,8 +11,8 @@ use actix_web_actors::ws::{self, CloseCode, CloseReason};
 use uuid::Uuid;
 
 use super::frame_guard::FrameLimit;
-use super::messages::{Deliver, Disconnect, DisconnectReason, Heartbeat, SessionHandle};
 use super::registry::{Deregister, Register, SessionRegistry};
+use super::session_protocol::{Deliver, Disconnect, DisconnectReason, Heartbeat, SessionHandle};
 use super::write_watch::WriteWatch;
 
 pub struct WsSession {

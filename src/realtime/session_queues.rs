@@ -1,7 +1,7 @@
 //! Session mode (`realtime.queue_mode = "session"`): one exclusive queue per WebSocket session,
 //! bound to `user.<id>` (and `author.<id>` for each celebrity the user follows), consumed by a
 //! forwarder task that hands each event to the session's actor. The broker's queue-per-session
-//! bookkeeping lives here; [`super::broker::BrokerActor`] calls into it.
+//! bookkeeping lives here; the broker calls into it through `queue_routing`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -9,20 +9,21 @@ use std::time::Instant;
 
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, QueueBindOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::Channel;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::broker::BrokerError;
+use super::broker_error::BrokerError;
 use super::control::{is_control, Control};
-use super::messages::{Deliver, Disconnect, DisconnectReason, SessionHandle};
+use super::session_protocol::{Deliver, Disconnect, DisconnectReason, SessionHandle};
 use super::stats::Stats;
-use super::topology::user_routing_key;
-use super::topology::{author_routing_key, session_queue, session_queue_arguments, Route};
+use super::topology::{
+    self, author_routing_key, session_queue_arguments, session_queue_name, user_routing_key, Route,
+};
 use crate::config::RealtimeSettings;
 
 enum State {
@@ -161,7 +162,7 @@ pub async fn declare(
     session_id: Uuid,
     user_id: Uuid,
 ) -> Result<String, BrokerError> {
-    let queue = session_queue(&settings.exchange, session_id);
+    let queue = session_queue_name(&settings.exchange, session_id);
     channel
         .queue_declare(
             queue.as_str().into(),
@@ -173,46 +174,14 @@ pub async fn declare(
             session_queue_arguments(settings),
         )
         .await?;
-    bind(
+    topology::bind(
         &channel,
         &queue,
         &settings.exchange,
         &user_routing_key(user_id),
-        true,
     )
     .await?;
     Ok(queue)
-}
-
-/// Binds (or unbinds) one routing key to a queue.
-pub async fn bind(
-    channel: &Channel,
-    queue: &str,
-    exchange: &str,
-    key: &str,
-    bound: bool,
-) -> Result<(), BrokerError> {
-    if bound {
-        channel
-            .queue_bind(
-                queue.into(),
-                exchange.into(),
-                key.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-    } else {
-        channel
-            .queue_unbind(
-                queue.into(),
-                exchange.into(),
-                key.into(),
-                FieldTable::default(),
-            )
-            .await?;
-    }
-    Ok(())
 }
 
 async fn delete_queue(channel: &Channel, queue: &str) {
@@ -272,32 +241,20 @@ async fn forward(
                 None => break false, // cancelled by the broker: the queue is gone
             },
         };
-        stats.consumed(1);
+        stats.add_consumed(1);
         if is_control(&delivery.properties) {
             // The follow change comes through the queue itself, so it is ordered after every
             // binding made when the session was admitted.
             let applied = match Control::parse(&delivery.data) {
                 Some(Control::Watch(author)) => {
                     unwatched.remove(&author);
-                    bind(
-                        &channel,
-                        &queue,
-                        &exchange,
-                        &author_routing_key(author),
-                        true,
-                    )
-                    .await
+                    let key = author_routing_key(author);
+                    topology::bind(&channel, &queue, &exchange, &key).await
                 }
                 Some(Control::Unwatch(author)) => {
                     unwatched.insert(author);
-                    bind(
-                        &channel,
-                        &queue,
-                        &exchange,
-                        &author_routing_key(author),
-                        false,
-                    )
-                    .await
+                    let key = author_routing_key(author);
+                    topology::unbind(&channel, &queue, &exchange, &key).await
                 }
                 None => Ok(()),
             };
@@ -321,7 +278,7 @@ async fn forward(
             if handed.is_err() {
                 break true; // the session actor is gone; the queue goes with it
             }
-            stats.delivered(1);
+            stats.add_delivered(1);
         }
         if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
             log::warn!("acking on {queue}: {error}");

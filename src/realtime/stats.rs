@@ -32,19 +32,19 @@ pub struct StatsSnapshot {
 }
 
 impl Stats {
-    pub fn published(&self, n: u64) {
+    pub fn add_published(&self, n: u64) {
         self.0.published.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub fn consumed(&self, n: u64) {
+    pub fn add_consumed(&self, n: u64) {
         self.0.consumed.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub fn delivered(&self, n: u64) {
+    pub fn add_delivered(&self, n: u64) {
         self.0.delivered.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub fn dropped_slow(&self) {
+    pub fn count_dropped_slow(&self) {
         self.0.dropped_slow.fetch_add(1, Ordering::Relaxed);
     }
 

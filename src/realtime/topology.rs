@@ -1,6 +1,11 @@
-//! Names and arguments of everything herald declares on RabbitMQ, in one place.
+//! Names and arguments of everything herald declares on RabbitMQ, and the one way a routing key
+//! is bound to or unbound from a queue, in one place.
 
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use lapin::options::QueueBindOptions;
 use lapin::types::{AMQPValue, FieldTable};
+use lapin::Channel;
 use uuid::Uuid;
 
 use crate::config::RealtimeSettings;
@@ -42,7 +47,7 @@ impl Route {
 }
 
 /// Name of one node's queue (node mode), prefixed by the exchange like session queues.
-pub fn node_queue(exchange: &str, node_id: Uuid) -> String {
+pub fn node_queue_name(exchange: &str, node_id: Uuid) -> String {
     format!("{exchange}.node.{node_id}")
 }
 
@@ -59,7 +64,7 @@ pub fn node_queue_arguments(settings: &RealtimeSettings) -> FieldTable {
 
 /// Name of one session's queue, prefixed by the exchange so several deployments (or test runs)
 /// sharing a broker are easy to tell apart.
-pub fn session_queue(exchange: &str, session_id: Uuid) -> String {
+pub fn session_queue_name(exchange: &str, session_id: Uuid) -> String {
     format!("{exchange}.session.{session_id}")
 }
 
@@ -78,6 +83,42 @@ pub fn session_queue_arguments(settings: &RealtimeSettings) -> FieldTable {
     args
 }
 
+/// Binds `key` on `exchange` to `queue`. (Not awaited here: the node binder starts many before
+/// it awaits any.)
+pub fn bind<'a>(
+    channel: &'a Channel,
+    queue: &str,
+    exchange: &str,
+    key: &str,
+) -> BoxFuture<'a, Result<(), lapin::Error>> {
+    channel
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .boxed()
+}
+
+/// Unbinds `key` on `exchange` from `queue`.
+pub fn unbind<'a>(
+    channel: &'a Channel,
+    queue: &str,
+    exchange: &str,
+    key: &str,
+) -> BoxFuture<'a, Result<(), lapin::Error>> {
+    channel
+        .queue_unbind(
+            queue.into(),
+            exchange.into(),
+            key.into(),
+            FieldTable::default(),
+        )
+        .boxed()
+}
+
 #[cfg(test)]
 mod tests {
     use uuid::Uuid;
@@ -90,7 +131,7 @@ mod tests {
             "user.00000000-0000-0000-0000-000000000000"
         );
         assert_eq!(
-            super::session_queue("herald.feed", id),
+            super::session_queue_name("herald.feed", id),
             "herald.feed.session.00000000-0000-0000-0000-000000000000"
         );
     }

@@ -13,8 +13,8 @@ use futures_util::future::join_all;
 use uuid::Uuid;
 
 use super::broker::{BrokerActor, Sweep};
-use super::messages::{Disconnect, DisconnectReason, Heartbeat};
 use super::registry::{Deregister, NeededKeys, Prune, ReapStalled, SessionRegistry, Snapshot};
+use super::session_protocol::{Disconnect, DisconnectReason, Heartbeat};
 
 pub struct Watchdog {
     registry: Addr<SessionRegistry>,

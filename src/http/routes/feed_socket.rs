@@ -16,10 +16,10 @@ use crate::http::auth::{authenticate, bearer_token};
 use crate::http::connection::ConnectionFd;
 use crate::http::error::ApiError;
 use crate::http::AppState;
-use crate::realtime::broker::BrokerError;
 use crate::realtime::frame_guard::FrameGuard;
 use crate::realtime::registry::{Admit, Deregister, WatchAuthors};
 use crate::realtime::write_watch::WriteWatch;
+use crate::realtime::BrokerError;
 use crate::realtime::WsSession;
 use crate::store::{self, celebrities};
 

@@ -8,7 +8,6 @@ use uuid::Uuid;
 use crate::http::auth::AuthenticatedUser;
 use crate::http::error::ApiError;
 use crate::http::AppState;
-use crate::realtime::broker::Publish;
 use crate::realtime::control::Control;
 use crate::realtime::fanout::FanoutJob;
 use crate::store::friends::FollowChange;
@@ -50,14 +49,13 @@ pub async fn delete(
     let change = friends::unfollow(&mut conn, me, *friend).await?;
     if change.is_some_and(|change| change.celebrity) {
         let control = Control::Unwatch(*friend);
-        announce(
-            &state,
-            FanoutJob::Control {
+        state
+            .fanout
+            .announce(FanoutJob::Control {
                 user_id: me,
                 control,
-            },
-        )
-        .await;
+            })
+            .await;
     }
     Ok(HttpResponse::Ok().finish())
 }
@@ -75,31 +73,26 @@ async fn followed(
 ) {
     if change.celebrity {
         let control = Control::Watch(friend);
-        announce(
-            state,
-            FanoutJob::Control {
+        state
+            .fanout
+            .announce(FanoutJob::Control {
                 user_id: me,
                 control,
-            },
-        )
-        .await;
+            })
+            .await;
     }
     // A switch left unfinished (its node died) may be claimed again once stale.
     let may_claim = !change.celebrity || change.switching;
     if may_claim && change.follower_count >= state.realtime.celebrity_followers {
         match celebrities::claim(conn, friend, state.realtime.celebrity_followers).await {
-            Ok(true) => announce(state, FanoutJob::Promote { author_id: friend }).await,
+            Ok(true) => {
+                state
+                    .fanout
+                    .announce(FanoutJob::Promote { author_id: friend })
+                    .await
+            }
             Ok(false) => {}
             Err(error) => log::error!("claiming {friend}'s switch to celebrity: {error}"),
         }
-    }
-}
-
-/// The follow is committed either way: a failure here is logged, not returned.
-async fn announce(state: &AppState, job: FanoutJob) {
-    match state.broker.send(Publish(job)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => log::error!("follow change not published: {error}"),
-        Err(error) => log::error!("follow change not published: {error}"),
     }
 }

@@ -9,7 +9,6 @@ use crate::http::auth::AuthenticatedUser;
 use crate::http::error::ApiError;
 use crate::http::validation;
 use crate::http::AppState;
-use crate::realtime::broker::Publish;
 use crate::realtime::FeedEvent;
 use crate::store;
 use crate::store::models::Post;
@@ -45,16 +44,6 @@ fn require_broker(state: &AppState) -> Result<(), ApiError> {
     }
 }
 
-/// Hands a committed change to the fan-out. The write already succeeded, so a failure here is
-/// logged rather than turned into an error the client would retry.
-async fn announce(state: &AppState, event: FeedEvent) {
-    match state.broker.send(Publish(event.into())).await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => log::error!("post event not published: {error}"),
-        Err(error) => log::error!("post event not published: {error}"),
-    }
-}
-
 fn refused<T>(change: Change<T>) -> Result<T, ApiError> {
     match change {
         Change::Done(value) => Ok(value),
@@ -81,15 +70,14 @@ pub async fn create(
         let mut conn = store::connection(&state.pool).await?;
         posts::create(&mut conn, me, &body.text).await?
     };
-    announce(
-        &state,
-        FeedEvent::PostCreated {
+    state
+        .fanout
+        .announce(FeedEvent::PostCreated {
             post_id: post.id,
             post_text: post.text,
             author_user_id: me,
-        },
-    )
-    .await;
+        })
+        .await;
     Ok(HttpResponse::Ok().json(post.id))
 }
 
@@ -110,15 +98,14 @@ pub async fn update(
         let mut conn = store::connection(&state.pool).await?;
         refused(posts::update(&mut conn, body.id, me, &body.text).await?)?
     };
-    announce(
-        &state,
-        FeedEvent::PostUpdated {
+    state
+        .fanout
+        .announce(FeedEvent::PostUpdated {
             post_id: post.id,
             post_text: post.text,
             author_user_id: me,
-        },
-    )
-    .await;
+        })
+        .await;
     Ok(HttpResponse::Ok().finish())
 }
 
@@ -132,14 +119,13 @@ pub async fn delete(
         let mut conn = store::connection(&state.pool).await?;
         refused(posts::delete(&mut conn, *id, me).await?)?;
     }
-    announce(
-        &state,
-        FeedEvent::PostDeleted {
+    state
+        .fanout
+        .announce(FeedEvent::PostDeleted {
             post_id: *id,
             author_user_id: me,
-        },
-    )
-    .await;
+        })
+        .await;
     Ok(HttpResponse::Ok().finish())
 }
 

@@ -1,0 +1,142 @@
+//! Handing events to sessions: node-queue deliveries by route, follow changes by user, and
+//! closing the sessions that cannot keep up.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use uuid::Uuid;
+
+use super::{SessionRegistry, ADMISSION_BACKLOG};
+use crate::realtime::control::Control;
+use crate::realtime::routing::{ApplyControl, RouteAuthors, RouteEvent, UnrouteAuthors};
+use crate::realtime::session_protocol::{Deliver, Disconnect, DisconnectReason};
+use crate::realtime::topology::Route;
+
+enum Handed {
+    Ok,
+    /// The session's mailbox is full: its client is not reading.
+    TooSlow,
+    Gone,
+}
+
+impl SessionRegistry {
+    fn deliver(&mut self, session_id: Uuid, payload: &Arc<str>) -> Handed {
+        let Some(entry) = self.sessions.get_mut(&session_id) else {
+            return Handed::Gone;
+        };
+        let Some(handle) = &entry.handle else {
+            if entry.backlog.len() < ADMISSION_BACKLOG {
+                entry.backlog.push(Arc::clone(payload));
+                return Handed::Ok;
+            }
+            return Handed::TooSlow;
+        };
+        handle.owe();
+        match handle.deliver.try_send(Deliver(Arc::clone(payload))) {
+            Ok(()) => {
+                self.stats.add_delivered(1);
+                Handed::Ok
+            }
+            Err(SendError::Full(_)) => Handed::TooSlow,
+            Err(SendError::Closed(_)) => Handed::Gone,
+        }
+    }
+
+    /// Closes a session that cannot keep up (1008). Its close frame waits behind what it has
+    /// not read yet; if its connection is still open `realtime.write_timeout_secs` later, the
+    /// reaper drops it.
+    pub(super) fn drop_slow(&mut self, session_id: Uuid) {
+        self.stats.count_dropped_slow();
+        let Some(handle) = self.remove(session_id).and_then(|entry| entry.handle) else {
+            return;
+        };
+        handle.owe();
+        handle
+            .disconnect
+            .do_send(Disconnect(DisconnectReason::TooSlow));
+        if let Some(watch) = handle.write {
+            self.condemned.push((Instant::now(), watch));
+        }
+    }
+
+    /// Hands one event to each of `targets`; closes the ones that cannot keep up.
+    pub(super) fn deliver_all(&mut self, targets: Vec<Uuid>, payload: &Arc<str>) {
+        for session_id in targets {
+            match self.deliver(session_id, payload) {
+                Handed::Ok => {}
+                Handed::Gone => {
+                    self.remove(session_id);
+                }
+                Handed::TooSlow => {
+                    log::warn!("session {session_id} cannot keep up with its events; closing it");
+                    self.drop_slow(session_id);
+                }
+            }
+        }
+    }
+}
+
+impl Handler<RouteEvent> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: RouteEvent, _: &mut Context<Self>) {
+        let targets = match msg.route {
+            Route::User(user_id) => self.by_user.get(&user_id),
+            Route::Author(author_id) => self.by_author.get(&author_id),
+        };
+        let Some(targets) = targets else {
+            return; // a binding on its way out
+        };
+        let targets: Vec<Uuid> = targets.iter().copied().collect();
+        self.deliver_all(targets, &msg.payload);
+    }
+}
+
+impl Handler<ApplyControl> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: ApplyControl, _: &mut Context<Self>) {
+        let Some(sessions) = self.by_user.get(&msg.user_id) else {
+            return;
+        };
+        let sessions: Vec<Uuid> = sessions.iter().copied().collect();
+        for session_id in sessions {
+            match msg.control {
+                Control::Watch(author) => {
+                    if self.watch(session_id, author) {
+                        let Some(entry) = self.sessions.get(&session_id) else {
+                            continue;
+                        };
+                        if entry.generation == 0 {
+                            continue; // still being admitted: its hold comes with the admission
+                        }
+                        // Fire and forget: a failed bind means a lost link, which closes
+                        // every session anyway.
+                        self.broker.route_authors.do_send(RouteAuthors {
+                            session_id,
+                            authors: vec![author],
+                            generation: entry.generation,
+                        });
+                    }
+                }
+                Control::Unwatch(author) => {
+                    let Some(entry) = self.sessions.get_mut(&session_id) else {
+                        continue;
+                    };
+                    if !entry.watch_loaded {
+                        entry.unwatched_early.insert(author);
+                    }
+                    if entry.watching.remove(&author) {
+                        let generation = entry.generation;
+                        self.unindex_author(author, session_id);
+                        self.broker.unroute_authors.do_send(UnrouteAuthors {
+                            authors: vec![author],
+                            generation,
+                        });
+                    }
+                }
+            }
+        }
+    }
+}

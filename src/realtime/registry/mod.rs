@@ -1,0 +1,323 @@
+//! `SessionRegistry`: the one place that knows who is connected to this node. It admits a
+//! session before its WebSocket upgrade completes (asking the broker to route its user's events
+//! here first), keeps sessions by id, by user and (node mode) by the celebrities they follow,
+//! and in node mode hands every delivery of the node queue to exactly the sessions its routing
+//! key addresses.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use uuid::Uuid;
+
+use super::broker_error::BrokerError;
+use super::routing::{AttachSession, BrokerPort, ReleaseSession, RouteAuthors, RouteUser};
+use super::session_protocol::{Disconnect, DisconnectReason, SessionHandle};
+use super::stats::Stats;
+use super::write_watch::WriteWatch;
+use crate::config::QueueMode;
+
+mod delivery;
+mod upkeep;
+
+pub use upkeep::{DisconnectAll, NeededKeys, Prune, ReapStalled, SessionCount, Snapshot};
+
+/// Events kept for a session admitted but not yet running (its upgrade response is on its way);
+/// handed over when it registers.
+const ADMISSION_BACKLOG: usize = 256;
+
+struct Entry {
+    user_id: Uuid,
+    /// The broker link the session's holds belong to (0 until subscribed).
+    generation: u64,
+    admitted: Instant,
+    /// `None` until the session's actor has started.
+    handle: Option<SessionHandle>,
+    backlog: Vec<Arc<str>>,
+    /// Node mode: celebrities whose `author.<id>` events this session gets.
+    watching: HashSet<Uuid>,
+    /// Whether the celebrities read from the database at admission have been applied; until
+    /// then an unfollow arriving meanwhile is remembered so the (older) list cannot undo it.
+    watch_loaded: bool,
+    unwatched_early: HashSet<Uuid>,
+}
+
+pub struct SessionRegistry {
+    broker: BrokerPort,
+    mode: QueueMode,
+    stats: Stats,
+    sessions: HashMap<Uuid, Entry>,
+    by_user: HashMap<Uuid, HashSet<Uuid>>,
+    by_author: HashMap<Uuid, HashSet<Uuid>>,
+    /// Connections of sessions closed as too slow, and since when, until they are gone.
+    condemned: Vec<(Instant, Arc<WriteWatch>)>,
+}
+
+impl SessionRegistry {
+    pub fn new(broker: BrokerPort, mode: QueueMode, stats: Stats) -> Self {
+        SessionRegistry {
+            broker,
+            mode,
+            stats,
+            sessions: HashMap::new(),
+            by_user: HashMap::new(),
+            by_author: HashMap::new(),
+            condemned: Vec::new(),
+        }
+    }
+
+    /// The ids of one user's sessions on this node (running or being admitted): see `probes`.
+    pub(super) fn sessions_of(&self, user_id: Uuid) -> Vec<Uuid> {
+        self.by_user
+            .get(&user_id)
+            .map(|set| set.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Forgets a session and releases what it held. Idempotent.
+    fn remove(&mut self, session_id: Uuid) -> Option<Entry> {
+        let entry = self.sessions.remove(&session_id)?;
+        if let Some(set) = self.by_user.get_mut(&entry.user_id) {
+            set.remove(&session_id);
+            if set.is_empty() {
+                self.by_user.remove(&entry.user_id);
+            }
+        }
+        for author in &entry.watching {
+            self.unindex_author(*author, session_id);
+        }
+        if entry.generation != 0 {
+            self.broker.release.do_send(ReleaseSession {
+                session_id,
+                user_id: entry.user_id,
+                authors: entry.watching.iter().copied().collect(),
+                generation: entry.generation,
+            });
+        }
+        Some(entry)
+    }
+
+    fn unindex_author(&mut self, author: Uuid, session_id: Uuid) {
+        if let Some(set) = self.by_author.get_mut(&author) {
+            set.remove(&session_id);
+            if set.is_empty() {
+                self.by_author.remove(&author);
+            }
+        }
+    }
+
+    /// Node mode: starts routing `author`'s events to a session. Returns whether it is new.
+    fn watch(&mut self, session_id: Uuid, author: Uuid) -> bool {
+        let Some(entry) = self.sessions.get_mut(&session_id) else {
+            return false;
+        };
+        if !entry.watching.insert(author) {
+            return false;
+        }
+        entry.unwatched_early.remove(&author);
+        self.by_author.entry(author).or_default().insert(session_id);
+        true
+    }
+}
+
+impl Actor for SessionRegistry {
+    type Context = Context<Self>;
+}
+
+/// A WebSocket upgrade is about to complete for `user_id`: route the user's events to this node
+/// (and hold them for the session until it starts). Resolves once they are routed here.
+#[derive(Message)]
+#[rtype(result = "Result<(), BrokerError>")]
+pub struct Admit {
+    pub session_id: Uuid,
+    pub user_id: Uuid,
+}
+
+impl Handler<Admit> for SessionRegistry {
+    // A plain future, not an actor future: see the note on `BrokerActor`'s `RouteUser`.
+    type Result = ResponseFuture<Result<(), BrokerError>>;
+
+    fn handle(&mut self, msg: Admit, ctx: &mut Context<Self>) -> Self::Result {
+        let Admit {
+            session_id,
+            user_id,
+        } = msg;
+        self.sessions.insert(
+            session_id,
+            Entry {
+                user_id,
+                generation: 0,
+                admitted: Instant::now(),
+                handle: None,
+                backlog: Vec::new(),
+                watching: HashSet::new(),
+                watch_loaded: false,
+                unwatched_early: HashSet::new(),
+            },
+        );
+        self.by_user.entry(user_id).or_default().insert(session_id);
+        let subscribe = self.broker.route_user.send(RouteUser {
+            session_id,
+            user_id,
+        });
+        let registry = ctx.address();
+        Box::pin(async move {
+            let result = subscribe.await.unwrap_or(Err(BrokerError::Unavailable));
+            registry
+                .send(UserRouted {
+                    session_id,
+                    user_id,
+                    result,
+                })
+                .await
+                .unwrap_or(Err(BrokerError::Unavailable))
+        })
+    }
+}
+
+/// The broker's answer to an admission's `RouteUser`.
+#[derive(Message)]
+#[rtype(result = "Result<(), BrokerError>")]
+struct UserRouted {
+    session_id: Uuid,
+    user_id: Uuid,
+    result: Result<u64, BrokerError>,
+}
+
+impl Handler<UserRouted> for SessionRegistry {
+    type Result = Result<(), BrokerError>;
+
+    fn handle(&mut self, msg: UserRouted, _: &mut Context<Self>) -> Self::Result {
+        let UserRouted {
+            session_id,
+            user_id,
+            result,
+        } = msg;
+        let generation = match result {
+            Ok(generation) => generation,
+            Err(error) => {
+                self.remove(session_id);
+                return Err(error);
+            }
+        };
+        match self.sessions.get_mut(&session_id) {
+            Some(entry) => {
+                entry.generation = generation;
+                // Celebrities a control added while the subscription was on its way were only
+                // indexed: take their holds now.
+                if !entry.watching.is_empty() {
+                    self.broker.route_authors.do_send(RouteAuthors {
+                        session_id,
+                        authors: entry.watching.iter().copied().collect(),
+                        generation,
+                    });
+                }
+                Ok(())
+            }
+            None => {
+                // Dropped meanwhile (the link was lost, or the watchdog gave up on it).
+                self.broker.release.do_send(ReleaseSession {
+                    session_id,
+                    user_id,
+                    authors: Vec::new(),
+                    generation,
+                });
+                Err(BrokerError::Unavailable)
+            }
+        }
+    }
+}
+
+/// The celebrities an admitted session's user follows (read after [`Admit`], so any later
+/// follow change reaches this node as a control message): route their events to it too.
+#[derive(Message)]
+#[rtype(result = "Result<(), BrokerError>")]
+pub struct WatchAuthors {
+    pub session_id: Uuid,
+    pub authors: Vec<Uuid>,
+}
+
+impl Handler<WatchAuthors> for SessionRegistry {
+    type Result = ResponseFuture<Result<(), BrokerError>>;
+
+    fn handle(&mut self, msg: WatchAuthors, _: &mut Context<Self>) -> Self::Result {
+        let Some(entry) = self.sessions.get_mut(&msg.session_id) else {
+            return Box::pin(async { Err(BrokerError::Unavailable) });
+        };
+        entry.watch_loaded = true;
+        let generation = entry.generation;
+        let early = std::mem::take(&mut entry.unwatched_early);
+        let authors: Vec<Uuid> = match self.mode {
+            QueueMode::Node => msg
+                .authors
+                .into_iter()
+                .filter(|author| !early.contains(author))
+                .filter(|author| self.watch(msg.session_id, *author))
+                .collect(),
+            // The session's own queue applies later changes in order: bind them all.
+            QueueMode::Session => msg.authors,
+        };
+        if authors.is_empty() {
+            return Box::pin(async { Ok(()) });
+        }
+        if generation == 0 {
+            return Box::pin(async { Err(BrokerError::Unavailable) });
+        }
+        let watch = self.broker.route_authors.send(RouteAuthors {
+            session_id: msg.session_id,
+            authors,
+            generation,
+        });
+        Box::pin(async move { watch.await.unwrap_or(Err(BrokerError::Unavailable)) })
+    }
+}
+
+/// A session's actor has started: events now go to it (after any held for it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Register {
+    pub session_id: Uuid,
+    pub handle: SessionHandle,
+}
+
+impl Handler<Register> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Register, _: &mut Context<Self>) {
+        let Some(entry) = self.sessions.get_mut(&msg.session_id) else {
+            // Its admission was undone (the link was lost meanwhile): it must reconnect.
+            msg.handle
+                .disconnect
+                .do_send(Disconnect(DisconnectReason::BrokerLost));
+            return;
+        };
+        let backlog = std::mem::take(&mut entry.backlog);
+        entry.handle = Some(msg.handle.clone());
+        if self.mode == QueueMode::Session {
+            self.broker.attach.do_send(AttachSession {
+                session_id: msg.session_id,
+                session: msg.handle,
+            });
+        }
+        for payload in backlog {
+            self.deliver_all(vec![msg.session_id], &payload);
+        }
+    }
+}
+
+/// A session has stopped (or was found dead, or never started); release what it held.
+/// Idempotent.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deregister {
+    pub session_id: Uuid,
+}
+
+impl Handler<Deregister> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deregister, _: &mut Context<Self>) {
+        self.remove(msg.session_id);
+    }
+}
