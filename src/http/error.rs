@@ -79,6 +79,9 @@ impl ResponseError for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
+        if let StoreError::NoSuchUser = error {
+            return ApiError::NotFound("user not found".into());
+        }
         if error.is_unavailable() {
             log::warn!("{error}");
             ApiError::Unavailable("the database is unavailable, retry later".into())

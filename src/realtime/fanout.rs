@@ -2,14 +2,14 @@
 //! or, for a celebrity, into a single message routed `author.<id>`. It also carries follow
 //! changes to the follower's nodes (control messages) and runs an author's switch to celebrity.
 //!
-//! It runs beside the request path: the HTTP handler only enqueues a job. Workers take jobs in
-//! order, all of one author's on the same worker (so a follower sees a post's events in the
-//! order they happened), streams the
-//! author's followers from PostgreSQL in keyset pages, and publishes pipelined: it never waits
-//! for a message to be written, nor for its confirm, before the next publish (lapin queues a
+//! It runs beside the request path: the HTTP handler only enqueues a job. Each worker takes its
+//! jobs in order, and all of one author's jobs go to the same worker, so a follower sees an
+//! author's events in the order they happened. For each job a worker reads the author's
+//! followers from PostgreSQL in keyset pages and publishes pipelined: it never waits for a
+//! message to be written, nor for its confirm, before the next publish (lapin queues a
 //! publish's frames the first time its future is polled, so each is polled once, in order, and
-//! then handed over). A separate task awaits the writes and confirms,
-//! and a semaphore bounds how many are in flight.
+//! then handed over). A separate task awaits the writes and confirms, and a semaphore bounds
+//! how many are in flight.
 
 use std::sync::Arc;
 
@@ -144,8 +144,9 @@ struct Worker {
     stats: Stats,
     channel: watch::Receiver<Option<Channel>>,
     confirms: mpsc::UnboundedSender<(InFlight, OwnedSemaphorePermit)>,
-    /// Publishes that failed or were refused, counted by the drain (a switch to celebrity is
-    /// called off if any of its controls is among them).
+    /// Publishes that failed or were refused, counted by the drain. Shared by every worker: a
+    /// switch to celebrity is called off if this count moved while its controls were in flight,
+    /// whichever worker's publish failed (erring on the side of staying per follower).
     failures: Arc<AtomicU64>,
 }
 
@@ -227,7 +228,8 @@ impl Worker {
             .map_err(|_| FanoutError::Closed)
     }
 
-    /// Runs `each` on every follower of `author_id`, a keyset page at a time.
+    /// Publishes `payload` (a control message if `control`) to every follower of `author_id`,
+    /// routed `user.<follower>`, a keyset page at a time.
     async fn for_each_follower(
         &self,
         channel: &Channel,

@@ -38,6 +38,10 @@ pub async fn publish_mode(
     })
 }
 
+/// The `celebrity_since` of an author whose switch to celebrity is under way (claimed, not yet
+/// done): a timestamp no real switch time can equal.
+pub const SWITCHING: &str = "'infinity'";
+
 /// A switch claimed this long ago and still not done is taken to have died with its node.
 pub const STALE_CLAIM: Duration = Duration::from_secs(600);
 
@@ -50,13 +54,13 @@ pub async fn claim(
     author_id: Uuid,
     threshold: i64,
 ) -> Result<bool, StoreError> {
-    let claimed = diesel::sql_query(
-        "UPDATE users SET celebrity_since = 'infinity', celebrity_claimed_at = now()
+    let claimed = diesel::sql_query(format!(
+        "UPDATE users SET celebrity_since = {SWITCHING}, celebrity_claimed_at = now()
           WHERE id = $1 AND follower_count >= $2
             AND (celebrity_since IS NULL
-                 OR (celebrity_since = 'infinity'
-                     AND celebrity_claimed_at < now() - make_interval(secs => $3::bigint)))",
-    )
+                 OR (celebrity_since = {SWITCHING}
+                     AND celebrity_claimed_at < now() - make_interval(secs => $3::bigint)))"
+    ))
     .bind::<SqlUuid, _>(author_id)
     .bind::<BigInt, _>(threshold)
     .bind::<BigInt, _>(i64::try_from(STALE_CLAIM.as_secs()).unwrap_or(i64::MAX))
@@ -68,9 +72,9 @@ pub async fn claim(
 /// Calls off a switch that could not tell every follower's node: the author stays published
 /// per follower until a later follow claims the switch again.
 pub async fn unclaim(conn: &mut AsyncPgConnection, author_id: Uuid) -> Result<(), StoreError> {
-    diesel::sql_query(
-        "UPDATE users SET celebrity_since = NULL WHERE id = $1 AND celebrity_since = 'infinity'",
-    )
+    diesel::sql_query(format!(
+        "UPDATE users SET celebrity_since = NULL WHERE id = $1 AND celebrity_since = {SWITCHING}"
+    ))
     .bind::<SqlUuid, _>(author_id)
     .execute(conn)
     .await?;

@@ -3,10 +3,12 @@
 
 use diesel::dsl;
 use diesel::prelude::*;
+use diesel::result::DatabaseErrorKind;
 use diesel::sql_types::{BigInt, Bool, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::celebrities::SWITCHING;
 use super::schema::friendships;
 use super::StoreError;
 
@@ -25,7 +27,8 @@ pub struct FollowChange {
 }
 
 /// `user_id` follows `friend_id`, counting the follower in the same statement. `None` when the
-/// edge already existed (nothing changed).
+/// edge already existed (nothing changed); [`StoreError::NoSuchUser`] when either user does not
+/// exist.
 pub async fn follow(
     conn: &mut AsyncPgConnection,
     user_id: Uuid,
@@ -69,17 +72,23 @@ async fn change_edge(
     user_id: Uuid,
     friend_id: Uuid,
 ) -> Result<Option<FollowChange>, StoreError> {
-    Ok(diesel::sql_query(format!(
+    diesel::sql_query(format!(
         "{edge_and_count}
           WHERE id IN (SELECT friend_id FROM changed)
          RETURNING follower_count, celebrity_since IS NOT NULL AS celebrity,
-                   coalesce(celebrity_since = 'infinity', false) AS switching"
+                   coalesce(celebrity_since = {SWITCHING}, false) AS switching"
     ))
     .bind::<SqlUuid, _>(user_id)
     .bind::<SqlUuid, _>(friend_id)
     .get_result(conn)
     .await
-    .optional()?)
+    .optional()
+    .map_err(|error| match error {
+        diesel::result::Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
+            StoreError::NoSuchUser
+        }
+        other => StoreError::Query(other),
+    })
 }
 
 /// One page of `author_id`'s followers, in id order, strictly after `after` (keyset paging, so

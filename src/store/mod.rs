@@ -22,6 +22,9 @@ pub enum StoreError {
     /// No connection could be had in time: the database is down or saturated. Retry later.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// A row names a user that does not exist (or no longer does).
+    #[error("no such user")]
+    NoSuchUser,
     #[error("database error: {0}")]
     Query(#[from] diesel::result::Error),
 }
@@ -41,7 +44,7 @@ impl StoreError {
                 diesel::result::DatabaseErrorKind::ClosedConnection,
                 _,
             )) => true,
-            StoreError::Query(_) => false,
+            StoreError::Query(_) | StoreError::NoSuchUser => false,
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::http::AppState;
 use crate::realtime::control::Control;
 use crate::realtime::fanout::FanoutJob;
 use crate::store::friends::FollowChange;
-use crate::store::{self, celebrities, friends, users, DbConn, StoreError};
+use crate::store::{self, celebrities, friends, users, DbConn};
 
 pub async fn set(
     state: web::Data<AppState>,
@@ -26,14 +26,8 @@ pub async fn set(
     if !users::exists_by_id(&mut conn, friend).await? {
         return Err(ApiError::NotFound("user not found".into()));
     }
-    let change = match friends::follow(&mut conn, me, friend).await {
-        // The user was deleted between the check and the insert.
-        Err(StoreError::Query(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::ForeignKeyViolation,
-            _,
-        ))) => Err(ApiError::NotFound("user not found".into())),
-        other => other.map_err(ApiError::from),
-    }?;
+    // `NoSuchUser` (404) if the user was deleted between the check and the insert.
+    let change = friends::follow(&mut conn, me, friend).await?;
     if let Some(change) = change {
         followed(&state, &mut conn, me, friend, change).await;
     }
