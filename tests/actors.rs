@@ -9,10 +9,9 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use herald::config::{QueueMode, Settings};
+use herald::realtime::admission;
 use herald::realtime::probes::{BoundKeys, Queues, UserSessions};
-use herald::realtime::registry::{
-    Admit, Deregister, Register, SessionCount, SessionRegistry, WatchAuthors,
-};
+use herald::realtime::registry::{Deregister, Register, SessionCount, SessionRegistry};
 use herald::realtime::session_protocol::{
     Deliver, Disconnect, DisconnectReason, Heartbeat, SessionHandle,
 };
@@ -68,32 +67,11 @@ impl Rig {
         bound(self.exchange(), &user_routing_key(user_id)).await
     }
 
-    /// Admits a session as the WebSocket route does before upgrading: routes its user's events
-    /// here, then those of the celebrities the user follows.
+    /// Admits a session exactly as the WebSocket route does before upgrading.
     async fn admit(&self, session_id: Uuid, user_id: Uuid) {
-        let registry = &self.realtime.registry;
-        registry
-            .send(Admit {
-                session_id,
-                user_id,
-            })
+        admission::admit(&self.realtime.registry, &self.pool, session_id, user_id)
             .await
-            .expect("registry answers")
             .expect("admitted");
-        let authors = {
-            let mut conn = self.pool.get().await.expect("connection");
-            celebrities::followed_by(&mut conn, user_id)
-                .await
-                .expect("celebrities")
-        };
-        registry
-            .send(WatchAuthors {
-                session_id,
-                authors,
-            })
-            .await
-            .expect("registry answers")
-            .expect("watching");
     }
 
     /// Admits a session, then starts a stand-in session actor that registers itself.

@@ -8,6 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError};
 
 use super::body_deadline::BodyTimedOut;
 use crate::auth::password::PasswordError;
+use crate::realtime::admission::AdmissionError;
 use crate::realtime::BrokerError;
 use crate::store::StoreError;
 
@@ -96,6 +97,15 @@ impl From<BrokerError> for ApiError {
     fn from(error: BrokerError) -> Self {
         log::warn!("{error}");
         ApiError::Unavailable("the event broker is unavailable, retry later".into())
+    }
+}
+
+impl From<AdmissionError> for ApiError {
+    fn from(error: AdmissionError) -> Self {
+        match error {
+            AdmissionError::Broker(error) => error.into(),
+            AdmissionError::Store(error) => error.into(),
+        }
     }
 }
 

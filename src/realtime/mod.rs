@@ -24,6 +24,7 @@
 //! The registry and the broker never import each other: each holds the other's port of
 //! `Recipient`s (`routing`), wired in `startup`.
 
+pub mod admission;
 pub mod broker;
 pub mod broker_error;
 pub mod control;

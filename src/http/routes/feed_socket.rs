@@ -16,12 +16,11 @@ use crate::http::auth::{authenticate, bearer_token};
 use crate::http::connection::ConnectionFd;
 use crate::http::error::ApiError;
 use crate::http::AppState;
+use crate::realtime::admission;
 use crate::realtime::frame_guard::FrameGuard;
-use crate::realtime::registry::{Admit, Deregister, WatchAuthors};
+use crate::realtime::registry::Deregister;
 use crate::realtime::write_watch::WriteWatch;
-use crate::realtime::BrokerError;
 use crate::realtime::WsSession;
-use crate::store::{self, celebrities};
 
 #[derive(Deserialize)]
 struct TokenQuery {
@@ -46,20 +45,7 @@ pub async fn connect(
         .map_err(|error| ApiError::BadRequest(format!("not a WebSocket upgrade: {error}")))?;
 
     let session_id = Uuid::new_v4();
-    state
-        .registry
-        .send(Admit {
-            session_id,
-            user_id,
-        })
-        .await
-        .map_err(|_| BrokerError::Unavailable)??;
-    // Read only once the user's own key routes here: a follow committed after this read
-    // reaches this node as a control message on that key.
-    if let Err(error) = watch_celebrities(&state, session_id, user_id).await {
-        state.registry.do_send(Deregister { session_id });
-        return Err(error);
-    }
+    admission::admit(&state.registry, &state.pool, session_id, user_id).await?;
     let max_frame = state.realtime.max_frame_bytes;
     let (stream, frame_limit) = FrameGuard::new(stream, max_frame);
     let watch = WriteWatch::new(connection_socket(&req, &state));
@@ -102,24 +88,4 @@ fn connection_socket(req: &HttpRequest, state: &AppState) -> Option<socket2::Soc
         }
     }
     Some(socket)
-}
-
-async fn watch_celebrities(
-    state: &AppState,
-    session_id: Uuid,
-    user_id: Uuid,
-) -> Result<(), ApiError> {
-    let authors = {
-        let mut conn = store::connection(&state.pool).await?;
-        celebrities::followed_by(&mut conn, user_id).await?
-    };
-    state
-        .registry
-        .send(WatchAuthors {
-            session_id,
-            authors,
-        })
-        .await
-        .map_err(|_| BrokerError::Unavailable)??;
-    Ok(())
 }
