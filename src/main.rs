@@ -24,6 +24,7 @@ enum Command {
 #[actix_web::main]
 async fn main() -> ExitCode {
     herald::logging::init();
+    herald::auth::hasher::return_memory_after_hashing();
     let cli = Cli::parse();
     let settings = match Settings::load() {
         Ok(settings) => settings,

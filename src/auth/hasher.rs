@@ -3,7 +3,8 @@
 //! finds the queue full is refused at once, so a login flood costs at most that many hashes'
 //! memory (~19 MiB each) and answers the excess with 503 instead of piling up work. Dedicated
 //! threads also keep the allocator's per-thread arenas few, so memory freed after a flood is
-//! reused rather than scattered over hundreds of blocking-pool threads.
+//! reused rather than scattered over hundreds of blocking-pool threads, and
+//! [`return_memory_after_hashing`] makes the allocator give it back to the system.
 
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -14,6 +15,27 @@ use tokio::sync::oneshot;
 use super::password::{self, PasswordError};
 
 type Job = Box<dyn FnOnce() + Send>;
+
+/// Allocations at least this large are mapped for themselves and unmapped when freed.
+const MMAP_THRESHOLD: i32 = 4 << 20;
+
+/// Makes memory freed by a hash go back to the system at once. Argon2 allocates its ~19 MiB of
+/// blocks per hash; glibc serves an allocation that large with a fresh mapping, but after the
+/// first is freed it raises its threshold and keeps later ones in per-thread arenas, which it
+/// does not return (a flood left ~170 MiB resident after settling). A fixed threshold keeps
+/// every such block mapped on its own. Process-wide, so `main` calls it once; nothing else
+/// herald allocates comes near that size.
+pub fn return_memory_after_hashing() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only changes allocator parameters; M_MMAP_THRESHOLD takes a size in
+        // bytes, and glibc refuses (returns 0) a value out of range, which is harmless.
+        let applied = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) };
+        if applied == 0 {
+            log::warn!("could not set the allocator's mmap threshold");
+        }
+    }
+}
 
 /// A handle to the hashing threads; cheap to clone. The threads end when the last handle is
 /// dropped.

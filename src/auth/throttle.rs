@@ -3,6 +3,10 @@
 //! that user or from that address are refused with 429 until the window ends, before any
 //! password is hashed, so guessing costs the guesser time and the server nothing.
 //!
+//! Every attempt is counted as a failure when it begins, and taken back if it succeeds: counted
+//! only after its hash, 64 guesses sent at once would all pass the check before the first
+//! failure was counted.
+//!
 //! The counts live in this process: with several instances behind a balancer each keeps its
 //! own, so the effective limit is at most the instance count times the configured one.
 
@@ -48,20 +52,25 @@ impl LoginThrottle {
         }
     }
 
-    /// `Err(wait)` when this user or this address has used up its failures: retry after `wait`.
-    pub fn check(&self, user: Uuid, address: Option<IpAddr>) -> Result<(), Duration> {
-        self.check_at(Instant::now(), user, address)
+    /// A login attempt begins: `Err(wait)` if this user or this address has used up its
+    /// failures (retry after `wait`); otherwise the attempt is counted as a failure until
+    /// [`succeeded`](Self::succeeded) says otherwise.
+    pub fn begin(&self, user: Uuid, address: Option<IpAddr>) -> Result<(), Duration> {
+        let now = Instant::now();
+        self.check_at(now, user, address)?;
+        self.failed_at(now, user, address);
+        Ok(())
     }
 
-    /// Counts a failed login (a wrong password, or an unknown user id).
-    pub fn failed(&self, user: Uuid, address: Option<IpAddr>) {
-        self.failed_at(Instant::now(), user, address);
-    }
-
-    /// A correct password clears the user's count (not the address's: one good login from an
-    /// address must not license more guessing from it).
-    pub fn succeeded(&self, user: Uuid) {
-        self.lock().remove(&Key::User(user));
+    /// The password was right: the user's count is cleared, and the address gets back the
+    /// failure this attempt was counted as (not more: one good login from an address must not
+    /// license more guessing from it).
+    pub fn succeeded(&self, user: Uuid, address: Option<IpAddr>) {
+        let mut windows = self.lock();
+        windows.remove(&Key::User(user));
+        if let Some(window) = address.and_then(|a| windows.get_mut(&Key::Address(a))) {
+            window.failures = window.failures.saturating_sub(1);
+        }
     }
 
     fn keys(&self, user: Uuid, address: Option<IpAddr>) -> impl Iterator<Item = (Key, u32)> {
@@ -178,8 +187,22 @@ mod tests {
         throttle.failed_at(t0, user, HOME);
         throttle.failed_at(t0, user, HOME);
         assert!(throttle.check_at(t0, user, AWAY).is_err());
-        throttle.succeeded(user);
+        throttle.succeeded(user, AWAY);
         assert!(throttle.check_at(t0, user, AWAY).is_ok());
         assert!(throttle.check_at(t0, user, HOME).is_err());
+    }
+
+    #[test]
+    fn attempts_count_when_they_begin_so_a_burst_cannot_overshoot() {
+        let throttle = throttle(3, 0);
+        let user = Uuid::new_v4();
+        // Three attempts in flight at once (none finished): the fourth is refused already.
+        for _ in 0..3 {
+            assert!(throttle.begin(user, HOME).is_ok());
+        }
+        assert!(throttle.begin(user, HOME).is_err());
+        // One of them turns out right: the user starts afresh.
+        throttle.succeeded(user, HOME);
+        assert!(throttle.begin(user, HOME).is_ok());
     }
 }

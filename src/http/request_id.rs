@@ -5,6 +5,7 @@
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::Error;
 use serde::Serialize;
@@ -56,7 +57,9 @@ pub async fn stamp(
             .error()
             .map(|error| error.to_string())
             .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
-        if status.is_server_error() {
+        // A 503 is an expected answer under overload or an outage (whose cause is logged where
+        // it is found); one line per refused request would flood the log exactly then.
+        if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
             log::error!("request {id} failed with {status}: {message}");
         }
         let body = serde_json::to_string(&ErrorBody {

@@ -87,7 +87,8 @@ pub struct LoginRequest {
 }
 
 /// Failed attempts (a wrong password, or an id that is no user's) count against the user id
-/// and the client's address; past either limit the answer is 429 before any hashing.
+/// and the client's address; past either limit the answer is 429 before any hashing. (An
+/// attempt refused with 503 or lost to a database error counts too: it was a guess either way.)
 pub async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -96,22 +97,21 @@ pub async fn login(
     let LoginRequest { id, password } = body.into_inner();
     let address = req.peer_addr().map(|a| a.ip());
     let throttle = &state.login_throttle;
+    // Counted as a failure from here on, unless the password turns out right.
     throttle
-        .check(id, address)
+        .begin(id, address)
         .map_err(|wait| ApiError::TooManyRequests(whole_seconds(wait)))?;
     let stored = {
         let mut conn = store::connection(&state.pool).await?;
         users::password_hash(&mut conn, id).await?
     };
     let Some(stored) = stored else {
-        throttle.failed(id, address);
         return Err(ApiError::NotFound("user not found".into()));
     };
     if !state.hasher.verify(password, stored).await? {
-        throttle.failed(id, address);
         return Err(ApiError::BadRequest("wrong password".into()));
     }
-    throttle.succeeded(id);
+    throttle.succeeded(id, address);
     let token = token::generate();
     let expires_at = i64::try_from(state.auth.token_ttl_secs)
         .ok()
