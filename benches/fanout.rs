@@ -14,14 +14,65 @@ use awc::ws::{Frame, Message};
 use chrono::{NaiveDate, Utc};
 use futures_util::{SinkExt, StreamExt};
 use herald::auth::token;
+use herald::config::Settings;
 use herald::startup::Application;
 use herald::store::models::NewUser;
 use herald::store::{friends, tokens, users};
+use lapin::{Connection, ConnectionProperties};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+/// This run's settings: a fresh database `herald_bench_<id>`, a fresh exchange
+/// `herald.bench.<id>`, a random port and a pool for many sessions. The database and the
+/// exchange are dropped when it goes out of scope, however the run ends.
+struct Scratch(Settings);
+
+impl Scratch {
+    fn new() -> Scratch {
+        let mut settings = Settings::load().expect("settings load");
+        let run = Uuid::new_v4().simple().to_string();
+        let mut url = url::Url::parse(&settings.database.url).expect("database url");
+        url.set_path(&format!("/herald_bench_{run}"));
+        settings.database.url = url.to_string();
+        settings.realtime.exchange = format!("herald.bench.{run}");
+        settings.http.bind = "127.0.0.1:0".into();
+        settings.database.pool_size = 32;
+        Scratch(settings)
+    }
+}
+
+impl Drop for Scratch {
+    /// On a thread of its own with its own runtime, so it also works while a failed run unwinds.
+    fn drop(&mut self) {
+        let database_url = self.0.database.url.clone();
+        let amqp_url = self.0.amqp.url.clone();
+        let exchange = self.0.realtime.exchange.clone();
+        let cleanup = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                if let Err(error) = herald::store::database::drop_database(&database_url).await {
+                    eprintln!("cleanup: dropping {database_url}: {error}");
+                }
+                if let Ok(conn) =
+                    Connection::connect(&amqp_url, ConnectionProperties::default()).await
+                {
+                    if let Ok(channel) = conn.create_channel().await {
+                        let _ = channel
+                            .exchange_delete(exchange.as_str().into(), Default::default())
+                            .await;
+                    }
+                    let _ = conn.close(200, "bye".into()).await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -46,11 +97,9 @@ fn ms(d: Duration) -> String {
 async fn main() {
     let followers = env_number("HERALD_BENCH_FOLLOWERS", 1000);
     let posts = env_number("HERALD_BENCH_POSTS", 50);
-    let mut settings = support::isolated_settings("bench");
-    settings.database.pool_size = 32;
-    let cleanup = support::Cleanup(settings.clone());
+    let scratch = Scratch::new();
 
-    let app = Application::build(settings.clone())
+    let app = Application::build(scratch.0.clone())
         .await
         .expect("herald starts");
     let port = app.port();
@@ -197,7 +246,7 @@ async fn main() {
     println!("- missing deliveries: {missing}");
 
     stopper.stop().await;
-    drop(cleanup); // before `exit`, which skips destructors
+    drop(scratch); // before `exit`, which skips destructors
     if missing > 0 {
         std::process::exit(1);
     }

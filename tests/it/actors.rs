@@ -2,11 +2,12 @@
 //! RabbitMQ and PostgreSQL, with small stand-in actors in place of WebSocket sessions. Every
 //! test runs in both queue modes.
 
-#[macro_use]
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::{
+    self, amqp, bound, eventually, eventually_within, is_routed, publish_raw, queue_exists,
+    queue_listing, test_settings_in, Cleanup,
+};
 use actix::prelude::*;
 use herald::config::{QueueMode, Settings};
 use herald::realtime::admission;
@@ -22,10 +23,6 @@ use herald::startup::{prepare_database, Realtime};
 use herald::store::models::NewUser;
 use herald::store::{celebrities, friends, users, DbPool};
 use serde_json::{json, Value};
-use support::{
-    amqp, bound, eventually, eventually_within, is_routed, publish_raw, queue_exists,
-    queue_listing, test_settings_in, Cleanup,
-};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 

@@ -1,10 +1,8 @@
 //! The HTTP API against a real server, PostgreSQL and RabbitMQ: every route's success and its
 //! 400/401/403/404 cases, the error body, request ids, the body limit and 503s.
 
-mod support;
-
+use crate::support::{test_settings, Answer, TestApp};
 use serde_json::{json, Value};
-use support::{test_settings, TestApp};
 use uuid::Uuid;
 
 fn assert_error(status: u16, body: &Value, expected: u16) {
@@ -138,7 +136,7 @@ async fn registration_rejects_bad_input() {
         assert_eq!(status, 400, "{what}: {response}");
         assert_error(status, &response, 400);
     }
-    let (status, body, _) = app
+    let Answer { status, body, .. } = app
         .call(
             "POST",
             "/user/register",
@@ -443,7 +441,11 @@ async fn feed_is_newest_first_and_paged() {
 #[actix_web::test]
 async fn every_response_carries_a_request_id_and_errors_share_one_shape() {
     let app = TestApp::spawn().await;
-    let (status, body, headers) = app.call("GET", "/no/such/route", None, None).await;
+    let Answer {
+        status,
+        body,
+        headers,
+    } = app.call("GET", "/no/such/route", None, None).await;
     assert_error(status, &body, 404);
     let header = headers
         .get("x-request-id")
@@ -452,7 +454,9 @@ async fn every_response_carries_a_request_id_and_errors_share_one_shape() {
         .expect("ascii");
     assert_eq!(body["request_id"], header);
 
-    let (status, _, headers) = app.call("GET", "/health", None, None).await;
+    let Answer {
+        status, headers, ..
+    } = app.call("GET", "/health", None, None).await;
     assert_eq!(status, 200);
     assert!(headers.contains_key("x-request-id"));
 
@@ -491,11 +495,11 @@ async fn bodies_over_the_limit_get_413_and_the_server_keeps_serving() {
     let app = TestApp::spawn_with(settings).await;
     let user = app.user("Big").await;
     let huge = json!({ "text": "x".repeat(8192) }).to_string();
-    let (status, body, _) = app
+    let Answer { status, body, .. } = app
         .call("POST", "/post/create", Some(&user.token), Some(huge))
         .await;
     assert_error(status, &body, 413);
-    let (status, body, _) = app
+    let Answer { status, body, .. } = app
         .call(
             "POST",
             "/user/register",
@@ -530,7 +534,11 @@ async fn unavailable_dependencies_give_503_with_retry_after() {
         .send(herald::realtime::broker::Close)
         .await
         .expect("broker answers");
-    let (status, body, headers) = app
+    let Answer {
+        status,
+        body,
+        headers,
+    } = app
         .call(
             "POST",
             "/post/create",
@@ -540,7 +548,11 @@ async fn unavailable_dependencies_give_503_with_retry_after() {
         .await;
     assert_error(status, &body, 503);
     assert!(headers.contains_key("retry-after"));
-    let (status, body, headers) = app.call("GET", "/health", None, None).await;
+    let Answer {
+        status,
+        body,
+        headers,
+    } = app.call("GET", "/health", None, None).await;
     assert_error(status, &body, 503);
     assert!(headers.contains_key("retry-after"));
     assert!(
@@ -554,7 +566,11 @@ async fn unavailable_dependencies_give_503_with_retry_after() {
     herald::store::database::drop_database(&app.settings.database.url)
         .await
         .expect("drop");
-    let (status, body, headers) = app
+    let Answer {
+        status,
+        body,
+        headers,
+    } = app
         .call("GET", &format!("/user/get/{}", user.id), None, None)
         .await;
     assert_error(status, &body, 503);

@@ -3,14 +3,13 @@
 //! wrong method) against a real server, and checks that herald refuses it promptly and keeps
 //! serving everyone else. Raw TCP where the misbehaviour is below what an HTTP client allows.
 
-#[macro_use]
-mod support;
-
+use crate::support::{
+    amqp, publish_raw, test_settings, test_settings_in, Answer, TestApp, TestUser, DEADLINE,
+};
 use futures_util::future::join_all;
 use herald::config::QueueMode;
 use herald::realtime::topology::user_routing_key;
 use serde_json::{json, Value};
-use support::{amqp, publish_raw, test_settings, test_settings_in, TestApp, TestUser, DEADLINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use uuid::Uuid;
@@ -126,7 +125,12 @@ async fn a_login_flood_waits_for_a_few_hashers_and_the_excess_gets_503() {
     });
     let answers = join_all(attempts).await;
     let mut refused = 0;
-    for (status, body, headers) in &answers {
+    for Answer {
+        status,
+        body,
+        headers,
+    } in &answers
+    {
         match status {
             400 => {}
             503 => {
@@ -170,10 +174,14 @@ async fn failed_logins_are_throttled_per_user_and_per_address() {
     };
 
     for n in 0..3 {
-        let (status, body, _) = attempt(target.id, "guess").await;
+        let Answer { status, body, .. } = attempt(target.id, "guess").await;
         assert_eq!(status, 400, "attempt {n}: {body}");
     }
-    let (status, body, headers) = attempt(target.id, "guess").await;
+    let Answer {
+        status,
+        body,
+        headers,
+    } = attempt(target.id, "guess").await;
     assert_eq!(status, 429, "{body}");
     let wait: u64 = headers
         .get("retry-after")
@@ -182,18 +190,18 @@ async fn failed_logins_are_throttled_per_user_and_per_address() {
         .expect("a numeric Retry-After");
     assert!((1..=300).contains(&wait), "Retry-After {wait}");
     // Even the right password waits: the throttle answers before any hashing.
-    let (status, _, _) = attempt(target.id, PASSWORD).await;
+    let Answer { status, .. } = attempt(target.id, PASSWORD).await;
     assert_eq!(status, 429);
 
     // Another user from the same address: allowed until the address's own limit (three
     // failures spent above; an unknown id counts too).
-    let (status, _, _) = attempt(other.id, "guess").await;
+    let Answer { status, .. } = attempt(other.id, "guess").await;
     assert_eq!(status, 400);
-    let (status, _, _) = attempt(Uuid::new_v4(), "guess").await;
+    let Answer { status, .. } = attempt(Uuid::new_v4(), "guess").await;
     assert_eq!(status, 404);
-    let (status, _, _) = attempt(other.id, "guess").await;
+    let Answer { status, .. } = attempt(other.id, "guess").await;
     assert_eq!(status, 400);
-    let (status, body, _) = attempt(other.id, PASSWORD).await;
+    let Answer { status, body, .. } = attempt(other.id, PASSWORD).await;
     assert_eq!(status, 429, "the address has used its six failures: {body}");
 }
 
@@ -249,7 +257,11 @@ async fn a_wrong_method_on_a_known_path_gets_405_with_allow() {
             "PUT",
         ),
     ] {
-        let (status, body, headers) = app.call(method, path, None, None).await;
+        let Answer {
+            status,
+            body,
+            headers,
+        } = app.call(method, path, None, None).await;
         assert_eq!(status, 405, "{method} {path}: {body}");
         assert_eq!(
             headers.get("allow").and_then(|v| v.to_str().ok()),
@@ -259,7 +271,7 @@ async fn a_wrong_method_on_a_known_path_gets_405_with_allow() {
         assert_eq!(body["code"], 405, "{body}");
         assert!(body["request_id"].is_string(), "{body}");
     }
-    let (status, _, _) = app.call("GET", "/no/such/path", None, None).await;
+    let Answer { status, .. } = app.call("GET", "/no/such/path", None, None).await;
     assert_eq!(status, 404);
 }
 

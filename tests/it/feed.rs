@@ -3,17 +3,14 @@
 //! later event that must arrive first, since one author's events reach a queue in order. Every
 //! test runs in both queue modes.
 
-#[macro_use]
-mod support;
-
+use crate::support::{
+    self, amqp, assert_event, is_routed, queue_exists, FeedClient, Received, TestApp, TestUser,
+};
 use awc::ws::{CloseCode, Message};
 use herald::config::QueueMode;
 use herald::realtime::probes::{BoundKeys, Queues};
 use herald::store::celebrities::{self, PublishMode};
 use serde_json::json;
-use support::{
-    amqp, assert_event, is_routed, queue_exists, FeedClient, Received, TestApp, TestUser,
-};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 in_both_modes!(

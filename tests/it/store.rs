@@ -3,15 +3,13 @@
 //! SQL diesel actually generates, prepared with its bind parameters, as herald runs it). And the
 //! celebrity bookkeeping: follower counts and the claim of a switch.
 
-mod support;
-
+use crate::support::{test_settings, Cleanup};
 use diesel::pg::Pg;
 use diesel::sql_types::Text;
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use herald::startup::prepare_database;
 use herald::store::celebrities::{self, PublishMode};
 use herald::store::{friends, posts, users, DbPool};
-use support::{test_settings, Cleanup};
 use uuid::Uuid;
 
 #[derive(diesel::QueryableByName)]

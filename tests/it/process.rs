@@ -2,16 +2,14 @@
 //! and `HERALD__*`, retrying unreachable dependencies at start, graceful stop on SIGTERM, and
 //! no secrets in its logs.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::{amqp, is_routed, test_settings, Cleanup, FeedClient, DEADLINE};
 use awc::ws::CloseCode;
 use serde_json::json;
-use support::{amqp, is_routed, test_settings, Cleanup, FeedClient, DEADLINE};
 use uuid::Uuid;
 
 /// A running `herald` process whose log lines are collected as they come.

@@ -1,0 +1,13 @@
+//! herald's integration tests, one binary (one link step) for every suite: whole servers,
+//! actors and the `herald` executable against the real PostgreSQL and RabbitMQ. `support`
+//! comes first, so its `in_both_modes!` macro is in scope in the suites after it.
+
+#[macro_use]
+mod support;
+
+mod actors;
+mod api;
+mod feed;
+mod hardening;
+mod process;
+mod store;
