@@ -4,10 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{
-    self, amqp, bound, eventually, eventually_within, is_routed, publish_raw, queue_exists,
-    queue_listing, test_settings_in, Cleanup,
-};
 use actix::prelude::*;
 use herald::config::{QueueMode, Settings};
 use herald::realtime::admission;
@@ -25,6 +21,11 @@ use herald::store::{celebrities, friends, users, DbPool};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use uuid::Uuid;
+
+use crate::support::{
+    self, amqp, bound, eventually, eventually_within, is_routed, publish_raw, queue_exists,
+    queue_listing, test_settings_in, Cleanup,
+};
 
 /// One test's realtime actors, its database and exchange (dropped at the end).
 struct Rig {

@@ -1,9 +1,10 @@
 //! The HTTP API against a real server, PostgreSQL and RabbitMQ: every route's success and its
 //! 400/401/403/404 cases, the error body, request ids, the body limit and 503s.
 
-use crate::support::{test_settings, Answer, TestApp};
 use serde_json::{json, Value};
 use uuid::Uuid;
+
+use crate::support::{test_settings, Answer, TestApp};
 
 fn assert_error(status: u16, body: &Value, expected: u16) {
     assert_eq!(status, expected, "body: {body}");

@@ -3,15 +3,16 @@
 //! later event that must arrive first, since one author's events reach a queue in order. Every
 //! test runs in both queue modes.
 
-use crate::support::{
-    self, amqp, assert_event, is_routed, queue_exists, FeedClient, Received, TestApp, TestUser,
-};
 use awc::ws::{CloseCode, Message};
 use herald::config::QueueMode;
 use herald::realtime::probes::{BoundKeys, Queues};
 use herald::store::celebrities::{self, PublishMode};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::{
+    self, amqp, assert_event, is_routed, queue_exists, FeedClient, Received, TestApp, TestUser,
+};
 
 in_both_modes!(
     three_users_see_exactly_their_friends_posts,

@@ -3,9 +3,6 @@
 //! wrong method) against a real server, and checks that herald refuses it promptly and keeps
 //! serving everyone else. Raw TCP where the misbehaviour is below what an HTTP client allows.
 
-use crate::support::{
-    amqp, publish_raw, test_settings, test_settings_in, Answer, TestApp, TestUser, DEADLINE,
-};
 use futures_util::future::join_all;
 use herald::config::QueueMode;
 use herald::realtime::topology::user_routing_key;
@@ -13,6 +10,10 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use uuid::Uuid;
+
+use crate::support::{
+    amqp, publish_raw, test_settings, test_settings_in, Answer, TestApp, TestUser, DEADLINE,
+};
 
 in_both_modes!(a_client_that_stops_reading_is_dropped_as_too_slow);
 

@@ -7,10 +7,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::{amqp, is_routed, test_settings, Cleanup, FeedClient, DEADLINE};
 use awc::ws::CloseCode;
 use serde_json::json;
 use uuid::Uuid;
+
+use crate::support::{amqp, is_routed, test_settings, Cleanup, FeedClient, DEADLINE};
 
 /// A running `herald` process whose log lines are collected as they come.
 struct Herald {

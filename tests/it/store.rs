@@ -3,7 +3,6 @@
 //! SQL diesel actually generates, prepared with its bind parameters, as herald runs it). And the
 //! celebrity bookkeeping: follower counts and the claim of a switch.
 
-use crate::support::{test_settings, Cleanup};
 use diesel::pg::Pg;
 use diesel::sql_types::Text;
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
@@ -11,6 +10,8 @@ use herald::startup::prepare_database;
 use herald::store::celebrities::{self, PublishMode};
 use herald::store::{friends, posts, users, DbPool};
 use uuid::Uuid;
+
+use crate::support::{test_settings, Cleanup};
 
 #[derive(diesel::QueryableByName)]
 struct PlanLine {
