@@ -115,6 +115,23 @@ pub async fn mark_offline(
     .await?)
 }
 
+/// [`mark_offline`], for `among` only (a bulk load that must not touch other users).
+pub async fn mark_offline_among(
+    conn: &mut AsyncPgConnection,
+    among: &[Uuid],
+    threshold: i64,
+) -> Result<usize, StoreError> {
+    Ok(diesel::update(
+        users::table
+            .filter(users::id.eq_any(among))
+            .filter(users::celebrity_since.is_null())
+            .filter(users::follower_count.ge(threshold)),
+    )
+    .set(users::celebrity_since.eq(diesel::dsl::now))
+    .execute(conn)
+    .await?)
+}
+
 /// The celebrities `user_id` follows: the `author.<id>` keys its sessions need.
 pub async fn followed_by(
     conn: &mut AsyncPgConnection,

@@ -91,6 +91,24 @@ async fn change_edge(
     })
 }
 
+/// Sets `follower_count` of `authors` from their friendships. herald keeps the count in the
+/// follow statement itself; this is for rows bulk-loaded behind its back. Returns how many
+/// authors have followers.
+pub async fn recount_followers(
+    conn: &mut AsyncPgConnection,
+    authors: &[Uuid],
+) -> Result<usize, StoreError> {
+    Ok(diesel::sql_query(
+        "UPDATE users u SET follower_count = c.n
+           FROM (SELECT friend_id, count(*) AS n FROM friendships
+                  WHERE friend_id = ANY($1) GROUP BY friend_id) c
+          WHERE u.id = c.friend_id",
+    )
+    .bind::<diesel::sql_types::Array<SqlUuid>, _>(authors)
+    .execute(conn)
+    .await?)
+}
+
 /// One page of `author_id`'s followers, in id order, strictly after `after` (keyset paging, so
 /// a million followers stream in constant memory and each page is one range scan of
 /// `friendships_followers_idx`). Start with `Uuid::nil()`: it sorts before every user id.

@@ -64,7 +64,7 @@ pub fn like_prefix(prefix: &str) -> String {
 /// Case-insensitive prefix search on both names, ordered by id, at most `limit` rows.
 ///
 /// Served by `users_name_prefix_idx` (lower(name) text_pattern_ops): the LIKE prefixes become
-/// an index range. On 100,000 users (`EXPLAIN`, see also the README and `tests/store.rs`):
+/// an index range. On 100,000 users (`EXPLAIN`, see also the README and `tests/it/store.rs`):
 ///
 /// ```text
 /// Limit

@@ -196,27 +196,17 @@ pub async fn seed(
         progress.inc(chunk.len() as u64);
     }
 
-    // herald keeps follower_count in the follow transaction; rows inserted behind its back need
-    // it set here. Only this run's users are touched.
-    diesel::sql_query(
-        "UPDATE users u SET follower_count = c.n \
-         FROM (SELECT f.friend_id, count(*) AS n FROM friendships f \
-               WHERE f.friend_id = ANY($1::uuid[]) GROUP BY f.friend_id) c \
-         WHERE u.id = c.friend_id",
+    // Rows inserted behind herald's back: their counts and celebrity marks are the store's to
+    // set. Only this run's users are touched, and none of them is online yet, so no switch to
+    // celebrity has to happen during the run.
+    herald::store::friends::recount_followers(&mut conn, &graph.users)
+        .await
+        .context("setting follower counts")?;
+    let celebrities_marked = herald::store::celebrities::mark_offline_among(
+        &mut conn,
+        &graph.users,
+        i64::from(celebrity_threshold),
     )
-    .bind::<Array<SqlUuid>, _>(graph.users.clone())
-    .execute(&mut conn)
-    .await
-    .context("setting follower counts")?;
-    // Marked a minute in the past: everyone is seeded before any session is online, so no
-    // switch-over from per-follower to per-author routing has to happen during the run.
-    let celebrities_marked = diesel::sql_query(
-        "UPDATE users SET celebrity_since = now() - interval '1 minute' \
-         WHERE id = ANY($1::uuid[]) AND follower_count >= $2",
-    )
-    .bind::<Array<SqlUuid>, _>(graph.users.clone())
-    .bind::<BigInt, _>(i64::from(celebrity_threshold))
-    .execute(&mut conn)
     .await
     .context("marking celebrities")? as u64;
     // Fresh statistics, so the fan-out's follower query plans as it would on a warm database.
