@@ -131,11 +131,10 @@ pub async fn seed(
         .context("SET synchronous_commit")?;
 
     // One hash for everyone: argon2 is slow on purpose, and is not what a run measures.
-    let password_hash =
-        actix_web::rt::task::spawn_blocking(|| herald::auth::password::hash(PASSWORD))
-            .await
-            .context("the hashing thread")?
-            .context("hashing the shared password")?;
+    let password_hash = actix_rt::task::spawn_blocking(|| herald::auth::password::hash(PASSWORD))
+        .await
+        .context("the hashing thread")?
+        .context("hashing the shared password")?;
 
     let tokens: Vec<Option<String>> = needs_token
         .iter()
