@@ -30,7 +30,7 @@ mod stats;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -173,11 +173,14 @@ pub struct BaselineArgs {
     pub output: OutputArgs,
 }
 
-/// A seconds argument as a `Duration`, or why it cannot be one.
+/// A seconds argument as a `Duration` that can be added to now, or why it cannot be one.
 pub fn seconds_arg(flag: &str, value: f64) -> Result<Duration> {
-    Duration::try_from_secs_f64(value).map_err(|_| {
-        anyhow!("{flag} must be a finite, non-negative number of seconds (got {value})")
-    })
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|&duration| Instant::now().checked_add(duration).is_some())
+        .ok_or_else(|| {
+            anyhow!("{flag} must be a finite, non-negative number of seconds (got {value})")
+        })
 }
 
 fn main() -> ExitCode {
@@ -218,6 +221,28 @@ fn main() -> ExitCode {
         Err(error) => {
             eprintln!("herald-loadgen: error: {error:#}");
             ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::seconds_arg;
+
+    #[test]
+    fn seconds_arguments_are_checked_not_panicked_on() {
+        assert_eq!(
+            seconds_arg("--quiet-secs", 1.5).expect("seconds"),
+            Duration::from_millis(1500)
+        );
+        for bad in [f64::INFINITY, f64::NAN, -1.0, 1e30] {
+            let error = seconds_arg("--quiet-secs", bad).expect_err("rejected");
+            assert!(
+                error.to_string().starts_with("--quiet-secs must be"),
+                "{error}"
+            );
         }
     }
 }

@@ -44,3 +44,15 @@ pub fn message(payload: &(dyn Any + Send)) -> String {
         "(a panic without a message)".to_owned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::message;
+
+    #[test]
+    fn a_panic_payload_reads_as_its_message() {
+        assert_eq!(message(&"static text"), "static text");
+        assert_eq!(message(&String::from("formatted 42")), "formatted 42");
+        assert_eq!(message(&42u8), "(a panic without a message)");
+    }
+}

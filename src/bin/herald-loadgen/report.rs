@@ -406,7 +406,25 @@ pub fn markdown<F: Rows>(report: &Report<F>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{num, or_na};
+    use std::collections::BTreeMap;
+
+    use super::{counted, num, or_na};
+
+    #[test]
+    fn reasons_are_listed_most_frequent_first() {
+        let reasons = BTreeMap::from([
+            ("read error: reset".to_owned(), 2),
+            (
+                "closed by herald with 1001 (server shutting down)".to_owned(),
+                7,
+            ),
+        ]);
+        assert_eq!(
+            counted(&reasons),
+            "closed by herald with 1001 (server shutting down) × 7; read error: reset × 2"
+        );
+        assert_eq!(counted(&BTreeMap::new()), "");
+    }
 
     #[test]
     fn missing_readings_show_as_na() {

@@ -90,7 +90,12 @@ fn plan_posts(args: &RunArgs, graph: &Graph, rng: &mut StdRng) -> Result<(Vec<u3
             "choose one load: --rate R --duration D (steady), or --author celebrity|random --posts P (burst)"
         ),
     };
-    if Instant::now().checked_add(span * 2).is_none() {
+    // Instants this far ahead must exist (the drain waits past the last post).
+    if span
+        .checked_mul(2)
+        .and_then(|twice| Instant::now().checked_add(twice))
+        .is_none()
+    {
         bail!("the posting schedule ({span:?}) is too long");
     }
     Ok((authors, schedule))
