@@ -21,22 +21,31 @@ use serde::Deserialize;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::report::{self, BaselineFigures, Report};
+use crate::interrupt::Interrupt;
+use crate::report::{self, BaselineFigures, Finished, Report};
+use crate::seed::redact;
 use crate::stats::{per_second, Summary};
-use crate::BaselineArgs;
+use crate::{seconds_arg, BaselineArgs};
 
-pub async fn run(args: BaselineArgs) -> Result<bool> {
+pub async fn run(args: BaselineArgs, interrupt: &Interrupt) -> Result<Finished> {
     let command = report::command_line();
     let started_at = chrono::Utc::now().to_rfc3339();
     if args.keys == 0 || args.messages == 0 {
-        bail!("--keys and --messages must be positive");
+        bail!("the baseline cannot start: --keys and --messages must be positive");
     }
-    let connection = Connection::connect(
-        &args.amqp_url,
-        ConnectionProperties::default().with_connection_name("herald-loadgen baseline".into()),
-    )
-    .await
-    .context("connecting to RabbitMQ")?;
+    let patience = seconds_arg("--timeout-secs", args.timeout_secs.max(1.0))
+        .context("the baseline cannot start")?;
+    let connection = interrupt
+        .guard(async {
+            Connection::connect(
+                &args.amqp_url,
+                ConnectionProperties::default()
+                    .with_connection_name("herald-loadgen baseline".into()),
+            )
+            .await
+            .with_context(|| format!("connecting to RabbitMQ at {}", redact(&args.amqp_url)))
+        })
+        .await?;
     let exchange = format!("herald.baseline.{}", std::process::id());
     let setup = connection
         .create_channel()
@@ -51,7 +60,9 @@ pub async fn run(args: BaselineArgs) -> Result<bool> {
         )
         .await
         .with_context(|| format!("declaring exchange {exchange}"))?;
-    let measured = measure(&connection, &exchange, &args).await;
+    let measured = interrupt
+        .guard(measure(&connection, &exchange, &args, patience))
+        .await;
     if let Err(error) = setup
         .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
         .await
@@ -59,14 +70,7 @@ pub async fn run(args: BaselineArgs) -> Result<bool> {
         eprintln!("warning: could not delete exchange {exchange}: {error}");
     }
     let _ = connection.close(200, "baseline done".into()).await;
-    let figures = measured?;
-
-    let mut failures = Vec::new();
-    if figures.missing > 0 {
-        failures.push(format!("{} messages never consumed", figures.missing));
-    }
-    let passed = failures.is_empty();
-    let report = Report {
+    let mut report = Report {
         label: args.output.label.clone(),
         kind: "baseline",
         command,
@@ -74,14 +78,48 @@ pub async fn run(args: BaselineArgs) -> Result<bool> {
         note:
             "latency = basic.publish issued -> delivery read by the consumer (same process clock)",
         params: serde_json::json!({ "args": &args, "exchange": exchange }),
-        passed,
-        failures,
-        figures,
+        passed: false,
+        failures: Vec::new(),
+        aborted: None,
+        figures: BaselineFigures::default(),
     };
+    let figures = match measured {
+        Ok(figures) => figures,
+        Err(error) => {
+            // Nothing was measured to the end; the report still says what was tried and why
+            // it stopped.
+            let why = format!("{error:#}");
+            report.failures.push(format!("the baseline stopped: {why}"));
+            report.aborted = Some(why);
+            match report::write(&args.output.out, &report) {
+                Ok((json_path, _)) => eprintln!(
+                    "herald-loadgen: wrote a report of the failed baseline to {}",
+                    json_path.display()
+                ),
+                Err(write_error) => eprintln!(
+                    "herald-loadgen: could not write a report of the failed baseline either: \
+                     {write_error:#}"
+                ),
+            }
+            return Err(error);
+        }
+    };
+
+    if figures.missing > 0 {
+        report.failures.push(format!(
+            "{} of {} messages never consumed within --timeout-secs",
+            figures.missing, figures.messages
+        ));
+    }
+    report.passed = report.failures.is_empty();
+    report.figures = figures;
     let (json_path, _) = report::write(&args.output.out, &report)?;
-    print!("{}", report::markdown(&report));
+    report::print(&report);
     eprintln!("wrote {}", json_path.display());
-    Ok(passed)
+    Ok(Finished {
+        failures: report.failures,
+        report: json_path,
+    })
 }
 
 #[derive(Deserialize)]
@@ -94,6 +132,7 @@ async fn measure(
     connection: &Connection,
     exchange: &str,
     args: &BaselineArgs,
+    patience: Duration,
 ) -> Result<BaselineFigures> {
     let consuming = connection
         .create_channel()
@@ -142,7 +181,6 @@ async fn measure(
 
     let base = Instant::now();
     let expected = u64::from(args.messages);
-    let patience = Duration::from_secs_f64(args.timeout_secs.max(1.0));
     // The consumer gets a thread and runtime of its own, so the publisher (on this thread)
     // never slows it down: the figure is the broker's ceiling, not the loadgen's.
     let (consumed_tx, consumed_rx) = oneshot::channel();
@@ -167,10 +205,15 @@ async fn measure(
         .await
         .context("confirm.select")?;
     let first_publish = Instant::now();
-    publish_all(&publish, exchange, &keys, base, args).await?;
+    publish_all(&publish, exchange, &keys, base, args)
+        .await
+        .context("publishing")?;
     let publish_seconds = first_publish.elapsed().as_secs_f64();
 
-    let (mut latencies, last) = consumed_rx.await.context("the consumer thread died")??;
+    let (mut latencies, last) = consumed_rx
+        .await
+        .context("the consumer thread died without a result (a panic? see above)")?
+        .context("consuming")?;
     let received = latencies.len() as u64;
     let seconds = last.map_or(0.0, |last| {
         last.saturating_duration_since(first_publish).as_secs_f64()

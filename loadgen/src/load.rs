@@ -118,8 +118,17 @@ pub async fn run(plan: Plan, tokens: &[Option<String>], progress: &ProgressBar) 
     let mut posts = Vec::with_capacity(tasks.len());
     let mut failed = 0;
     let mut error_samples = Vec::new();
-    for (task, &author) in tasks.into_iter().zip(&plan.authors) {
-        let (sent, result) = task.await.context("a post task panicked")?;
+    for (seq, (task, &author)) in tasks.into_iter().zip(&plan.authors).enumerate() {
+        // A task that died (a panic, printed above) counts as a failed post, not as the end of
+        // the run: the posts that went through are still checked.
+        let (sent, result) = task.await.unwrap_or_else(|error| {
+            let why = if error.is_panic() {
+                crate::panics::message(&*error.into_panic())
+            } else {
+                error.to_string()
+            };
+            (started, Err(anyhow!("post #{seq}: its task died: {why}")))
+        });
         if let Err(error) = &result {
             failed += 1;
             if error_samples.len() < ERROR_SAMPLES {

@@ -8,11 +8,17 @@
 //!   as a ceiling to compare herald's throughput with.
 //!
 //! Exit codes: 0 when every check passed, 1 when a check failed (missing, wrong or duplicate
-//! deliveries, failed connects or posts), 2 when the run itself could not be carried out.
+//! deliveries, failed connects or posts, sessions dropped, a panic on a client thread), 2 when
+//! the run itself could not be carried out (bad arguments, an unreachable database, herald or
+//! broker, an interruption by SIGINT or SIGTERM, a panic on the main thread), 130 on a second
+//! SIGINT or SIGTERM. Every one of them says why on stderr, as its last line. Whenever a run got
+//! as far as seeding, a report is written, a partial one if the run was cut short.
 
 mod baseline;
 mod check;
+mod interrupt;
 mod load;
+mod panics;
 mod plot;
 mod probes;
 mod report;
@@ -21,11 +27,16 @@ mod seed;
 mod sessions;
 mod stats;
 
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
+use anyhow::{anyhow, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
+
+use crate::interrupt::Interrupt;
 
 #[derive(Parser)]
 #[command(version, about = "Load generator and benchmark for herald")]
@@ -162,24 +173,76 @@ pub struct BaselineArgs {
     pub output: OutputArgs,
 }
 
+/// A seconds argument as a `Duration` that can be added to now, or why it cannot be one.
+pub fn seconds_arg(flag: &str, value: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|&duration| Instant::now().checked_add(duration).is_some())
+        .ok_or_else(|| {
+            anyhow!("{flag} must be a finite, non-negative number of seconds (got {value})")
+        })
+}
+
 fn main() -> ExitCode {
+    // Bad arguments: clap prints the reason and the usage, and exits with 2.
     let cli = Cli::parse();
-    let system = actix_rt::System::new();
-    let outcome = system.block_on(async move {
-        match cli.command {
-            Command::Run(args) => scenario::run(*args).await,
-            Command::Baseline(args) => baseline::run(args).await,
-        }
+    panics::install();
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        actix_rt::System::new().block_on(async move {
+            let interrupt = Interrupt::listen();
+            match cli.command {
+                Command::Run(args) => scenario::run(*args, &interrupt).await,
+                Command::Baseline(args) => baseline::run(args, &interrupt).await,
+            }
+        })
+    }))
+    .unwrap_or_else(|payload| {
+        Err(anyhow!(
+            "internal error, a bug in herald-loadgen: {}",
+            panics::message(&*payload)
+        ))
     });
     match outcome {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => {
-            eprintln!("herald-loadgen: checks FAILED (see the report)");
+        Ok(finished) if finished.failures.is_empty() => {
+            eprintln!(
+                "herald-loadgen: all checks passed (report: {})",
+                finished.report.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(finished) => {
+            eprintln!(
+                "herald-loadgen: checks FAILED: {} (report: {})",
+                finished.failures.join("; "),
+                finished.report.display()
+            );
             ExitCode::from(1)
         }
         Err(error) => {
             eprintln!("herald-loadgen: error: {error:#}");
             ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::seconds_arg;
+
+    #[test]
+    fn seconds_arguments_are_checked_not_panicked_on() {
+        assert_eq!(
+            seconds_arg("--quiet-secs", 1.5).expect("seconds"),
+            Duration::from_millis(1500)
+        );
+        for bad in [f64::INFINITY, f64::NAN, -1.0, 1e30] {
+            let error = seconds_arg("--quiet-secs", bad).expect_err("rejected");
+            assert!(
+                error.to_string().starts_with("--quiet-secs must be"),
+                "{error}"
+            );
         }
     }
 }

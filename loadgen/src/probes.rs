@@ -3,6 +3,7 @@
 //! counters; and raising this process's own open-file limit before thousands of sockets.
 
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context, Result};
 use rlimit::Resource;
@@ -39,19 +40,37 @@ fn parse_cpu_ms(stat: &str) -> Option<f64> {
     Some((user + system) as f64 * 10.0)
 }
 
-/// RabbitMQ's total memory (the Erlang VM's view), in bytes, through `rabbitmqctl`.
+/// RabbitMQ's total memory (the Erlang VM's view), in bytes, through `rabbitmqctl`. When that
+/// cannot be had, the first failure says why on stderr (the figure is then "n/a").
 pub fn broker_memory_bytes() -> Option<u64> {
-    let output = Command::new("rabbitmqctl")
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    let reading = Command::new("rabbitmqctl")
         .args(["eval", "erlang:memory(total)."])
         .output()
-        .ok()?;
-    if !output.status.success() {
-        return None;
+        .context("running rabbitmqctl")
+        .and_then(|output| {
+            if !output.status.success() {
+                bail!(
+                    "rabbitmqctl eval: {}: {}",
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr).trim()
+                );
+            }
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .rev()
+                .find_map(|line| line.trim().parse().ok())
+                .context("rabbitmqctl eval printed no number")
+        });
+    match reading {
+        Ok(bytes) => Some(bytes),
+        Err(error) => {
+            if !WARNED.swap(true, Ordering::Relaxed) {
+                eprintln!("herald-loadgen: warning: no broker memory figures: {error:#}");
+            }
+            None
+        }
     }
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .rev()
-        .find_map(|line| line.trim().parse().ok())
 }
 
 /// The realtime counters herald's `/health` reports, when it reports them.

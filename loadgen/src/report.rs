@@ -2,7 +2,9 @@
 //! parameters and the exact command line) and `<label>.md` (a measure | value table), and the
 //! "n/a" convention for readings that could not be had.
 
+use std::collections::BTreeMap;
 use std::fmt::Display;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -25,7 +27,17 @@ pub struct Report<F> {
     pub params: serde_json::Value,
     pub passed: bool,
     pub failures: Vec<String>,
+    /// Why the run stopped before its end, when it did: the figures are those measured so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aborted: Option<String>,
     pub figures: F,
+}
+
+/// How a run that got to its end came out: every reason it failed (none: it passed), and where
+/// its report is.
+pub struct Finished {
+    pub failures: Vec<String>,
+    pub report: PathBuf,
 }
 
 /// Figures that know how to show themselves as table rows.
@@ -44,6 +56,8 @@ pub struct RunFigures {
     pub herald: HeraldFigures,
     pub broker: BrokerFigures,
     pub realtime: RealtimeFigures,
+    /// Client threads that died during the run (their sessions' frames are lost).
+    pub client_failures: Vec<String>,
 }
 
 #[derive(Serialize, Default)]
@@ -66,6 +80,8 @@ pub struct ConnectFigures {
     pub per_sec: Option<f64>,
     /// Sessions that ended (closed by the server, or failed) before the run was over.
     pub dropped: u64,
+    /// Why they ended (the close code and reason herald sent, or the error), with counts.
+    pub dropped_reasons: BTreeMap<String, u64>,
     pub errors: Vec<String>,
 }
 
@@ -119,6 +135,17 @@ pub struct RealtimeFigures {
     pub delivered: Option<u64>,
     /// Broker messages published per successful post (AMQP fan-out factor).
     pub messages_per_post: Option<f64>,
+}
+
+/// Reasons with their counts, most frequent first: "closed by herald: 1013 (…) × 3; …".
+pub fn counted(reasons: &BTreeMap<String, u64>) -> String {
+    let mut sorted: Vec<_> = reasons.iter().collect();
+    sorted.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+    sorted
+        .iter()
+        .map(|(why, count)| format!("{why} × {count}"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// A value, or "n/a" when it could not be had.
@@ -250,6 +277,12 @@ impl Rows for RunFigures {
                 num(self.realtime.messages_per_post, 2, ""),
             ),
         ];
+        if !c.dropped_reasons.is_empty() {
+            rows.push((
+                "why sessions were dropped".into(),
+                counted(&c.dropped_reasons),
+            ));
+        }
         if d.for_failed_posts > 0 {
             rows.push((
                 "frames for failed posts".into(),
@@ -334,6 +367,17 @@ pub fn write<F: Serialize + Rows>(dir: &Path, report: &Report<F>) -> Result<(Pat
     Ok((json_path, md_path))
 }
 
+/// Prints the Markdown form on stdout; a closed stdout is worth a warning, not a panic.
+pub fn print<F: Rows>(report: &Report<F>) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = stdout
+        .write_all(markdown(report).as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        eprintln!("herald-loadgen: warning: could not print the report on stdout: {error}");
+    }
+}
+
 /// The Markdown form: a measure | value table, then the verdict and the command.
 pub fn markdown<F: Rows>(report: &Report<F>) -> String {
     let mut out = format!("| {} | value |\n|---|---|\n", report.label);
@@ -345,6 +389,12 @@ pub fn markdown<F: Rows>(report: &Report<F>) -> String {
     } else {
         format!("FAILED: {}", report.failures.join("; "))
     };
+    if let Some(why) = &report.aborted {
+        out.push_str(&format!(
+            "| aborted | {} (figures up to that point) |\n",
+            why.replace('|', "/")
+        ));
+    }
     out.push_str(&format!("| checks | {verdict} |\n"));
     out.push_str(&format!(
         "\n_{}._\n\n`{}`\n",
@@ -356,7 +406,25 @@ pub fn markdown<F: Rows>(report: &Report<F>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{num, or_na};
+    use std::collections::BTreeMap;
+
+    use super::{counted, num, or_na};
+
+    #[test]
+    fn reasons_are_listed_most_frequent_first() {
+        let reasons = BTreeMap::from([
+            ("read error: reset".to_owned(), 2),
+            (
+                "closed by herald with 1001 (server shutting down)".to_owned(),
+                7,
+            ),
+        ]);
+        assert_eq!(
+            counted(&reasons),
+            "closed by herald with 1001 (server shutting down) × 7; read error: reset × 2"
+        );
+        assert_eq!(counted(&BTreeMap::new()), "");
+    }
 
     #[test]
     fn missing_readings_show_as_na() {

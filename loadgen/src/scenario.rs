@@ -10,14 +10,16 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 
 use crate::check;
+use crate::interrupt::Interrupt;
 use crate::load::{self, Schedule};
+use crate::panics;
 use crate::plot;
 use crate::probes;
-use crate::report::{self, Report, RunFigures};
+use crate::report::{self, Finished, Report, RunFigures};
 use crate::seed::{self, Graph};
 use crate::sessions::{self, ConnectOutcome};
 use crate::stats::{per_second, Summary};
-use crate::{AuthorChoice, RunArgs};
+use crate::{seconds_arg, AuthorChoice, RunArgs};
 
 /// Descriptors needed beyond the sessions and the posting connections: the database, stdio,
 /// `rabbitmqctl`, the runtime's own.
@@ -50,16 +52,20 @@ fn feed_url(base_url: &str) -> Result<String> {
 /// Who writes each post, and when.
 fn plan_posts(args: &RunArgs, graph: &Graph, rng: &mut StdRng) -> Result<(Vec<u32>, Schedule)> {
     let ordinary_users = graph.len() - u32::from(graph.celebrity.is_some());
-    match (args.rate, args.duration, args.author) {
+    let (authors, schedule, span) = match (args.rate, args.duration, args.author) {
         (Some(rate), Some(duration), None) => {
-            if !(rate > 0.0 && duration > 0.0) {
+            if !(rate.is_finite() && rate > 0.0 && duration > 0.0) {
                 bail!("--rate and --duration must be positive");
             }
-            let count = (rate * duration).round().max(1.0) as usize;
-            let authors = (0..count)
+            let span = seconds_arg("--duration", duration)?;
+            let count = (rate * duration).round().max(1.0);
+            if count > f64::from(u32::MAX) {
+                bail!("--rate × --duration is {count} posts, more than a run can make");
+            }
+            let authors = (0..count as usize)
                 .map(|_| rng.random_range(0..ordinary_users))
                 .collect();
-            Ok((authors, Schedule::Rate(rate)))
+            (authors, Schedule::Rate(rate), span)
         }
         (None, None, Some(choice)) => {
             let author = match choice {
@@ -68,51 +74,205 @@ fn plan_posts(args: &RunArgs, graph: &Graph, rng: &mut StdRng) -> Result<(Vec<u3
                 )?,
                 AuthorChoice::Random => rng.random_range(0..ordinary_users),
             };
-            let schedule = match args.interval_ms {
-                0 => Schedule::AfterPrevious,
-                ms => Schedule::Every(Duration::from_millis(ms)),
+            let (schedule, span) = match args.interval_ms {
+                0 => (Schedule::AfterPrevious, Duration::ZERO),
+                ms => {
+                    let interval = Duration::from_millis(ms);
+                    let span = interval
+                        .checked_mul(args.posts)
+                        .context("--interval-ms × --posts is too long")?;
+                    (Schedule::Every(interval), span)
+                }
             };
-            Ok((vec![author; args.posts as usize], schedule))
+            (vec![author; args.posts as usize], schedule, span)
         }
         _ => bail!(
             "choose one load: --rate R --duration D (steady), or --author celebrity|random --posts P (burst)"
         ),
+    };
+    // Instants this far ahead must exist (the drain waits past the last post).
+    if span
+        .checked_mul(2)
+        .and_then(|twice| Instant::now().checked_add(twice))
+        .is_none()
+    {
+        bail!("the posting schedule ({span:?}) is too long");
+    }
+    Ok((authors, schedule))
+}
+
+/// Everything settled before the run touches herald or its database.
+struct Plan {
+    ws_url: String,
+    file_limit: u64,
+    rng_seed: u64,
+    graph: Graph,
+    authors: Vec<u32>,
+    schedule: Schedule,
+    settle: Duration,
+    quiet: Duration,
+    drain_timeout: Duration,
+}
+
+impl Plan {
+    fn new(args: &RunArgs) -> Result<Plan> {
+        let users = args.users.unwrap_or(args.sessions);
+        if args.sessions > users {
+            bail!("--sessions {} exceeds --users {users}", args.sessions);
+        }
+        let ws_url = feed_url(&args.url)?;
+        let settle = seconds_arg("--settle-secs", args.settle_secs.max(0.0))?;
+        let quiet = seconds_arg("--quiet-secs", args.quiet_secs.max(0.1))?;
+        let drain_timeout = seconds_arg("--drain-timeout-secs", args.drain_timeout_secs.max(1.0))?;
+        let posting_sockets = args.http_clients.max(1) * load::MAX_CONNECTIONS_PER_CLIENT;
+        let file_limit = probes::raise_nofile_limit(
+            u64::from(args.sessions) + posting_sockets as u64 + SPARE_FILES,
+        )?;
+        let rng_seed = args.rng_seed.unwrap_or_else(rand::random);
+        let mut rng = StdRng::seed_from_u64(rng_seed);
+        let graph = Graph::generate(users, args.follows, args.celebrity_followers, &mut rng)?;
+        let (authors, schedule) = plan_posts(args, &graph, &mut rng)?;
+        Ok(Plan {
+            ws_url,
+            file_limit,
+            rng_seed,
+            graph,
+            authors,
+            schedule,
+            settle,
+            quiet,
+            drain_timeout,
+        })
     }
 }
 
-pub async fn run(args: RunArgs) -> Result<bool> {
+/// What the check phase leaves for the plot.
+struct Checked {
+    latencies_ms: Vec<f64>,
+    last_follower_ms: Vec<f64>,
+}
+
+pub async fn run(args: RunArgs, interrupt: &Interrupt) -> Result<Finished> {
     let command = report::command_line();
     let started_at = chrono::Utc::now().to_rfc3339();
-    let users = args.users.unwrap_or(args.sessions);
-    if args.sessions > users {
-        bail!("--sessions {} exceeds --users {users}", args.sessions);
-    }
-    let ws_url = feed_url(&args.url)?;
-    let posting_sockets = args.http_clients.max(1) * load::MAX_CONNECTIONS_PER_CLIENT;
-    let file_limit = probes::raise_nofile_limit(
-        u64::from(args.sessions) + posting_sockets as u64 + SPARE_FILES,
-    )?;
-    let rng_seed = args.rng_seed.unwrap_or_else(rand::random);
-    let mut rng = StdRng::seed_from_u64(rng_seed);
-    let graph = Graph::generate(users, args.follows, args.celebrity_followers, &mut rng)?;
-    let (authors, schedule) = plan_posts(&args, &graph, &mut rng)?;
+    let plan = Plan::new(&args).context("the run cannot start")?;
+    let rng_seed = plan.rng_seed;
     let mut figures = RunFigures::default();
+    let mut phase = "seeding";
+    let measured = measure(&args, plan, &mut figures, &mut phase, interrupt).await;
+    let (checked, failures, aborted) = match measured {
+        Ok(checked) => {
+            let failures = failures(&figures);
+            (Some(checked), failures, None)
+        }
+        Err(error) => {
+            let error = error.context(format!("while {phase}"));
+            let why = format!("{error:#}");
+            // A partial report: what was measured before the run stopped, and why it stopped.
+            let report = Report {
+                label: args.output.label.clone(),
+                kind: "run",
+                command,
+                started_at,
+                note: report::LATENCY_NOTE,
+                params: serde_json::json!({ "args": &args, "rng_seed": rng_seed }),
+                passed: false,
+                failures: vec![format!("the run stopped {why}")],
+                aborted: Some(why),
+                figures,
+            };
+            match report::write(&args.output.out, &report) {
+                Ok((json_path, _)) => eprintln!(
+                    "herald-loadgen: wrote a partial report (figures up to the stop) to {}",
+                    json_path.display()
+                ),
+                Err(write_error) => eprintln!(
+                    "herald-loadgen: could not write a partial report either: {write_error:#}"
+                ),
+            }
+            return Err(error);
+        }
+    };
+
+    let passed = failures.is_empty();
+    let report = Report {
+        label: args.output.label.clone(),
+        kind: "run",
+        command,
+        started_at,
+        note: report::LATENCY_NOTE,
+        params: serde_json::json!({ "args": &args, "rng_seed": rng_seed }),
+        passed,
+        failures: failures.clone(),
+        aborted,
+        figures,
+    };
+    let (json_path, _) = report::write(&args.output.out, &report)?;
+    if let (true, Some(checked)) = (args.output.plot, &checked) {
+        let path = args
+            .output
+            .out
+            .join(format!("{}-cdf.png", args.output.label));
+        let title = format!("{}: post sent → frame received", args.output.label);
+        match plot::latency_cdf(
+            &path,
+            &title,
+            &[
+                ("every delivery", &checked.latencies_ms),
+                ("last follower per post", &checked.last_follower_ms),
+            ],
+        ) {
+            Ok(()) => eprintln!("plotted {}", path.display()),
+            Err(error) => eprintln!("warning: no plot: {error:#}"),
+        }
+    }
+    report::print(&report);
+    eprintln!("wrote {}", json_path.display());
+    Ok(Finished {
+        failures,
+        report: json_path,
+    })
+}
+
+/// The phases of a run, each filling in its figures as it ends, so that a run cut short (an
+/// error, a signal) still has what was measured before; `phase` names the one under way.
+async fn measure(
+    args: &RunArgs,
+    plan: Plan,
+    figures: &mut RunFigures,
+    phase: &mut &'static str,
+    interrupt: &Interrupt,
+) -> Result<Checked> {
+    let Plan {
+        ws_url,
+        file_limit,
+        rng_seed,
+        graph,
+        authors,
+        schedule,
+        settle,
+        quiet,
+        drain_timeout,
+        ..
+    } = plan;
 
     // Seed: tokens only for users that connect or post.
+    *phase = "seeding the database";
     let mut needs_token = vec![false; graph.len() as usize];
     needs_token[..args.sessions as usize].fill(true);
     for &author in &authors {
         needs_token[author as usize] = true;
     }
     let bar = phase_bar("seed");
-    let seeded = seed::seed(
-        &args.database_url,
-        &graph,
-        &needs_token,
-        args.celebrity_threshold,
-        &bar,
-    )
-    .await?;
+    let seeded = interrupt
+        .guard(seed::seed(
+            &args.database_url,
+            &graph,
+            &needs_token,
+            args.celebrity_threshold,
+            &bar,
+        ))
+        .await?;
     bar.finish_and_clear();
     figures.seed = report::SeedFigures {
         users: u64::from(graph.len()),
@@ -135,11 +295,12 @@ pub async fn run(args: RunArgs) -> Result<bool> {
     figures.broker.memory_before_bytes = probes::broker_memory_bytes();
 
     // Connect.
+    *phase = "connecting the WebSocket sessions";
     let mut sessions_plan = Vec::with_capacity(args.sessions as usize);
     for session in 0..args.sessions {
         let token = seeded.tokens[session as usize]
             .clone()
-            .context("a session's user has no token")?;
+            .with_context(|| format!("session {session}'s user has no token"))?;
         sessions_plan.push((session, token));
     }
     let (outcomes_tx, mut outcomes) = mpsc::unbounded_channel();
@@ -163,9 +324,11 @@ pub async fn run(args: RunArgs) -> Result<bool> {
     connect.attempted = u64::from(args.sessions);
     connect.source_addresses =
         sessions::source_addresses(args.sessions, args.per_source_ip).len() as u64;
+    let mut unreported = false;
     while connect.connected + connect.failed < connect.attempted {
-        let Some(outcome) = outcomes.recv().await else {
-            break; // every client thread is gone; the rest never reported
+        let Some(outcome) = interrupt.guard(async { Ok(outcomes.recv().await) }).await? else {
+            unreported = true; // every client thread is gone; the rest never reported
+            break;
         };
         match outcome {
             ConnectOutcome::Connected { session, at } => {
@@ -183,6 +346,16 @@ pub async fn run(args: RunArgs) -> Result<bool> {
         bar.inc(1);
     }
     bar.finish_and_clear();
+    if unreported {
+        let missing = connect.attempted - connect.connected - connect.failed;
+        eprintln!(
+            "herald-loadgen: warning: every client thread stopped before {missing} sessions \
+             reported their handshake (see the messages above); they count as failed"
+        );
+        connect.errors.push(format!(
+            "{missing} sessions never reported: their client thread stopped"
+        ));
+    }
     if let (Some(before), Some(after)) = (cpu_before, args.herald_pid.and_then(probes::cpu_ms)) {
         if figures.connect.connected > 0 {
             figures.herald.connect_cpu_ms_per_session =
@@ -204,9 +377,18 @@ pub async fn run(args: RunArgs) -> Result<bool> {
         report::num(connect.per_sec, 0, ""),
         connect.failed
     );
+    if let Some(first) = connect.errors.first() {
+        eprintln!("first connect error: {first}");
+    }
 
     // Idle a moment so herald's and the broker's memory reflect settled, idle sessions.
-    tokio::time::sleep(Duration::from_secs_f64(args.settle_secs.max(0.0))).await;
+    *phase = "settling before the load";
+    interrupt
+        .guard(async {
+            tokio::time::sleep(settle).await;
+            Ok(())
+        })
+        .await?;
     figures.herald.rss_after_kib = args.herald_pid.and_then(probes::rss_kib);
     figures.broker.memory_after_bytes = probes::broker_memory_bytes();
     let connected = figures.connect.connected;
@@ -226,22 +408,25 @@ pub async fn run(args: RunArgs) -> Result<bool> {
         }
     }
     figures.realtime.before = probes::realtime_counters(&args.url).await;
+    note_dropped(figures, &clients.shared);
 
     // Load.
+    *phase = "posting";
     let bar = phase_bar("load");
-    let outcome = load::run(
-        load::Plan {
-            base_url: args.url.trim_end_matches('/').to_owned(),
-            authors,
-            schedule,
-            http_clients: args.http_clients,
-            concurrency: args.post_concurrency,
-            tag: args.output.label.clone(),
-        },
-        &seeded.tokens,
-        &bar,
-    )
-    .await?;
+    let outcome = interrupt
+        .guard(load::run(
+            load::Plan {
+                base_url: args.url.trim_end_matches('/').to_owned(),
+                authors,
+                schedule,
+                http_clients: args.http_clients,
+                concurrency: args.post_concurrency,
+                tag: args.output.label.clone(),
+            },
+            &seeded.tokens,
+            &bar,
+        ))
+        .await?;
     bar.finish_and_clear();
     let posts = &mut figures.posts;
     posts.attempted = outcome.posts.len() as u64;
@@ -257,32 +442,44 @@ pub async fn run(args: RunArgs) -> Result<bool> {
         "posted {} ({} failed) in {:.2} s",
         posts.attempted, posts.failed, posts.seconds
     );
+    if let Some(first) = posts.errors.first() {
+        eprintln!("first post error: {first}");
+    }
+    note_dropped(figures, &clients.shared);
 
     // Drain.
+    *phase = "waiting for the deliveries";
     let counts = check::online_follower_counts(&graph, &online);
     let expected = check::expected_deliveries(&outcome.posts, &counts);
     let bar = phase_bar("drain");
     let drain_started = Instant::now();
-    let drain_end = check::drain(
-        &clients.shared,
-        expected,
-        outcome.finished,
-        Duration::from_secs_f64(args.quiet_secs.max(0.1)),
-        Duration::from_secs_f64(args.drain_timeout_secs.max(1.0)),
-        &bar,
-    )
-    .await;
+    let drain_end = interrupt
+        .guard(async {
+            Ok(check::drain(
+                &clients.shared,
+                expected,
+                outcome.finished,
+                quiet,
+                drain_timeout,
+                &bar,
+            )
+            .await)
+        })
+        .await?;
     bar.finish_and_clear();
     figures.deliveries.drain_end = Some(drain_end);
     figures.deliveries.drain_seconds = drain_started.elapsed().as_secs_f64();
     figures.realtime.after = probes::realtime_counters(&args.url).await;
-    figures.connect.dropped = clients
-        .shared
-        .dropped
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let mut deliveries = clients.finish()?;
+    note_dropped(figures, &clients.shared);
 
     // Check.
+    *phase = "checking the deliveries";
+    let collected = clients.finish();
+    for failure in &collected.failures {
+        eprintln!("herald-loadgen: {failure}");
+    }
+    figures.client_failures = collected.failures;
+    let mut deliveries = collected.deliveries;
     let mut verdict = check::evaluate(&mut deliveries, &graph, &outcome.posts, expected);
     let d = &mut figures.deliveries;
     d.expected = verdict.expected;
@@ -300,43 +497,17 @@ pub async fn run(args: RunArgs) -> Result<bool> {
     }
     figures.latency_ms = Some(Summary::of(&mut verdict.latencies_ms));
     figures.last_follower_ms = Some(Summary::of(&mut verdict.last_follower_ms));
-    realtime_deltas(&mut figures);
+    realtime_deltas(figures);
+    Ok(Checked {
+        latencies_ms: verdict.latencies_ms,
+        last_follower_ms: verdict.last_follower_ms,
+    })
+}
 
-    let failures = failures(&figures);
-    let passed = failures.is_empty();
-    let report = Report {
-        label: args.output.label.clone(),
-        kind: "run",
-        command,
-        started_at,
-        note: report::LATENCY_NOTE,
-        params: serde_json::json!({ "args": &args, "rng_seed": rng_seed }),
-        passed,
-        failures,
-        figures,
-    };
-    let (json_path, _) = report::write(&args.output.out, &report)?;
-    if args.output.plot {
-        let path = args
-            .output
-            .out
-            .join(format!("{}-cdf.png", args.output.label));
-        let title = format!("{}: post sent → frame received", args.output.label);
-        match plot::latency_cdf(
-            &path,
-            &title,
-            &[
-                ("every delivery", &verdict.latencies_ms),
-                ("last follower per post", &verdict.last_follower_ms),
-            ],
-        ) {
-            Ok(()) => eprintln!("plotted {}", path.display()),
-            Err(error) => eprintln!("warning: no plot: {error:#}"),
-        }
-    }
-    print!("{}", report::markdown(&report));
-    eprintln!("wrote {}", json_path.display());
-    Ok(passed)
+/// Copies the count of sessions herald closed so far, and why, into the figures.
+fn note_dropped(figures: &mut RunFigures, shared: &sessions::Shared) {
+    figures.connect.dropped = shared.dropped.load(std::sync::atomic::Ordering::Relaxed);
+    figures.connect.dropped_reasons = shared.dropped_reasons();
 }
 
 /// Differences of herald's cumulative realtime counters across the load, where reported.
@@ -368,9 +539,38 @@ fn failures(figures: &RunFigures) -> Vec<String> {
     check(d.missing, "missing deliveries");
     check(d.wrong, "wrong deliveries");
     check(d.duplicates, "duplicate deliveries");
-    check(figures.connect.failed, "failed connects");
-    check(figures.connect.dropped, "sessions dropped by the server");
-    check(figures.posts.failed, "failed posts");
+    let first = |errors: &[String]| {
+        errors
+            .first()
+            .map_or_else(String::new, |error| format!(" (the first: {error})"))
+    };
+    if figures.connect.failed > 0 {
+        why.push(format!(
+            "{} failed connects{}",
+            figures.connect.failed,
+            first(&figures.connect.errors)
+        ));
+    }
+    if figures.posts.failed > 0 {
+        why.push(format!(
+            "{} failed posts{}",
+            figures.posts.failed,
+            first(&figures.posts.errors)
+        ));
+    }
+    if figures.connect.dropped > 0 {
+        why.push(format!(
+            "{} sessions dropped by the server ({})",
+            figures.connect.dropped,
+            report::counted(&figures.connect.dropped_reasons)
+        ));
+    }
+    why.extend(figures.client_failures.iter().cloned());
+    if let Some((count, first)) = panics::seen() {
+        why.push(format!(
+            "{count} panic(s) in the load generator, the first: {first}"
+        ));
+    }
     if d.expected == 0 {
         why.push("no delivery was expected: no online session follows the posting authors".into());
     }

@@ -5,14 +5,16 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt::Display;
 use std::net::{IpAddr, Ipv4Addr};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use awc::ws::{Frame, Message};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use serde::Deserialize;
@@ -51,9 +53,27 @@ pub struct Shared {
     last_frame_nanos: AtomicU64,
     /// Sessions the server closed or that failed after connecting.
     pub dropped: AtomicU64,
+    /// Why they ended, with counts.
+    ended: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Shared {
+    /// Counts one session that ended before the run was over, and why.
+    fn dropped(&self, why: String) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut ended) = self.ended.lock() {
+            *ended.entry(why).or_default() += 1;
+        }
+    }
+
+    /// Why sessions ended before the run was over, with counts.
+    pub fn dropped_reasons(&self) -> BTreeMap<String, u64> {
+        self.ended
+            .lock()
+            .map(|ended| ended.clone())
+            .unwrap_or_default()
+    }
+
     pub fn last_frame(&self) -> Option<Instant> {
         match self.last_frame_nanos.load(Ordering::Relaxed) {
             0 => None,
@@ -75,7 +95,13 @@ pub struct Plan {
 /// The running client threads. `finish` stops them and hands back every recorded frame.
 pub struct ClientThreads {
     pub shared: Arc<Shared>,
-    workers: Vec<(JoinHandle<Vec<Delivery>>, oneshot::Sender<()>)>,
+    workers: Vec<(String, JoinHandle<Vec<Delivery>>, oneshot::Sender<()>)>,
+}
+
+/// What the client threads recorded, and which of them died on the way (their frames are lost).
+pub struct Collected {
+    pub deliveries: Vec<Delivery>,
+    pub failures: Vec<String>,
 }
 
 /// The source addresses for `sessions` sessions at most `per_ip` each: 127.0.0.2, 127.0.0.3, …
@@ -95,6 +121,7 @@ pub fn start(plan: Plan, outcomes: mpsc::UnboundedSender<ConnectOutcome>) -> Res
         received: AtomicU64::new(0),
         last_frame_nanos: AtomicU64::new(0),
         dropped: AtomicU64::new(0),
+        ended: Mutex::new(BTreeMap::new()),
     });
     // One budget of handshakes in flight for the whole process, not per thread.
     let permits = Arc::new(Semaphore::new(plan.concurrency.max(1)));
@@ -113,27 +140,35 @@ pub fn start(plan: Plan, outcomes: mpsc::UnboundedSender<ConnectOutcome>) -> Res
             shared: Arc::clone(&shared),
             outcomes: outcomes.clone(),
         };
+        let name = format!("loadgen-client-{number}");
         let handle = std::thread::Builder::new()
-            .name(format!("loadgen-client-{number}"))
+            .name(name.clone())
             .spawn(move || worker.run(stop_rx))
-            .context("spawning a client thread")?;
-        workers.push((handle, stop_tx));
+            .with_context(|| format!("spawning client thread {name}"))?;
+        workers.push((name, handle, stop_tx));
     }
     Ok(ClientThreads { shared, workers })
 }
 
 impl ClientThreads {
-    /// Stops every thread (closing its sessions) and returns all recorded frames.
-    pub fn finish(self) -> Result<Vec<Delivery>> {
-        let mut all = Vec::new();
-        for (handle, stop) in self.workers {
+    /// Stops every thread (closing its sessions) and returns all recorded frames, and which
+    /// threads died on the way.
+    pub fn finish(self) -> Collected {
+        let mut collected = Collected {
+            deliveries: Vec::new(),
+            failures: Vec::new(),
+        };
+        for (name, handle, stop) in self.workers {
             let _ = stop.send(());
-            let deliveries = handle
-                .join()
-                .map_err(|_| anyhow!("a client thread panicked"))?;
-            all.extend(deliveries);
+            match handle.join() {
+                Ok(deliveries) => collected.deliveries.extend(deliveries),
+                Err(payload) => collected.failures.push(format!(
+                    "client thread {name} panicked ({}); the frames its sessions received are lost",
+                    crate::panics::message(&*payload)
+                )),
+            }
         }
-        Ok(all)
+        collected
     }
 }
 
@@ -175,41 +210,78 @@ impl Worker {
             })
             .collect();
         let url: Rc<str> = self.ws_url.into();
-        for (session, token) in self.sessions {
+        let mut sessions = self.sessions.into_iter();
+        for (session, token) in sessions.by_ref() {
             let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
-                return; // the semaphore is never closed; nothing to connect without it
+                // Never happens (the semaphore is never closed); if it did, say so for each
+                // session rather than leave the coordinator waiting for them.
+                let _ = self.outcomes.send(ConnectOutcome::Failed {
+                    session,
+                    error: "no handshake permit (the permits were closed)".into(),
+                });
+                break;
             };
             let client = clients[session as usize % clients.len()].clone();
-            let (url, log, shared, outcomes) = (
-                Rc::clone(&url),
-                Rc::clone(&log),
-                Arc::clone(&self.shared),
-                self.outcomes.clone(),
-            );
+            let (url, log, shared) = (Rc::clone(&url), Rc::clone(&log), Arc::clone(&self.shared));
+            // Reports the handshake however the task ends, even by a panic.
+            let mut pending = Pending {
+                session,
+                outcomes: Some(self.outcomes.clone()),
+            };
             actix_rt::spawn(async move {
                 let handshake = client.ws(&*url).bearer_auth(&token).connect().await;
                 drop(permit);
                 match handshake {
                     Ok((_, framed)) => {
-                        let _ = outcomes.send(ConnectOutcome::Connected {
+                        pending.report(ConnectOutcome::Connected {
                             session,
                             at: Instant::now(),
                         });
                         read_frames(session, framed, &log, &shared).await;
                     }
-                    Err(error) => {
-                        let _ = outcomes.send(ConnectOutcome::Failed {
-                            session,
-                            error: error.to_string(),
-                        });
-                    }
+                    Err(error) => pending.report(ConnectOutcome::Failed {
+                        session,
+                        error: error.to_string(),
+                    }),
                 }
+            });
+        }
+        for (session, _) in sessions {
+            let _ = self.outcomes.send(ConnectOutcome::Failed {
+                session,
+                error: "no handshake permit (the permits were closed)".into(),
             });
         }
     }
 }
 
-/// Reads one session until it ends: records text frames, answers pings.
+/// A session whose handshake has not been reported yet. Dropped unreported (its task panicked
+/// or was cancelled), it reports a failure, so the coordinator never waits for it in vain.
+struct Pending {
+    session: u32,
+    outcomes: Option<mpsc::UnboundedSender<ConnectOutcome>>,
+}
+
+impl Pending {
+    fn report(&mut self, outcome: ConnectOutcome) {
+        if let Some(outcomes) = self.outcomes.take() {
+            let _ = outcomes.send(outcome);
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let session = self.session;
+        self.report(ConnectOutcome::Failed {
+            session,
+            error: "its task ended before the handshake did (a panic? see above)".into(),
+        });
+    }
+}
+
+/// Reads one session until it ends: records text frames, answers pings. A session that ends
+/// while the run still wants it is counted as dropped, with the reason.
 async fn read_frames<F, E>(
     session: u32,
     mut framed: F,
@@ -217,8 +289,12 @@ async fn read_frames<F, E>(
     shared: &Shared,
 ) where
     F: Stream<Item = Result<Frame, E>> + Sink<Message> + Unpin,
+    E: Display,
 {
-    while let Some(frame) = framed.next().await {
+    let why = loop {
+        let Some(frame) = framed.next().await else {
+            break "the connection ended without a close frame".to_owned();
+        };
         match frame {
             Ok(Frame::Text(bytes)) => {
                 let at = Instant::now();
@@ -236,14 +312,22 @@ async fn read_frames<F, E>(
             Ok(Frame::Ping(payload)) => {
                 // awc does not answer pings itself; a silent client is dropped by the watchdog.
                 if framed.send(Message::Pong(payload)).await.is_err() {
-                    break;
+                    break "answering a ping failed (the socket is closed)".to_owned();
                 }
             }
-            Ok(Frame::Close(_)) | Err(_) => break,
+            Ok(Frame::Close(Some(reason))) => {
+                break format!(
+                    "closed by herald with {} ({})",
+                    u16::from(reason.code),
+                    reason.description.as_deref().unwrap_or("no reason given")
+                );
+            }
+            Ok(Frame::Close(None)) => break "closed by herald without a code".to_owned(),
+            Err(error) => break format!("read error: {error}"),
             Ok(_) => {}
         }
-    }
-    shared.dropped.fetch_add(1, Ordering::Relaxed);
+    };
+    shared.dropped(why);
 }
 
 #[derive(Deserialize)]
