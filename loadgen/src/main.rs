@@ -8,11 +8,12 @@
 //!   as a ceiling to compare herald's throughput with.
 //!
 //! Exit codes: 0 when every check passed, 1 when a check failed (missing, wrong or duplicate
-//! deliveries, failed connects or posts, sessions dropped, a panic on a client thread), 2 when
-//! the run itself could not be carried out (bad arguments, an unreachable database, herald or
-//! broker, an interruption by SIGINT or SIGTERM, a panic on the main thread), 130 on a second
-//! SIGINT or SIGTERM. Every one of them says why on stderr, as its last line. Whenever a run got
-//! as far as seeding, a report is written, a partial one if the run was cut short.
+//! deliveries, failed connects or posts — an unreachable herald is that —, sessions dropped, a
+//! panic on a client thread), 2 when the run itself could not be carried out (bad arguments, an
+//! unreachable database or broker, an interruption by SIGINT or SIGTERM, a panic on the main
+//! thread), 130 on a second SIGINT or SIGTERM. Every one of them says why on stderr, as its last
+//! line. Whenever a run got as far as seeding, a report is written, a partial one if the run was
+//! cut short.
 
 mod baseline;
 mod check;
