@@ -19,7 +19,7 @@ use crate::http::{self, body_deadline, request_id, AppState};
 use crate::realtime::broker::{Close, LinkUp};
 use crate::realtime::fanout::{self, Fanout};
 use crate::realtime::link;
-use crate::realtime::registry::{DisconnectAll, SessionCount};
+use crate::realtime::registry::upkeep::{DisconnectAll, SessionCount};
 use crate::realtime::routing::{BrokerPort, RegistryPort};
 use crate::realtime::session_protocol::DisconnectReason;
 use crate::realtime::{

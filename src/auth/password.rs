@@ -1,6 +1,6 @@
 //! Password hashing with argon2id. Both calls are CPU- and memory-heavy by design (~19 MiB and
-//! tens of milliseconds each), so they run only on the [`Hasher`](super::hasher::Hasher)'s
-//! threads, never on a worker that serves requests.
+//! tens of milliseconds each), so they run only on the hasher's threads (`super::hasher`),
+//! never on a worker that serves requests.
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};

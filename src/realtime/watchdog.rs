@@ -13,7 +13,8 @@ use futures_util::future::join_all;
 use uuid::Uuid;
 
 use super::broker::{BrokerActor, Sweep};
-use super::registry::{Deregister, NeededKeys, Prune, ReapStalled, SessionRegistry, Snapshot};
+use super::registry::upkeep::{NeededKeys, Prune, ReapStalled, Snapshot};
+use super::registry::{Deregister, SessionRegistry};
 use super::session_protocol::{Disconnect, DisconnectReason, Heartbeat};
 
 pub struct Watchdog {

@@ -8,7 +8,8 @@ use actix::prelude::*;
 use herald::config::{QueueMode, Settings};
 use herald::realtime::admission;
 use herald::realtime::probes::{BoundKeys, Queues, UserSessions};
-use herald::realtime::registry::{Deregister, Register, SessionCount, SessionRegistry};
+use herald::realtime::registry::upkeep::SessionCount;
+use herald::realtime::registry::{Deregister, Register, SessionRegistry};
 use herald::realtime::session_protocol::{
     Deliver, Disconnect, DisconnectReason, Heartbeat, SessionHandle,
 };

@@ -6,7 +6,7 @@ use actix_web::{web, HttpResponse};
 
 use crate::http::error::ApiError;
 use crate::http::AppState;
-use crate::realtime::registry::SessionCount;
+use crate::realtime::registry::upkeep::SessionCount;
 
 pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let database = state.pool.get().await.is_ok();

@@ -19,9 +19,7 @@ use super::write_watch::WriteWatch;
 use crate::config::QueueMode;
 
 mod delivery;
-mod upkeep;
-
-pub use upkeep::{DisconnectAll, NeededKeys, Prune, ReapStalled, SessionCount, Snapshot};
+pub mod upkeep;
 
 /// Events kept for a session admitted but not yet running (its upgrade response is on its way);
 /// handed over when it registers.

@@ -227,7 +227,7 @@ impl TestApp {
     pub async fn session_count(&self) -> usize {
         self.realtime
             .registry
-            .send(herald::realtime::registry::SessionCount)
+            .send(herald::realtime::registry::upkeep::SessionCount)
             .await
             .expect("registry answers")
     }
