@@ -371,3 +371,22 @@ async fn refused_amqp_credentials_are_one_clear_line_per_attempt() {
     assert!(!log.contains("certainly-wrong"), "{log}");
     assert_clean(&log);
 }
+
+#[actix_web::test]
+async fn the_version_is_the_changelogs_latest() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("--version")
+        .output()
+        .await
+        .expect("herald --version runs");
+    assert!(output.status.success());
+    let printed = String::from_utf8_lossy(&output.stdout);
+    let readme = include_str!("../../README.md");
+    let changelog = &readme[readme.find("## Changelog").expect("a changelog")..];
+    let latest = changelog
+        .lines()
+        .find_map(|line| line.strip_prefix("- "))
+        .and_then(|entry| entry.split_whitespace().next())
+        .expect("a changelog entry");
+    assert_eq!(printed.trim(), format!("herald {latest}"));
+}
