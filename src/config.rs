@@ -45,6 +45,21 @@ pub struct DatabaseSettings {
 #[derive(Clone, Deserialize)]
 pub struct AmqpSettings {
     pub url: String,
+    /// Several endpoints (the nodes of a cluster), tried in turn; when set, wins over `url`.
+    /// In the environment: `HERALD__AMQP__URLS=amqp://…,amqp://…`.
+    #[serde(default)]
+    pub urls: Vec<String>,
+}
+
+impl AmqpSettings {
+    /// The URLs herald may connect to, in the order it tries them.
+    pub fn endpoints(&self) -> Vec<&str> {
+        if self.urls.is_empty() {
+            vec![self.url.as_str()]
+        } else {
+            self.urls.iter().map(String::as_str).collect()
+        }
+    }
 }
 
 /// How a node takes its events from RabbitMQ.
@@ -134,6 +149,8 @@ impl Settings {
                     .prefix_separator("__")
                     .separator("__")
                     .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("amqp.urls")
                     .source(environment),
             )
             .build()?
@@ -236,6 +253,9 @@ impl Settings {
             &["postgres", "postgresql"],
         )?;
         check_url("amqp.url", &self.amqp.url, &["amqp", "amqps"])?;
+        for url in &self.amqp.urls {
+            check_url("amqp.urls", url, &["amqp", "amqps"])?;
+        }
         self.http.bind.parse::<SocketAddr>().map_err(|_| {
             SettingsError::Invalid(format!(
                 "http.bind must be an IP address and port such as 127.0.0.1:8080, not {:?}",
@@ -253,7 +273,9 @@ fn check_url(key: &str, value: &str, schemes: &[&str]) -> Result<(), SettingsErr
         SettingsError::Invalid(format!("{key} ({}) {why}", crate::retry::redact(value)))
     };
     if value.matches("://").count() > 1 {
-        return Err(invalid("holds more than one URL; give exactly one"));
+        return Err(invalid(
+            "holds more than one URL; give exactly one (several nodes go in amqp.urls)",
+        ));
     }
     let url = url::Url::parse(value.trim()).map_err(|e| invalid(&format!("is not a URL: {e}")))?;
     if !schemes.contains(&url.scheme()) {
@@ -324,6 +346,30 @@ mod tests {
         assert_eq!(settings.realtime.ping_interval_secs, 10);
         assert_eq!(settings.realtime.client_timeout_secs, 30);
         assert_eq!(settings.realtime.queue_mode, super::QueueMode::Node);
+    }
+
+    #[test]
+    fn several_amqp_urls_come_as_a_list_and_win_over_the_one() {
+        let settings = Settings::load_from(
+            None,
+            env(&[(
+                "HERALD__AMQP__URLS",
+                "amqp://u:p@one:5672/%2f,amqp://u:p@two:5672/%2f",
+            )]),
+        )
+        .expect("loads");
+        assert_eq!(
+            settings.amqp.endpoints(),
+            vec!["amqp://u:p@one:5672/%2f", "amqp://u:p@two:5672/%2f"]
+        );
+        let one = Settings::load_from(None, env(&[])).expect("loads");
+        assert_eq!(one.amqp.endpoints(), vec![one.amqp.url.as_str()]);
+        let bad = Settings::load_from(
+            None,
+            env(&[("HERALD__AMQP__URLS", "amqp://one/%2f,http://two/")]),
+        );
+        let error = bad.err().expect("refused").to_string();
+        assert!(error.contains("amqp.urls"), "{error}");
     }
 
     #[test]

@@ -6,9 +6,11 @@ use std::future::Future;
 use std::time::Duration;
 
 const FIRST_DELAY: Duration = Duration::from_millis(250);
-const MAX_DELAY: Duration = Duration::from_secs(30);
+/// Capped low: a broker node that comes back (or a cluster's other node) is used within
+/// seconds, not half a minute later.
+const MAX_DELAY: Duration = Duration::from_secs(4);
 
-/// Runs `attempt` until it succeeds, sleeping 0.25 s, 0.5 s, 1 s … (at most 30 s) in between.
+/// Runs `attempt` until it succeeds, sleeping 0.25 s, 0.5 s, 1 s … (at most 4 s) in between.
 pub async fn with_backoff<T, E, F, Fut>(what: &str, mut attempt: F) -> T
 where
     E: Display,

@@ -81,9 +81,9 @@ impl Realtime {
         settings: &RealtimeSettings,
         db: DbPool,
     ) -> Result<Self, StartupError> {
-        let pool = link::build_pool(amqp, &settings.exchange)?;
-        let what = format!("RabbitMQ at {}", redact(&amqp.url));
-        let first_link = retry::with_backoff(&what, || link::open_link(&pool, settings)).await;
+        let endpoints = Arc::new(link::Endpoints::new(amqp, &settings.exchange)?);
+        let what = endpoints.describe();
+        let first_link = retry::with_backoff(&what, || link::open_link(&endpoints, settings)).await;
         let health = BrokerHealth::default();
         let stats = Stats::default();
         let (publish_channel, publishing) = watch::channel(None);
@@ -99,7 +99,7 @@ impl Realtime {
         .start();
         let broker = context.run(BrokerActor::new(
             settings.clone(),
-            pool,
+            endpoints,
             RegistryPort::new(&registry),
             health.clone(),
             stats.clone(),

@@ -7,6 +7,7 @@
 //! died with the connection, and the actor reconnects with backoff.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
@@ -16,7 +17,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::broker_error::BrokerError;
-use super::link::{self, BrokerHealth, Link};
+use super::link::{self, BrokerHealth, Endpoints, Link};
 use super::node_queue;
 use super::queue_routing::{QueuePrepared, QueueRouting, ReleaseKeys, Reports};
 use super::routing::{
@@ -28,7 +29,7 @@ use crate::retry;
 
 pub struct BrokerActor {
     settings: RealtimeSettings,
-    pool: deadpool_lapin::Pool,
+    endpoints: Arc<Endpoints>,
     link: Option<Link>,
     registry: RegistryPort,
     routing: QueueRouting,
@@ -46,7 +47,7 @@ impl BrokerActor {
     /// beforehand when the registry needs its address first; it takes the link on start.
     pub fn new(
         settings: RealtimeSettings,
-        pool: deadpool_lapin::Pool,
+        endpoints: Arc<Endpoints>,
         registry: RegistryPort,
         health: BrokerHealth,
         stats: Stats,
@@ -55,7 +56,7 @@ impl BrokerActor {
         BrokerActor {
             routing: QueueRouting::new(settings.queue_mode),
             settings,
-            pool,
+            endpoints,
             link: None,
             registry,
             health,
@@ -95,11 +96,12 @@ impl BrokerActor {
         self.publish_channel.send_replace(None);
         self.routing.link_down();
         self.registry.link_lost.do_send(LinkLost);
-        let pool = self.pool.clone();
+        let endpoints = Arc::clone(&self.endpoints);
         let settings = self.settings.clone();
         ctx.spawn(
             async move {
-                retry::with_backoff("RabbitMQ", || link::open_link(&pool, &settings)).await
+                let what = endpoints.describe();
+                retry::with_backoff(&what, || link::open_link(&endpoints, &settings)).await
             }
             .into_actor(self)
             .map(|link, _, ctx| ctx.notify(LinkUp(link))),

@@ -13,4 +13,7 @@ pub enum BrokerError {
         "the broker refused the credentials (ACCESS_REFUSED): check amqp.url's user and password"
     )]
     CredentialsRefused,
+    /// One of several endpoints failed (`amqp.urls`): which, and why.
+    #[error("{0}: {1}")]
+    At(String, Box<BrokerError>),
 }

@@ -1,8 +1,8 @@
-//! The broker link: the AMQP connection pool, opening a link (a connection with its two
+//! The broker link: the endpoints and their connection pools, opening a link (a connection with its two
 //! channels, the exchange and, in node mode, this node's queue), closing one, and the shared
 //! flag that says whether a link is up.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use uuid::Uuid;
 use super::broker_error::BrokerError;
 use super::topology::{node_queue_arguments, node_queue_name};
 use crate::config::{AmqpSettings, QueueMode, RealtimeSettings};
+use crate::retry::redact;
 
 /// Deliveries a session's consumer may hold unacked (session mode): enough to keep a socket
 /// busy, small enough that a slow client leaves its backlog in its (length-capped) queue.
@@ -73,31 +74,96 @@ impl Link {
     }
 }
 
-/// Builds the AMQP connection pool (connections are made on demand). Connections are named
-/// `herald <exchange>`, so operators (and tests) can tell deployments apart on a shared broker.
-pub fn build_pool(
-    settings: &AmqpSettings,
-    exchange: &str,
-) -> Result<deadpool_lapin::Pool, BrokerError> {
-    let name = format!("herald {exchange}");
-    let config = deadpool_lapin::Config {
-        url: Some(settings.url.clone()),
-        pool: Some(deadpool_lapin::PoolConfig::new(2)),
-    };
-    config
-        .create_pool(
-            move || {
-                lapin::ConnectionProperties::default().with_connection_name(name.as_str().into())
-            },
-            deadpool_lapin::Runtime::Tokio1,
-        )
-        .map_err(|e| BrokerError::Pool(e.to_string()))
+/// The RabbitMQ endpoints herald may connect to (`amqp.urls`, or the one `amqp.url`), each
+/// with its connection pool (connections are made on demand), tried in turn: a link lost with
+/// one node of a cluster is reopened on the next. Connections are named `herald <exchange>`, so
+/// operators (and tests) can tell deployments apart on a shared broker.
+pub struct Endpoints {
+    list: Vec<Endpoint>,
+    /// The endpoint the next attempt starts with: the one that last worked, else the next.
+    next: AtomicUsize,
 }
 
-/// Connects, opens both channels, declares the exchange (durable, direct) and, in node mode,
-/// this node's queue (exclusive, auto-delete, length-capped). Each link gets a queue of a new
-/// name: the old one may linger on the broker until it notices the old connection is gone.
+struct Endpoint {
+    /// The URL with its password masked, for log lines.
+    shown: String,
+    pool: deadpool_lapin::Pool,
+}
+
+impl Endpoints {
+    pub fn new(settings: &AmqpSettings, exchange: &str) -> Result<Self, BrokerError> {
+        let list = settings
+            .endpoints()
+            .into_iter()
+            .map(|url| {
+                let name = format!("herald {exchange}");
+                let config = deadpool_lapin::Config {
+                    url: Some(url.to_owned()),
+                    pool: Some(deadpool_lapin::PoolConfig::new(2)),
+                };
+                let pool = config
+                    .create_pool(
+                        move || {
+                            lapin::ConnectionProperties::default()
+                                .with_connection_name(name.as_str().into())
+                        },
+                        deadpool_lapin::Runtime::Tokio1,
+                    )
+                    .map_err(|e| BrokerError::Pool(e.to_string()))?;
+                Ok(Endpoint {
+                    shown: redact(url),
+                    pool,
+                })
+            })
+            .collect::<Result<Vec<_>, BrokerError>>()?;
+        Ok(Endpoints {
+            list,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// The endpoints as a log line may show them.
+    pub fn describe(&self) -> String {
+        let shown: Vec<&str> = self.list.iter().map(|e| e.shown.as_str()).collect();
+        match shown.as_slice() {
+            [one] => format!("RabbitMQ at {one}"),
+            many => format!("RabbitMQ (one of {})", many.join(", ")),
+        }
+    }
+}
+
+/// Opens a link on one endpoint: the one that worked last, or else the next in turn, so that
+/// repeated attempts (see `retry`) go round every endpoint. Connects, opens both channels,
+/// declares the exchange (durable, direct) and, in node mode, this node's queue (exclusive,
+/// auto-delete, length-capped). Each link gets a queue of a new name: the old one may linger on
+/// the broker until it notices the old connection is gone.
 pub async fn open_link(
+    endpoints: &Endpoints,
+    settings: &RealtimeSettings,
+) -> Result<Link, BrokerError> {
+    let count = endpoints.list.len().max(1);
+    let n = endpoints.next.load(Ordering::Relaxed) % count;
+    let Some(endpoint) = endpoints.list.get(n) else {
+        return Err(BrokerError::Unavailable);
+    };
+    match open_on(&endpoint.pool, settings).await {
+        Ok(link) => {
+            if count > 1 {
+                log::info!("RabbitMQ link opened on {}", endpoint.shown);
+            }
+            Ok(link)
+        }
+        Err(error) => {
+            endpoints.next.store((n + 1) % count, Ordering::Relaxed);
+            Err(match count {
+                1 => error,
+                _ => BrokerError::At(endpoint.shown.clone(), Box::new(error)),
+            })
+        }
+    }
+}
+
+async fn open_on(
     pool: &deadpool_lapin::Pool,
     settings: &RealtimeSettings,
 ) -> Result<Link, BrokerError> {

@@ -525,3 +525,23 @@ async fn an_author_becoming_a_celebrity_loses_and_doubles_no_event(mode: QueueMo
         "one message for the star's post, one for the barrier"
     );
 }
+
+#[actix_web::test]
+async fn with_several_broker_urls_herald_serves_through_one_that_answers() {
+    // `amqp.urls` as for a cluster whose first node is down: nothing listens on its port.
+    let mut settings = support::test_settings();
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port");
+    let mut dead = url::Url::parse(&settings.amqp.url).expect("url");
+    dead.set_port(Some(down)).expect("port");
+    settings.amqp.urls = vec![dead.to_string(), settings.amqp.url.clone()];
+    let app = TestApp::spawn_with(settings).await;
+    let (author, _reader, mut feed) = app.author_and_follower().await;
+    let post = app
+        .create_post(&author, "through the node that answers")
+        .await;
+    feed.expect_created(post, &author, "through the node that answers")
+        .await;
+}
