@@ -21,7 +21,11 @@ def resolve(path):
         if c in mods: return c
 g={m:set() for m in mods}
 for m,(s,is_mod) in files.items():
-    s=re.sub(r'//[^\n]*','',s)
+    # Comments (a `//` at a line's start or after a blank, not the one in "amqp://").
+    s=re.sub(r'(^|\s)//[^\n]*',r'\1',s)
+    # Grouped imports, one level: `crate::a::{b, c::d}` -> `crate::a::b`, `crate::a::c::d`.
+    s=re.sub(r'\b((?:crate|super)::(?:[a-z_]+::)*)\{([^{}]*)\}',
+             lambda m: ' '.join(m.group(1)+item.strip() for item in m.group(2).split(',') if item.strip()),s)
     s=re.sub(r'#\[cfg\(test\)\]\s*mod tests \{.*','',s,flags=re.S)
     base=m
     parent=m.rsplit('::',1)[0] if '::' in m else ''

@@ -240,6 +240,10 @@ impl Settings {
                 "auth.hash_concurrency must be at most 1024",
             ),
             (
+                (1..=65_536).contains(&self.auth.hash_queue),
+                "auth.hash_queue must be between 1 and 65536",
+            ),
+            (
                 (1..=MAX_TIMER_SECS).contains(&self.auth.login_failure_window_secs),
                 "auth.login_failure_window_secs must be between 1 and 604800",
             ),

@@ -25,6 +25,7 @@ enum Command {
 async fn main() -> ExitCode {
     herald::logging::init();
     herald::auth::hasher::return_memory_after_hashing();
+    startup::raise_open_files_limit();
     let cli = Cli::parse();
     let settings = match Settings::load() {
         Ok(settings) => settings,

@@ -34,12 +34,14 @@ where
 /// well-formed URL keeps its shape; anything else (several URLs run together, a malformed one)
 /// has every `user:password@` and `password=` value masked where it appears.
 pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(parsed) if url.matches("://").count() == 1 => {
-            mask_password_params(&redact_parsed(parsed))
-        }
-        _ => mask_everywhere(url),
-    }
+    // Parsed first, so a well-formed URL keeps its shape; masked textually afterwards in any
+    // case, since a password holding '/', '?' or '#' unescaped can make a URL that still parses
+    // (as a host, a port and a path) without any password in it.
+    let shaped = match url::Url::parse(url) {
+        Ok(parsed) if url.matches("://").count() == 1 => redact_parsed(parsed),
+        _ => url.to_owned(),
+    };
+    mask_everywhere(&shaped)
 }
 
 fn redact_parsed(mut parsed: url::Url) -> String {
@@ -72,23 +74,18 @@ fn mask_everywhere(text: &str) -> String {
     while let Some(start) = rest.find("://") {
         let (head, tail) = rest.split_at(start + 3);
         out.push_str(head);
-        // The authority ends at the first '/', '?', '#', ',' or blank; its last '@' ends the
-        // user information, whose first ':' starts the password.
+        // The user information ends at the last '@' before the next URL (',') or blank, even
+        // past a '/', '?' or '#' (an unescaped password may hold them); its first ':' starts
+        // the password.
         let end = tail
-            .find(|c: char| matches!(c, '/' | '?' | '#' | ',') || c.is_whitespace())
+            .find(|c: char| c == ',' || c.is_whitespace())
             .unwrap_or(tail.len());
-        let authority = &tail[..end];
-        match authority.rfind('@') {
-            Some(at) => match authority[..at].find(':') {
-                Some(colon) => {
-                    out.push_str(&authority[..=colon]);
-                    out.push_str("***");
-                    out.push_str(&authority[at..]);
-                }
-                None => out.push_str(authority),
-            },
-            None => out.push_str(authority),
-        }
+        let segment = &tail[..end];
+        let masked = segment.rfind('@').and_then(|at| {
+            let colon = segment[..at].find(':')?;
+            Some(format!("{}***{}", &segment[..=colon], &segment[at..]))
+        });
+        out.push_str(masked.as_deref().unwrap_or(segment));
         rest = &tail[end..];
     }
     out.push_str(rest);
@@ -164,5 +161,13 @@ mod tests {
         let spaced = "postgres://h/db password=hunter2 user=x";
         assert!(!super::redact(spaced).contains("hunter2"));
         assert_eq!(super::redact("not a url"), "not a url");
+        for unescaped in [
+            "amqp://guest:ab/cd+ef==@rabbit:5672/%2f",
+            "amqp://u:1234/x@host/%2f",
+            "amqp://u:a?b#c@host/%2f",
+        ] {
+            let shown = super::redact(unescaped);
+            assert!(shown.contains(":***@"), "{unescaped} → {shown}");
+        }
     }
 }

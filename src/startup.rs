@@ -43,6 +43,33 @@ pub enum StartupError {
     Threads(std::io::Error),
 }
 
+/// Raises the soft limit on open files to the hard limit: each WebSocket session holds two
+/// descriptors (its connection, and the duplicate its write watch keeps), and a default soft
+/// limit of 1,024 would cap a node at a few hundred sessions.
+pub fn raise_open_files_limit() {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit only read and write the struct passed by pointer,
+        // which lives on this stack frame for both calls.
+        let raised = unsafe {
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
+                && (limit.rlim_cur >= limit.rlim_max || {
+                    limit.rlim_cur = limit.rlim_max;
+                    libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
+                })
+        };
+        if raised {
+            log::info!("open files limit: {}", limit.rlim_cur);
+        } else {
+            log::warn!("could not raise the open files limit; sessions may run out of descriptors");
+        }
+    }
+}
+
 /// Creates the database if missing (and allowed), applies migrations, and builds the pool,
 /// retrying with backoff while PostgreSQL is unreachable.
 pub async fn prepare_database(settings: &DatabaseSettings) -> Result<DbPool, StartupError> {

@@ -78,8 +78,10 @@ impl Hasher {
     {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move || {
-            // The caller may have gone (its client hung up); nothing to tell then.
-            let _ = reply.send(job());
+            // A caller that has gone (its client hung up) needs no hash.
+            if !reply.is_closed() {
+                let _ = reply.send(job());
+            }
         });
         self.jobs.try_send(job).map_err(|error| match error {
             TrySendError::Full(_) => PasswordError::Saturated,

@@ -19,8 +19,8 @@ use uuid::Uuid;
 
 use crate::config::AuthSettings;
 
-/// Most users and addresses tracked at once; past it, expired windows are dropped, and if that
-/// frees nothing new ones go untracked rather than grow memory without bound.
+/// Most users and addresses tracked at once; past it, expired windows are dropped, then the
+/// oldest tenth (see `make_room`), rather than memory growing without bound.
 const MAX_TRACKED: usize = 100_000;
 
 #[derive(Clone, Copy, Hash, PartialEq, Eq, Debug)]
@@ -57,9 +57,16 @@ impl LoginThrottle {
     /// [`succeeded`](Self::succeeded) says otherwise.
     pub fn begin(&self, user: Uuid, address: Option<IpAddr>) -> Result<(), Duration> {
         let now = Instant::now();
-        self.check_at(now, user, address)?;
-        self.failed_at(now, user, address);
+        let mut windows = self.lock();
+        self.check_in(&windows, now, user, address)?;
+        self.count_in(&mut windows, now, user, address);
         Ok(())
+    }
+
+    /// The id was no user's: the attempt still counts against the address, but keeps no window
+    /// for the id (else made-up ids would fill the table).
+    pub fn unknown_user(&self, user: Uuid) {
+        self.lock().remove(&Key::User(user));
     }
 
     /// The password was right: the user's count is cleared, and the address gets back the
@@ -76,15 +83,30 @@ impl LoginThrottle {
     fn keys(&self, user: Uuid, address: Option<IpAddr>) -> impl Iterator<Item = (Key, u32)> {
         [
             Some((Key::User(user), self.per_user)),
-            address.map(|a| (Key::Address(a), self.per_address)),
+            address.map(|a| (Key::Address(network_of(a)), self.per_address)),
         ]
         .into_iter()
         .flatten()
         .filter(|(_, limit)| *limit > 0)
     }
 
+    #[cfg(test)]
     fn check_at(&self, now: Instant, user: Uuid, address: Option<IpAddr>) -> Result<(), Duration> {
-        let windows = self.lock();
+        self.check_in(&self.lock(), now, user, address)
+    }
+
+    #[cfg(test)]
+    fn failed_at(&self, now: Instant, user: Uuid, address: Option<IpAddr>) {
+        self.count_in(&mut self.lock(), now, user, address);
+    }
+
+    fn check_in(
+        &self,
+        windows: &HashMap<Key, Window>,
+        now: Instant,
+        user: Uuid,
+        address: Option<IpAddr>,
+    ) -> Result<(), Duration> {
         let wait = self
             .keys(user, address)
             .filter_map(|(key, limit)| {
@@ -99,15 +121,16 @@ impl LoginThrottle {
         }
     }
 
-    fn failed_at(&self, now: Instant, user: Uuid, address: Option<IpAddr>) {
-        let mut windows = self.lock();
+    fn count_in(
+        &self,
+        windows: &mut HashMap<Key, Window>,
+        now: Instant,
+        user: Uuid,
+        address: Option<IpAddr>,
+    ) {
         for (key, _) in self.keys(user, address) {
             if !windows.contains_key(&key) && windows.len() >= MAX_TRACKED {
-                windows.retain(|_, w| w.started + self.window > now);
-                if windows.len() >= MAX_TRACKED {
-                    log::warn!("login throttle: {MAX_TRACKED} windows open; not tracking more");
-                    continue;
-                }
+                make_room(windows, now, self.window);
             }
             let window = windows.entry(key).or_insert(Window {
                 started: now,
@@ -127,6 +150,31 @@ impl LoginThrottle {
         // The map stays consistent whatever panicked while holding it: every update is one
         // insert or assignment.
         self.windows.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The address a limit applies to: IPv4 as is, IPv6 by its /64 (one subscriber's prefix: a
+/// client holds a whole /64 and could otherwise change address at every attempt).
+fn network_of(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !u128::from(u64::MAX);
+            IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+        }
+    }
+}
+
+/// The table is full: drop expired windows, and if that is not enough, the oldest tenth, so
+/// that new guessers are still counted (an old window dropped early only forgives a little).
+fn make_room(windows: &mut HashMap<Key, Window>, now: Instant, window: Duration) {
+    windows.retain(|_, w| w.started + window > now);
+    if windows.len() >= MAX_TRACKED {
+        let mut starts: Vec<Instant> = windows.values().map(|w| w.started).collect();
+        starts.sort_unstable();
+        if let Some(cutoff) = starts.get(MAX_TRACKED / 10).copied() {
+            windows.retain(|_, w| w.started > cutoff);
+        }
     }
 }
 
@@ -190,6 +238,17 @@ mod tests {
         throttle.succeeded(user, AWAY);
         assert!(throttle.check_at(t0, user, AWAY).is_ok());
         assert!(throttle.check_at(t0, user, HOME).is_err());
+    }
+
+    #[test]
+    fn an_ipv6_client_is_limited_by_its_prefix() {
+        let throttle = throttle(0, 1);
+        let a: IpAddr = "2001:db8:1:2::1".parse().expect("v6");
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().expect("v6");
+        let elsewhere: IpAddr = "2001:db8:1:3::1".parse().expect("v6");
+        assert!(throttle.begin(Uuid::new_v4(), Some(a)).is_ok());
+        assert!(throttle.begin(Uuid::new_v4(), Some(b)).is_err());
+        assert!(throttle.begin(Uuid::new_v4(), Some(elsewhere)).is_ok());
     }
 
     #[test]

@@ -53,13 +53,11 @@ pub async fn enforce(
     next.call(req).await
 }
 
-/// Whether a body follows the headers. A WebSocket upgrade's "body" is the socket itself and
-/// lasts as long as the session: never put a deadline on that.
+/// Whether a body follows the headers. A WebSocket handshake declares none (its "body" is the
+/// socket itself, for as long as the session lasts), so it never gets a deadline; anything that
+/// declares a length or a chunked body does, whatever other headers it sends.
 fn has_body(req: &ServiceRequest) -> bool {
     let headers = req.headers();
-    if headers.contains_key(header::UPGRADE) {
-        return false;
-    }
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

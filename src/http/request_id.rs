@@ -42,7 +42,8 @@ pub async fn stamp(
         .map(str::to_owned)
         .unwrap_or_else(|| Uuid::new_v4().to_string());
     // Handlers' and extractors' errors arrive here as responses (with `error()` set); this is
-    // the innermost middleware, so nothing below it returns `Err`.
+    // the innermost middleware but for the body deadline, which only wraps the payload, so
+    // nothing below it returns `Err`.
     let response = next.call(req).await?.map_into_boxed_body();
     let status = response.status();
     // Errors get the contract's body; a handler that already wrote a body of its own keeps it.

@@ -23,6 +23,9 @@ use crate::retry::redact;
 /// busy, small enough that a slow client leaves its backlog in its (length-capped) queue.
 const SESSION_PREFETCH: u16 = 64;
 
+/// How long opening a link on one endpoint may take before herald tries the next.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long closing a connection may take before herald gives up on a clean close.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -146,7 +149,17 @@ pub async fn open_link(
     let Some(endpoint) = endpoints.list.get(n) else {
         return Err(BrokerError::Unavailable);
     };
-    match open_on(&endpoint.pool, settings).await {
+    // An endpoint that drops packets would hang a connect for minutes: give up on it in time
+    // and try the next.
+    let opened = tokio::time::timeout(CONNECT_TIMEOUT, open_on(&endpoint.pool, settings))
+        .await
+        .unwrap_or_else(|_| {
+            Err(BrokerError::Pool(format!(
+                "no answer within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            )))
+        });
+    match opened {
         Ok(link) => {
             if count > 1 {
                 log::info!("RabbitMQ link opened on {}", endpoint.shown);

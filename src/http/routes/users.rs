@@ -106,6 +106,7 @@ pub async fn login(
         users::password_hash(&mut conn, id).await?
     };
     let Some(stored) = stored else {
+        throttle.unknown_user(id);
         return Err(ApiError::NotFound("user not found".into()));
     };
     if !state.hasher.verify(password, stored).await? {

@@ -2,7 +2,6 @@
 //! closing the sessions that cannot keep up.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use actix::prelude::*;
 use uuid::Uuid;
@@ -51,13 +50,12 @@ impl SessionRegistry {
         let Some(handle) = self.remove(session_id).and_then(|entry| entry.handle) else {
             return;
         };
+        // `remove` has condemned its connection: if the close frame cannot get through, the
+        // reaper drops it.
         handle.owe();
         handle
             .disconnect
             .do_send(Disconnect(DisconnectReason::TooSlow));
-        if let Some(watch) = handle.write {
-            self.condemned.push((Instant::now(), watch));
-        }
     }
 
     /// Hands one event to each of `targets`; closes the ones that cannot keep up.

@@ -73,9 +73,21 @@ impl SessionRegistry {
             .unwrap_or_default()
     }
 
+    /// A session the registry lets go of may be frozen behind a client that stopped reading
+    /// (then it cannot act on being told to close): if its connection is still open after the
+    /// write timeout, the reaper drops it.
+    fn condemn(&mut self, watch: &Arc<WriteWatch>) {
+        if watch.is_open() {
+            self.condemned.push((Instant::now(), Arc::clone(watch)));
+        }
+    }
+
     /// Forgets a session and releases what it held. Idempotent.
     fn remove(&mut self, session_id: Uuid) -> Option<Entry> {
         let entry = self.sessions.remove(&session_id)?;
+        if let Some(watch) = entry.handle.as_ref().and_then(|h| h.write.as_ref()) {
+            self.condemn(watch);
+        }
         if let Some(set) = self.by_user.get_mut(&entry.user_id) {
             set.remove(&session_id);
             if set.is_empty() {

@@ -88,7 +88,8 @@ impl Handler<ReapStalled> for SessionRegistry {
             .iter()
             .filter_map(|(id, entry)| {
                 let watch = entry.handle.as_ref()?.write.as_ref()?;
-                (watch.stalled_for() >= msg.timeout).then(|| (*id, Arc::clone(watch)))
+                (watch.is_open() && watch.stalled_for() >= msg.timeout)
+                    .then(|| (*id, Arc::clone(watch)))
             })
             .collect();
         for (session_id, watch) in &stalled {
@@ -158,12 +159,19 @@ impl Handler<LinkLost> for SessionRegistry {
     type Result = ();
 
     fn handle(&mut self, _: LinkLost, _: &mut Context<Self>) {
-        for entry in self.sessions.values() {
-            if let Some(handle) = &entry.handle {
+        let watches: Vec<Arc<WriteWatch>> = self
+            .sessions
+            .values()
+            .filter_map(|entry| entry.handle.as_ref())
+            .inspect(|handle| {
                 handle
                     .disconnect
-                    .do_send(Disconnect(DisconnectReason::BrokerLost));
-            }
+                    .do_send(Disconnect(DisconnectReason::BrokerLost))
+            })
+            .filter_map(|handle| handle.write.clone())
+            .collect();
+        for watch in &watches {
+            self.condemn(watch);
         }
         self.sessions.clear();
         self.by_user.clear();
