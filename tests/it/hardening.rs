@@ -3,6 +3,8 @@
 //! wrong method) against a real server, and checks that herald refuses it promptly and keeps
 //! serving everyone else. Raw TCP where the misbehaviour is below what an HTTP client allows.
 
+use std::time::Duration;
+
 use futures_util::future::join_all;
 use herald::config::QueueMode;
 use herald::realtime::topology::user_routing_key;
@@ -12,10 +14,14 @@ use tokio::net::{TcpSocket, TcpStream};
 use uuid::Uuid;
 
 use crate::support::{
-    amqp, publish_raw, test_settings, test_settings_in, Answer, TestApp, TestUser, DEADLINE,
+    amqp, eventually_within, force_close_herald_connections, publish_raw, test_settings,
+    test_settings_in, Answer, TestApp, TestUser, DEADLINE,
 };
 
-in_both_modes!(a_client_that_stops_reading_is_dropped_as_too_slow);
+in_both_modes!(
+    a_client_that_stops_reading_is_dropped_as_too_slow,
+    a_stalled_client_is_dropped_even_when_the_broker_link_is_lost_meanwhile,
+);
 
 /// The password `TestApp::user` registers everyone with.
 const PASSWORD: &str = "correct horse";
@@ -333,4 +339,47 @@ async fn a_client_that_stops_reading_is_dropped_as_too_slow(mode: QueueMode) {
     // The reader was never held up.
     let post = app.create_post(&author, "unhindered").await;
     healthy.expect_created(post, &author, "unhindered").await;
+}
+
+async fn a_stalled_client_is_dropped_even_when_the_broker_link_is_lost_meanwhile(mode: QueueMode) {
+    // The link drops while the client is stalled: the registry forgets every session at once,
+    // and a frozen one cannot act on being told to go. Its connection must still be dropped.
+    let mut settings = test_settings_in(mode);
+    settings.realtime.write_timeout_secs = 6;
+    settings.realtime.socket_send_buffer_bytes = 64 * 1024;
+    settings.realtime.client_timeout_secs = 600;
+    let app = TestApp::spawn_with(settings).await;
+    let stalled = app.user("Stalled").await;
+    let stream = raw_websocket(&app, &stalled, Some(4096)).await;
+    assert!(
+        app.eventually(|| async { app.session_count().await == 1 })
+            .await
+    );
+
+    let conn = amqp(&app.settings).await;
+    let big = json!({"type": "post.created", "postText": "x".repeat(256 * 1024)});
+    for _ in 0..48 {
+        publish_raw(
+            &conn,
+            &app.settings.realtime.exchange,
+            &user_routing_key(stalled.id),
+            &big,
+        )
+        .await;
+    }
+    // Well within the write timeout, so the registry forgets the session before its reaper
+    // would have found it stalled.
+    let closed = force_close_herald_connections(&app.settings.realtime.exchange).await;
+    assert!(closed >= 1, "no herald connection found on the broker");
+    assert!(
+        app.eventually(|| async { app.session_count().await == 0 })
+            .await
+    );
+    assert!(
+        eventually_within(Duration::from_secs(30), || async {
+            matches!(stream.take_error(), Ok(Some(_)))
+        })
+        .await,
+        "the stalled client's connection outlived the link"
+    );
 }
