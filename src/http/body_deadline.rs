@@ -22,7 +22,7 @@ use tokio::time::{sleep, Sleep};
 use super::AppState;
 
 /// The error a body stream ends with when its deadline passes.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("the request body did not arrive within {0} seconds")]
 pub struct BodyTimedOut(pub u64);
 

@@ -27,8 +27,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0} is not allowed here; allowed: {1}")]
     MethodNotAllowed(String, &'static str),
-    #[error("the request body did not arrive within {0} seconds")]
-    BodyTimeout(u64),
+    #[error(transparent)]
+    BodyTimeout(BodyTimedOut),
     #[error("request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
     #[error("too many failed logins; retry in {0} seconds")]
@@ -132,12 +132,14 @@ impl From<actix::MailboxError> for ApiError {
 
 /// JSON body errors: 413 past the limit, 400 for everything else.
 pub fn json_error(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    if let JsonPayloadError::Payload(payload) = &error {
+        if let Some(timed_out) = BodyTimedOut::within(payload) {
+            return ApiError::BodyTimeout(*timed_out).into();
+        }
+    }
     let api = match &error {
         JsonPayloadError::Overflow { limit } => ApiError::PayloadTooLarge(*limit),
         JsonPayloadError::OverflowKnownLength { limit, .. } => ApiError::PayloadTooLarge(*limit),
-        JsonPayloadError::Payload(payload) if BodyTimedOut::within(payload).is_some() => {
-            ApiError::BodyTimeout(BodyTimedOut::within(payload).map_or(0, |t| t.0))
-        }
         JsonPayloadError::Deserialize(inner) => {
             ApiError::BadRequest(format!("invalid JSON body: {inner}"))
         }

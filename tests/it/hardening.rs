@@ -282,13 +282,34 @@ async fn a_wrong_method_on_a_known_path_gets_405_with_allow() {
     assert_eq!(status, 404);
 }
 
-async fn a_client_that_stops_reading_is_dropped_as_too_slow(mode: QueueMode) {
+/// Settings for a test about a client that stops reading: a small server-side send buffer, so
+/// its socket fills fast, and no client timeout to drop it for its silence first.
+fn stalling_settings(mode: QueueMode, write_timeout_secs: u64) -> herald::config::Settings {
     let mut settings = test_settings_in(mode);
-    settings.realtime.write_timeout_secs = 2;
+    settings.realtime.write_timeout_secs = write_timeout_secs;
     settings.realtime.socket_send_buffer_bytes = 64 * 1024;
-    // This test is about writes; a silent client must not be dropped for its silence first.
     settings.realtime.client_timeout_secs = 600;
-    let app = TestApp::spawn_with(settings).await;
+    settings
+}
+
+/// Publishes far more to `user` than the socket buffers hold, and far fewer events than a
+/// session's mailbox: only its stalled socket can tell that its client is not reading.
+async fn stuff(app: &TestApp, user: &TestUser) {
+    let conn = amqp(&app.settings).await;
+    let big = json!({"type": "post.created", "postText": "x".repeat(256 * 1024)});
+    for _ in 0..48 {
+        publish_raw(
+            &conn,
+            &app.settings.realtime.exchange,
+            &user_routing_key(user.id),
+            &big,
+        )
+        .await;
+    }
+}
+
+async fn a_client_that_stops_reading_is_dropped_as_too_slow(mode: QueueMode) {
+    let app = TestApp::spawn_with(stalling_settings(mode, 2)).await;
     let stalled = app.user("Stalled").await;
     let reader = app.user("Reader").await;
     let author = app.user("Author").await;
@@ -303,19 +324,7 @@ async fn a_client_that_stops_reading_is_dropped_as_too_slow(mode: QueueMode) {
         .as_u64()
         .expect("dropped_slow");
 
-    // Far more than the socket buffers hold, and far fewer events than the session's mailbox:
-    // only the stalled socket can tell that this client is not reading.
-    let conn = amqp(&app.settings).await;
-    let big = json!({"type": "post.created", "postText": "x".repeat(256 * 1024)});
-    for _ in 0..48 {
-        publish_raw(
-            &conn,
-            &app.settings.realtime.exchange,
-            &user_routing_key(stalled.id),
-            &big,
-        )
-        .await;
-    }
+    stuff(&app, &stalled).await;
 
     assert!(
         app.eventually(|| async {
@@ -344,11 +353,7 @@ async fn a_client_that_stops_reading_is_dropped_as_too_slow(mode: QueueMode) {
 async fn a_stalled_client_is_dropped_even_when_the_broker_link_is_lost_meanwhile(mode: QueueMode) {
     // The link drops while the client is stalled: the registry forgets every session at once,
     // and a frozen one cannot act on being told to go. Its connection must still be dropped.
-    let mut settings = test_settings_in(mode);
-    settings.realtime.write_timeout_secs = 6;
-    settings.realtime.socket_send_buffer_bytes = 64 * 1024;
-    settings.realtime.client_timeout_secs = 600;
-    let app = TestApp::spawn_with(settings).await;
+    let app = TestApp::spawn_with(stalling_settings(mode, 6)).await;
     let stalled = app.user("Stalled").await;
     let stream = raw_websocket(&app, &stalled, Some(4096)).await;
     assert!(
@@ -356,17 +361,7 @@ async fn a_stalled_client_is_dropped_even_when_the_broker_link_is_lost_meanwhile
             .await
     );
 
-    let conn = amqp(&app.settings).await;
-    let big = json!({"type": "post.created", "postText": "x".repeat(256 * 1024)});
-    for _ in 0..48 {
-        publish_raw(
-            &conn,
-            &app.settings.realtime.exchange,
-            &user_routing_key(stalled.id),
-            &big,
-        )
-        .await;
-    }
+    stuff(&app, &stalled).await;
     // Well within the write timeout, so the registry forgets the session before its reaper
     // would have found it stalled.
     let closed = force_close_herald_connections(&app.settings.realtime.exchange).await;

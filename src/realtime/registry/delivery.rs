@@ -52,7 +52,6 @@ impl SessionRegistry {
         };
         // `remove` has condemned its connection: if the close frame cannot get through, the
         // reaper drops it.
-        handle.owe();
         handle
             .disconnect
             .do_send(Disconnect(DisconnectReason::TooSlow));

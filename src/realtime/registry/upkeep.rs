@@ -61,8 +61,8 @@ impl Handler<Prune> for SessionRegistry {
 
 /// The watchdog's reaper: closes sessions whose connection has taken nothing for `timeout`
 /// while output waited for it (their client stopped reading), counting each as too slow, and
-/// drops the connections of sessions closed as too slow that are still open after `timeout`.
-/// Returns how many sessions it closed.
+/// drops the connections of sessions the registry let go of (see `condemn`) that are still open
+/// `timeout` later. Returns how many sessions it closed.
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct ReapStalled {
@@ -159,19 +159,18 @@ impl Handler<LinkLost> for SessionRegistry {
     type Result = ();
 
     fn handle(&mut self, _: LinkLost, _: &mut Context<Self>) {
-        let watches: Vec<Arc<WriteWatch>> = self
+        let handles: Vec<SessionHandle> = self
             .sessions
             .values()
-            .filter_map(|entry| entry.handle.as_ref())
-            .inspect(|handle| {
-                handle
-                    .disconnect
-                    .do_send(Disconnect(DisconnectReason::BrokerLost))
-            })
-            .filter_map(|handle| handle.write.clone())
+            .filter_map(|entry| entry.handle.clone())
             .collect();
-        for watch in &watches {
-            self.condemn(watch);
+        for handle in handles {
+            handle
+                .disconnect
+                .do_send(Disconnect(DisconnectReason::BrokerLost));
+            if let Some(watch) = &handle.write {
+                self.condemn(watch);
+            }
         }
         self.sessions.clear();
         self.by_user.clear();
