@@ -93,12 +93,13 @@ pub struct RealtimeSettings {
     pub max_frame_bytes: usize,
     pub fanout_page_size: i64,
     pub max_confirms_in_flight: usize,
-    pub fanout_workers: usize,
     pub node_queue_max_length: u32,
     pub node_prefetch: u16,
     pub session_mailbox: usize,
     pub celebrity_followers: i64,
-    pub celebrity_settle_ms: u64,
+    pub history_max_events: i64,
+    pub history_ttl_secs: u64,
+    pub relay_batch: i64,
     pub write_timeout_secs: u64,
     pub socket_send_buffer_bytes: usize,
 }
@@ -199,10 +200,6 @@ impl Settings {
                 "realtime.max_frame_bytes must be > 0",
             ),
             (
-                (1..=64).contains(&rt.fanout_workers),
-                "realtime.fanout_workers must be between 1 and 64",
-            ),
-            (
                 rt.node_queue_max_length > 0,
                 "realtime.node_queue_max_length must be > 0",
             ),
@@ -216,8 +213,16 @@ impl Settings {
                 "realtime.celebrity_followers must be > 0",
             ),
             (
-                rt.celebrity_settle_ms <= MAX_TIMER_SECS * 1000,
-                "realtime.celebrity_settle_ms must be at most a week",
+                (1..=1_000_000).contains(&rt.history_max_events),
+                "realtime.history_max_events must be between 1 and 1000000",
+            ),
+            (
+                (1..=MAX_TIMER_SECS * 52).contains(&rt.history_ttl_secs),
+                "realtime.history_ttl_secs must be between 1 and a year",
+            ),
+            (
+                (1..=100_000).contains(&rt.relay_batch),
+                "realtime.relay_batch must be between 1 and 100000",
             ),
             (
                 self.database.pool_size > 0,
@@ -303,8 +308,16 @@ impl RealtimeSettings {
         Duration::from_secs(self.client_timeout_secs)
     }
 
-    pub fn celebrity_settle(&self) -> Duration {
-        Duration::from_millis(self.celebrity_settle_ms)
+    pub fn history_ttl(&self) -> Duration {
+        Duration::from_secs(self.history_ttl_secs)
+    }
+
+    /// Live events a session may hold while its gap is being filled: the history bound plus a
+    /// mailbox's worth.
+    pub fn held_max(&self) -> usize {
+        usize::try_from(self.history_max_events)
+            .unwrap_or(usize::MAX)
+            .saturating_add(self.session_mailbox)
     }
 
     pub fn write_timeout(&self) -> Duration {

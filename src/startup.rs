@@ -17,8 +17,10 @@ use crate::config::{AmqpSettings, DatabaseSettings, RealtimeSettings, Settings};
 use crate::http::connection::ConnectionFd;
 use crate::http::{self, body_deadline, request_id, AppState};
 use crate::realtime::broker::{Close, LinkUp};
-use crate::realtime::fanout::{self, Fanout};
+use crate::realtime::history::FeedHistory;
 use crate::realtime::link;
+use crate::realtime::relay::{self, Relay};
+use crate::realtime::relink;
 use crate::realtime::registry::upkeep::{DisconnectAll, SessionCount};
 use crate::realtime::routing::{BrokerPort, RegistryPort};
 use crate::realtime::session_protocol::DisconnectReason;
@@ -26,6 +28,7 @@ use crate::realtime::{
     watchdog, BrokerActor, BrokerError, BrokerHealth, SessionRegistry, Stats, Watchdog,
 };
 use crate::retry::{self, redact};
+use crate::store::events::HistoryBounds;
 use crate::store::{database, DbPool};
 
 /// How long shutdown waits for sessions to close before closing the broker link anyway.
@@ -89,23 +92,26 @@ pub async fn prepare_database(settings: &DatabaseSettings) -> Result<DbPool, Sta
     Ok(database::build_pool(settings)?)
 }
 
-/// The realtime actors of one node, and the fan-out writers hand their events to.
+/// The realtime actors of one node, its relay of the feed log, and the history sessions fill
+/// their gaps from.
 #[derive(Clone)]
 pub struct Realtime {
     pub broker: Addr<BrokerActor>,
     pub registry: Addr<SessionRegistry>,
     pub watchdog: Addr<Watchdog>,
-    pub fanout: Fanout,
+    pub relay: Relay,
+    pub history: FeedHistory,
     pub health: BrokerHealth,
     pub stats: Stats,
 }
 
 impl Realtime {
     /// Connects to RabbitMQ (retrying with backoff), declares the exchange and starts the
-    /// broker, registry and watchdog on the current arbiter.
+    /// broker, registry, watchdog, relay and relinker on the current arbiter.
     pub async fn start(
         amqp: &AmqpSettings,
         settings: &RealtimeSettings,
+        database: &DatabaseSettings,
         db: DbPool,
     ) -> Result<Self, StartupError> {
         let endpoints = Arc::new(link::Endpoints::new(amqp, &settings.exchange)?);
@@ -114,7 +120,12 @@ impl Realtime {
         let health = BrokerHealth::default();
         let stats = Stats::default();
         let (publish_channel, publishing) = watch::channel(None);
-        let fanout = fanout::spawn(db, settings, publishing, stats.clone());
+        let relay = relay::spawn(&database.url, settings, publishing.clone(), stats.clone());
+        let bounds = HistoryBounds {
+            max_events: settings.history_max_events,
+            ttl: settings.history_ttl(),
+        };
+        let history = FeedHistory::new(db.clone(), bounds, stats.clone());
         // The registry and the broker each hold the other's port: make the broker's context
         // (and so its address) first, start the registry with it, then run the broker in it.
         let context = Context::new();
@@ -133,6 +144,7 @@ impl Realtime {
             publish_channel,
         ));
         broker.do_send(LinkUp(first_link));
+        actix_rt::spawn(relink::run(registry.clone(), db, publishing));
         let watchdog = Watchdog::new(
             registry.clone(),
             broker.clone(),
@@ -145,14 +157,15 @@ impl Realtime {
             broker,
             registry,
             watchdog,
-            fanout,
+            relay,
+            history,
             health,
             stats,
         })
     }
 
-    /// Closes every session with 1001, waits briefly for them to go, then closes the broker
-    /// connection (which releases every session queue).
+    /// Closes every session with 1001, waits briefly for them to go, stops relaying, then
+    /// closes the broker connection (which releases every session queue).
     pub async fn shutdown(&self) {
         let _ = self
             .registry
@@ -165,6 +178,7 @@ impl Realtime {
                 Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         }
+        self.relay.stop();
         // `Close` bounds its own wait on RabbitMQ; this bounds the mailbox round trip too.
         let _ = tokio::time::timeout(SESSION_DRAIN * 3, self.broker.send(Close)).await;
         self.watchdog.do_send(watchdog::Stop);
@@ -208,11 +222,18 @@ impl Application {
             .map_err(StartupError::Threads)?;
 
         let pool = prepare_database(&settings.database).await?;
-        let realtime = Realtime::start(&settings.amqp, &settings.realtime, pool.clone()).await?;
+        let realtime = Realtime::start(
+            &settings.amqp,
+            &settings.realtime,
+            &settings.database,
+            pool.clone(),
+        )
+        .await?;
 
         let state = web::Data::new(AppState {
             pool: pool.clone(),
-            fanout: realtime.fanout.clone(),
+            relay: realtime.relay.clone(),
+            history: realtime.history.clone(),
             registry: realtime.registry.clone(),
             broker_health: realtime.health.clone(),
             stats: realtime.stats.clone(),

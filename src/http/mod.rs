@@ -18,14 +18,16 @@ use actix_web::{web, HttpRequest, HttpResponse, Resource, Route};
 use crate::auth::hasher::Hasher;
 use crate::auth::throttle::LoginThrottle;
 use crate::config::{AuthSettings, RealtimeSettings};
-use crate::realtime::fanout::Fanout;
+use crate::realtime::history::FeedHistory;
+use crate::realtime::relay::Relay;
 use crate::realtime::{BrokerHealth, SessionRegistry, Stats};
 use crate::store::DbPool;
 
 /// What every handler may reach, shared across workers.
 pub struct AppState {
     pub pool: DbPool,
-    pub fanout: Fanout,
+    pub relay: Relay,
+    pub history: FeedHistory,
     pub registry: Addr<SessionRegistry>,
     pub broker_health: BrokerHealth,
     pub stats: Stats,

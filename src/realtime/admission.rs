@@ -1,13 +1,15 @@
-//! Admitting a session before its WebSocket upgrade completes: route its user's events to this
-//! node, then those of the celebrities the user follows. The WebSocket route runs this; so do
-//! the actor tests, so they exercise the very sequence the route does.
+//! Admitting a session before its WebSocket upgrade completes: read the feed's position, route
+//! its user's events to this node, then those of the celebrities the user follows; the session
+//! then fills from the log whatever was published between that position and its routing. The
+//! WebSocket route runs this; so do the actor tests, so they exercise the very sequence the
+//! route does. [`reroute`] does the same for a session that outlived its broker link.
 
 use actix::Addr;
 use uuid::Uuid;
 
 use super::broker_error::BrokerError;
-use super::registry::{Admit, Deregister, SessionRegistry, WatchAuthors};
-use crate::store::{self, celebrities, DbPool, StoreError};
+use super::registry::{Admit, Deregister, Reroute, SessionRegistry, WatchAuthors};
+use crate::store::{self, celebrities, events, DbPool, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdmissionError {
@@ -18,13 +20,19 @@ pub enum AdmissionError {
 }
 
 /// Admits session `session_id` of `user_id`. On success its events are routed here (and held
-/// until its actor registers); on failure nothing is left behind.
+/// until its actor registers), and the result is the feed position read before any routing:
+/// what was published after it may have missed the session, so its first fill starts there.
+/// On failure nothing is left behind.
 pub async fn admit(
     registry: &Addr<SessionRegistry>,
     pool: &DbPool,
     session_id: Uuid,
     user_id: Uuid,
-) -> Result<(), AdmissionError> {
+) -> Result<i64, AdmissionError> {
+    let head = {
+        let mut conn = store::connection(pool).await?;
+        events::head(&mut conn).await?
+    };
     registry
         .send(Admit {
             session_id,
@@ -32,6 +40,43 @@ pub async fn admit(
         })
         .await
         .map_err(|_| BrokerError::Unavailable)??;
+    watch_celebrities(registry, pool, session_id, user_id).await?;
+    Ok(head)
+}
+
+/// Routes a running session again on a new broker link. On failure the session stays held,
+/// for the next attempt.
+pub async fn reroute(
+    registry: &Addr<SessionRegistry>,
+    pool: &DbPool,
+    session_id: Uuid,
+    user_id: Uuid,
+) -> Result<(), AdmissionError> {
+    registry
+        .send(Reroute { session_id })
+        .await
+        .map_err(|_| BrokerError::Unavailable)??;
+    let authors = {
+        let mut conn = store::connection(pool).await?;
+        celebrities::followed_by(&mut conn, user_id).await?
+    };
+    registry
+        .send(WatchAuthors {
+            session_id,
+            authors,
+        })
+        .await
+        .map_err(|_| BrokerError::Unavailable)??;
+    Ok(())
+}
+
+/// Routes the celebrities `user_id` follows to the session; undoes the admission on failure.
+async fn watch_celebrities(
+    registry: &Addr<SessionRegistry>,
+    pool: &DbPool,
+    session_id: Uuid,
+    user_id: Uuid,
+) -> Result<(), AdmissionError> {
     // Read only once the user's own key routes here: a follow committed after this read
     // reaches this node as a control message on that key.
     let watched = async {

@@ -3,8 +3,10 @@
 //! channel. It speaks to the registry only through a [`RegistryPort`], and the registry to it
 //! through the messages of `routing`.
 //!
-//! If the link is lost, every session is closed (1013, "try again"), since the exclusive queues
-//! died with the connection, and the actor reconnects with backoff.
+//! If the link is lost its exclusive queues die with it, but no session is closed: the registry
+//! has every session hold its events, the actor reconnects (each of `amqp.urls` in turn, backoff
+//! capped at a few seconds), and on the new link `relink` routes the sessions again and each
+//! fills its gap from the feed log.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -91,7 +93,10 @@ impl BrokerActor {
         };
         // The connection may still be open (a channel error also ends the link).
         link::abandon(old);
-        log::error!("lost the RabbitMQ connection ({why}); closing sessions and reconnecting");
+        log::error!(
+            "lost the RabbitMQ connection ({why}); sessions stay open, holding their events, \
+             while herald reconnects"
+        );
         self.health.set(false);
         self.publish_channel.send_replace(None);
         self.routing.link_down();

@@ -20,7 +20,7 @@ use lapin::Channel;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::broker_error::BrokerError;
-use super::control::{is_control, Control};
+use super::control::{is_control, seq_of, Control};
 use super::pipeline;
 use super::routing::{ApplyControl, RegistryPort, RouteEvent};
 use super::stats::Stats;
@@ -245,19 +245,23 @@ pub async fn consume(
         let Ok(handed) = Arc::clone(&backlog).acquire_owned().await else {
             break "the registry backlog closed".to_owned();
         };
+        let seq = seq_of(&delivery.properties);
         match Route::parse(delivery.routing_key.as_str()) {
             Some(Route::User(user_id)) if is_control(&delivery.properties) => {
-                if let Some(control) = Control::parse(&delivery.data) {
-                    registry
-                        .apply_control
-                        .do_send(ApplyControl { user_id, control });
+                match Control::parse(&delivery.data) {
+                    Some(control) => registry.apply_control.do_send(ApplyControl {
+                        user_id,
+                        control,
+                        seq,
+                    }),
+                    None => log::warn!("dropping a control message that does not parse"),
                 }
             }
             Some(route) => {
                 let payload: Arc<str> = String::from_utf8_lossy(&delivery.data).into();
                 registry.route_event.do_send(RouteEvent {
                     route,
-                    payload,
+                    frame: (seq, payload),
                     handed,
                 });
             }

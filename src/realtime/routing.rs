@@ -10,8 +10,6 @@
 //! Every hold a session takes belongs to one broker link, named by its *generation*: a release
 //! that names an older link is ignored, since that link's queues and bindings are gone already.
 
-use std::sync::Arc;
-
 use actix::dev::ToEnvelope;
 use actix::prelude::*;
 use tokio::sync::OwnedSemaphorePermit;
@@ -19,6 +17,7 @@ use uuid::Uuid;
 
 use super::broker_error::BrokerError;
 use super::control::Control;
+use super::events::Frame;
 use super::session_protocol::SessionHandle;
 use super::topology::Route;
 
@@ -108,21 +107,23 @@ impl BrokerPort {
 #[rtype(result = "()")]
 pub struct RouteEvent {
     pub route: Route,
-    pub payload: Arc<str>,
+    pub frame: Frame,
     /// Released once handled: bounds what the consumer may hand over ahead of the registry.
     pub handed: OwnedSemaphorePermit,
 }
 
-/// Node mode: a local user started or stopped following a celebrity.
+/// Node mode: a local user started or stopped following a celebrity, at position `seq`.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct ApplyControl {
     pub user_id: Uuid,
     pub control: Control,
+    pub seq: i64,
 }
 
-/// The broker link is gone, and every queue and binding with it: every session is told to
-/// reconnect, and everything this node held is forgotten (it will not be released).
+/// The broker link is gone, and every queue and binding with it: every session holds its live
+/// events until its routing is rebuilt on the next link (see `relink`) and its gap filled from
+/// the log; what this node held on the old link is forgotten (it will not be released).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct LinkLost;

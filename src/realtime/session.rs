@@ -1,19 +1,44 @@
 //! `WsSession`: one actor per WebSocket connection. It exists only for an authenticated user
-//! whose events are already routed to this node, writes each event it is handed as one text
-//! frame, answers the client's pings, tracks when it last heard from the client, and closes
-//! cleanly.
+//! whose events are already routed to this node. It first fills its gap from the feed log (the
+//! events after the client's `since`, or after the position read at admission), then writes each
+//! event it is handed as one text frame, in position order and once (`in_order`), filling again
+//! from the log whenever a routing change asks it to. It answers the client's pings, tracks when
+//! it last heard from the client, and closes cleanly.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web_actors::ws::{self, CloseCode, CloseReason};
 use uuid::Uuid;
 
+use super::events::{reset_frame, Frame};
 use super::frame_guard::FrameLimit;
+use super::history::{FeedHistory, Fill};
+use super::in_order::InOrder;
 use super::registry::{Deregister, Register, SessionRegistry};
-use super::session_protocol::{Deliver, Disconnect, DisconnectReason, Heartbeat, SessionHandle};
+use super::session_protocol::{
+    Deliver, Disconnect, DisconnectReason, FeedSync, Heartbeat, SessionHandle,
+};
+use super::stats::Stats;
 use super::write_watch::WriteWatch;
+use crate::store::StoreError;
+
+/// How long a fill that failed (PostgreSQL unreachable) waits before it is tried again; live
+/// events stay held meanwhile.
+const FILL_RETRY: Duration = Duration::from_secs(1);
+
+/// Where a session's feed starts.
+pub struct FeedStart {
+    pub history: FeedHistory,
+    pub stats: Stats,
+    /// The client has everything up to here: its `since`, or the position read at admission.
+    pub after: i64,
+    /// Whether `after` is the client's own (a resume).
+    pub resumed: bool,
+    /// Live events a session may hold while a fill is under way.
+    pub held_max: usize,
+}
 
 pub struct WsSession {
     id: Uuid,
@@ -23,12 +48,21 @@ pub struct WsSession {
     last_heard: Instant,
     frame_limit: FrameLimit,
     write: Option<Arc<WriteWatch>>,
+    history: FeedHistory,
+    stats: Stats,
+    gate: InOrder,
+    start: Option<(i64, bool)>,
 }
 
 impl WsSession {
     /// `mailbox` bounds the events waiting for this socket (`realtime.session_mailbox`): past
     /// it the registry finds the mailbox full and closes the session as too slow.
-    pub fn new(id: Uuid, user_id: Uuid, registry: Addr<SessionRegistry>, mailbox: usize) -> Self {
+    pub fn new(
+        (id, user_id): (Uuid, Uuid),
+        registry: Addr<SessionRegistry>,
+        mailbox: usize,
+        feed: FeedStart,
+    ) -> Self {
         WsSession {
             id,
             user_id,
@@ -37,6 +71,10 @@ impl WsSession {
             last_heard: Instant::now(),
             frame_limit: FrameLimit::default(),
             write: None,
+            gate: InOrder::new(feed.after, feed.held_max),
+            history: feed.history,
+            stats: feed.stats,
+            start: Some((feed.after, feed.resumed)),
         }
     }
 
@@ -53,6 +91,29 @@ impl WsSession {
         self
     }
 
+    fn write(&self, frames: Vec<Frame>, duplicates: usize, ctx: &mut ws::WebsocketContext<Self>) {
+        if duplicates > 0 {
+            self.stats.add_duplicates(duplicates as u64);
+        }
+        for (_, text) in frames {
+            ctx.text(&*text);
+        }
+    }
+
+    /// Reads the gap after `after` from the log, off the actor; the answer comes back as
+    /// [`Filled`].
+    fn fill(&self, after: i64, author: Option<Uuid>, ctx: &mut ws::WebsocketContext<Self>) {
+        let (history, user_id, me) = (self.history.clone(), self.user_id, ctx.address());
+        actix_rt::spawn(async move {
+            let outcome = history.fill(user_id, after, author).await;
+            me.do_send(Filled {
+                after,
+                author,
+                outcome,
+            });
+        });
+    }
+
     fn close(&self, ctx: &mut ws::WebsocketContext<Self>, code: CloseCode, why: &str) {
         ctx.close(Some(CloseReason {
             code,
@@ -67,11 +128,19 @@ impl Actor for WsSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.mailbox);
+        // Everything routed here from now on is held until the first fill is in.
+        self.gate.hold();
         self.registry.do_send(Register {
             session_id: self.id,
             handle: SessionHandle::new(self.user_id, &ctx.address())
                 .with_write_watch(self.write.clone()),
         });
+        if let Some((after, resumed)) = self.start.take() {
+            if resumed {
+                self.stats.count_resume();
+            }
+            self.fill(after, None, ctx);
+        }
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -84,8 +153,85 @@ impl Actor for WsSession {
 impl Handler<Deliver> for WsSession {
     type Result = ();
 
-    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        ctx.text(&*msg.0);
+    fn handle(&mut self, Deliver(frame): Deliver, ctx: &mut Self::Context) {
+        let released = self.gate.live(frame);
+        self.write(released.frames, released.duplicates, ctx);
+    }
+}
+
+impl Handler<FeedSync> for WsSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: FeedSync, ctx: &mut Self::Context) {
+        match msg {
+            FeedSync::Hold => self.gate.hold(),
+            FeedSync::CatchUp { after, author } => {
+                let after = after.unwrap_or(self.gate.last());
+                self.fill(after, author, ctx);
+            }
+        }
+    }
+}
+
+/// A fill's answer.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Filled {
+    after: i64,
+    author: Option<Uuid>,
+    outcome: Result<Fill, StoreError>,
+}
+
+impl Handler<Filled> for WsSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Filled, ctx: &mut Self::Context) {
+        let frames = match msg.outcome {
+            Ok(Fill::Frames(frames)) => frames,
+            Ok(Fill::Reset(head)) => {
+                log::info!(
+                    "session {}: the gap after {} is beyond the history kept; resetting it to {head}",
+                    self.id,
+                    msg.after
+                );
+                self.reset(head, ctx);
+                Vec::new()
+            }
+            Err(error) => {
+                log::warn!(
+                    "session {}: filling its gap after {} failed ({error}); retrying",
+                    self.id,
+                    msg.after
+                );
+                let (after, author) = (msg.after, msg.author);
+                ctx.run_later(FILL_RETRY, move |session, ctx| {
+                    session.fill(after, author, ctx)
+                });
+                return;
+            }
+        };
+        match self.gate.filled(frames) {
+            Some(released) => self.write(released.frames, released.duplicates, ctx),
+            None => {
+                // It held more than it may while the fill ran: order can no longer be
+                // promised, so the client reloads from the newest position it was sent.
+                let newest = self.gate.newest();
+                log::warn!(
+                    "session {}: too many events arrived during a fill; resetting it to {newest}",
+                    self.id
+                );
+                self.reset(newest, ctx);
+            }
+        }
+    }
+}
+
+impl WsSession {
+    /// Tells the client to reload and continue from `seq`.
+    fn reset(&mut self, seq: i64, ctx: &mut ws::WebsocketContext<Self>) {
+        self.stats.count_reset();
+        self.gate.reset_to(seq);
+        ctx.text(reset_frame(seq));
     }
 }
 

@@ -9,12 +9,29 @@ use actix::dev::ToEnvelope;
 use actix::prelude::*;
 use uuid::Uuid;
 
+use super::events::Frame;
 use super::write_watch::WriteWatch;
 
-/// One serialized feed event for the session to write as one text frame.
+/// One live feed event (its position and its text) for the session to write as one text
+/// frame, unless it has it already.
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
-pub struct Deliver(pub Arc<str>);
+pub struct Deliver(pub Frame);
+
+/// Keeping a session's feed gap-free around a routing change (see `in_order`).
+#[derive(Message, Clone, Copy, Debug, PartialEq, Eq)]
+#[rtype(result = "()")]
+pub enum FeedSync {
+    /// A routing change is starting: hold live events until the matching `CatchUp`.
+    Hold,
+    /// The routing change is in place: fill the gap from the log (the events after `after`,
+    /// or after the last one sent if `None`; of `author` only, or of every author followed),
+    /// then release what was held.
+    CatchUp {
+        after: Option<i64>,
+        author: Option<Uuid>,
+    },
+}
 
 /// The watchdog's periodic call: the session pings its client and reports when it last heard
 /// anything from it.
@@ -29,7 +46,8 @@ pub enum DisconnectReason {
     ClientTimeout,
     /// The server is shutting down (close code 1001).
     ServerShutdown,
-    /// The broker connection was lost; the client should reconnect (close code 1013).
+    /// The broker cannot route this session's events any more (its queue was deleted under
+    /// it); the client should reconnect, with `since` (close code 1013).
     BrokerLost,
     /// The client reads its events slower than they come; it should reconnect and catch up
     /// from the feed (close code 1008).
@@ -46,6 +64,7 @@ pub struct Disconnect(pub DisconnectReason);
 pub struct SessionHandle {
     pub user_id: Uuid,
     pub deliver: Recipient<Deliver>,
+    pub sync: Recipient<FeedSync>,
     pub heartbeat: Recipient<Heartbeat>,
     pub disconnect: Recipient<Disconnect>,
     /// Whether its connection takes what is sent (WebSocket sessions; `None` for stand-ins).
@@ -55,12 +74,16 @@ pub struct SessionHandle {
 impl SessionHandle {
     pub fn new<A>(user_id: Uuid, addr: &Addr<A>) -> Self
     where
-        A: Actor + Handler<Deliver> + Handler<Heartbeat> + Handler<Disconnect>,
-        A::Context: ToEnvelope<A, Deliver> + ToEnvelope<A, Heartbeat> + ToEnvelope<A, Disconnect>,
+        A: Actor + Handler<Deliver> + Handler<FeedSync> + Handler<Heartbeat> + Handler<Disconnect>,
+        A::Context: ToEnvelope<A, Deliver>
+            + ToEnvelope<A, FeedSync>
+            + ToEnvelope<A, Heartbeat>
+            + ToEnvelope<A, Disconnect>,
     {
         SessionHandle {
             user_id,
             deliver: addr.clone().recipient(),
+            sync: addr.clone().recipient(),
             heartbeat: addr.clone().recipient(),
             disconnect: addr.clone().recipient(),
             write: None,

@@ -18,8 +18,8 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::broker_error::BrokerError;
-use super::control::{is_control, Control};
-use super::session_protocol::{Deliver, Disconnect, DisconnectReason, SessionHandle};
+use super::control::{is_control, seq_of, Control};
+use super::session_protocol::{Deliver, Disconnect, DisconnectReason, FeedSync, SessionHandle};
 use super::stats::Stats;
 use super::topology::{
     self, author_routing_key, session_queue_arguments, session_queue_name, user_routing_key, Route,
@@ -218,10 +218,12 @@ async fn forward(
         Ok(consumer) => consumer,
         Err(error) => {
             log::warn!("consuming {queue}: {error}");
-            session
-                .disconnect
-                .do_send(Disconnect(DisconnectReason::BrokerLost));
-            delete_queue(&channel, &queue).await;
+            if channel.status().connected() {
+                session
+                    .disconnect
+                    .do_send(Disconnect(DisconnectReason::BrokerLost));
+                delete_queue(&channel, &queue).await;
+            }
             return;
         }
     };
@@ -242,21 +244,31 @@ async fn forward(
             },
         };
         stats.add_consumed(1);
+        let seq = seq_of(&delivery.properties);
         if is_control(&delivery.properties) {
-            // The follow change comes through the queue itself, so it is ordered after every
-            // binding made when the session was admitted.
             let applied = match Control::parse(&delivery.data) {
                 Some(Control::Watch(author)) => {
                     unwatched.remove(&author);
+                    // The author's events after `seq` went to a key this queue did not have:
+                    // hold what arrives, bind, then fill from `seq`.
+                    session.sync.do_send(FeedSync::Hold);
                     let key = author_routing_key(author);
-                    topology::bind(&channel, &queue, &exchange, &key).await
+                    let bound = topology::bind(&channel, &queue, &exchange, &key).await;
+                    session.sync.do_send(FeedSync::CatchUp {
+                        after: Some(seq),
+                        author: Some(author),
+                    });
+                    bound
                 }
                 Some(Control::Unwatch(author)) => {
                     unwatched.insert(author);
                     let key = author_routing_key(author);
                     topology::unbind(&channel, &queue, &exchange, &key).await
                 }
-                None => Ok(()),
+                None => {
+                    log::warn!("{queue}: dropping a control message that does not parse");
+                    Ok(())
+                }
             };
             if let Err(error) = applied {
                 log::warn!("applying a follow change to {queue}: {error}");
@@ -273,7 +285,7 @@ async fn forward(
             // A session that stops reading must not wedge its forwarder: `stop` still wins.
             let handed = tokio::select! {
                 _ = &mut stop => break true,
-                handed = session.deliver.send(Deliver(text)) => handed,
+                handed = session.deliver.send(Deliver((seq, text))) => handed,
             };
             if handed.is_err() {
                 break true; // the session actor is gone; the queue goes with it
@@ -284,7 +296,10 @@ async fn forward(
             log::warn!("acking on {queue}: {error}");
         }
     };
-    if !stopped {
+    // A consumer that ends with its link is the registry's to relink; one whose queue went
+    // while the link stayed cannot be mended here: its client reconnects (with `since`).
+    if !stopped && channel.status().connected() {
+        log::warn!("{queue} is gone while the broker link is up; closing its session");
         session
             .disconnect
             .do_send(Disconnect(DisconnectReason::BrokerLost));

@@ -13,6 +13,11 @@ struct Counters {
     consumed: AtomicU64,
     delivered: AtomicU64,
     dropped_slow: AtomicU64,
+    relayed: AtomicU64,
+    resumes: AtomicU64,
+    replayed: AtomicU64,
+    resets: AtomicU64,
+    duplicates: AtomicU64,
 }
 
 #[derive(Clone, Default)]
@@ -29,6 +34,16 @@ pub struct StatsSnapshot {
     pub delivered: u64,
     /// Sessions closed because they could not keep up.
     pub dropped_slow: u64,
+    /// Log events this node relayed (numbered, published and confirmed).
+    pub relayed: u64,
+    /// Sessions that connected with `since` (or `Last-Event-ID`).
+    pub resumes: u64,
+    /// Events read back from the log to fill sessions' gaps.
+    pub replayed: u64,
+    /// `feed.reset` frames sent: gaps the history could not fill.
+    pub resets: u64,
+    /// Events a session already had, dropped rather than sent twice.
+    pub duplicates: u64,
 }
 
 impl Stats {
@@ -44,6 +59,26 @@ impl Stats {
         self.0.delivered.fetch_add(n, Ordering::Relaxed);
     }
 
+    pub fn add_relayed(&self, n: u64) {
+        self.0.relayed.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn count_resume(&self) {
+        self.0.resumes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn add_replayed(&self, n: u64) {
+        self.0.replayed.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn count_reset(&self) {
+        self.0.resets.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn add_duplicates(&self, n: u64) {
+        self.0.duplicates.fetch_add(n, Ordering::Relaxed);
+    }
+
     pub fn count_dropped_slow(&self) {
         self.0.dropped_slow.fetch_add(1, Ordering::Relaxed);
     }
@@ -54,6 +89,11 @@ impl Stats {
             consumed: self.0.consumed.load(Ordering::Relaxed),
             delivered: self.0.delivered.load(Ordering::Relaxed),
             dropped_slow: self.0.dropped_slow.load(Ordering::Relaxed),
+            relayed: self.0.relayed.load(Ordering::Relaxed),
+            resumes: self.0.resumes.load(Ordering::Relaxed),
+            replayed: self.0.replayed.load(Ordering::Relaxed),
+            resets: self.0.resets.load(Ordering::Relaxed),
+            duplicates: self.0.duplicates.load(Ordering::Relaxed),
         }
     }
 }

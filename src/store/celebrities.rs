@@ -1,101 +1,33 @@
 //! Celebrity authors: who is published once (`author.<id>`) rather than once per follower, and
-//! the follower counts that decide it. See the `celebrity_fanout` migration for the states of
-//! `users.celebrity_since`.
-
-use std::time::Duration;
+//! the switch that makes one. See the `celebrity_fanout` and `feed_log` migrations for
+//! `users.celebrity_since` and `users.celebrity_seq`.
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::events::{self, NewEvent};
 use super::schema::{friendships, users};
 use super::StoreError;
 
-/// How an author's events are published right now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PublishMode {
-    /// One message per follower, routed `user.<follower>`.
-    PerFollower,
-    /// One message, routed `author.<id>`.
-    Once,
-}
-
-/// How `author_id`'s events go out now (an unknown author has no followers to reach).
-pub async fn publish_mode(
-    conn: &mut AsyncPgConnection,
-    author_id: Uuid,
-) -> Result<PublishMode, StoreError> {
-    let once: Option<Option<bool>> = users::table
-        .find(author_id)
-        .select(users::celebrity_since.le(diesel::dsl::now).nullable())
-        .get_result(conn)
-        .await
-        .optional()?;
-    Ok(match once.flatten() {
-        Some(true) => PublishMode::Once,
-        _ => PublishMode::PerFollower,
-    })
-}
-
-/// The `celebrity_since` of an author whose switch to celebrity is under way (claimed, not yet
-/// done): a timestamp no real switch time can equal.
-pub const SWITCHING: &str = "'infinity'";
-
-/// A switch claimed this long ago and still not done is taken to have died with its node.
-pub const STALE_CLAIM: Duration = Duration::from_secs(600);
-
-/// Claims the switch of `author_id` to celebrity, if it has at least `threshold` followers and
-/// is not one yet (or its switch went stale, see [`STALE_CLAIM`]): nodes start routing
-/// `author.<id>` now, events stay per follower until [`switch_at`]. True for the one caller
-/// that should run the switch.
-pub async fn claim(
-    conn: &mut AsyncPgConnection,
-    author_id: Uuid,
-    threshold: i64,
-) -> Result<bool, StoreError> {
-    let claimed = diesel::sql_query(format!(
-        "UPDATE users SET celebrity_since = {SWITCHING}, celebrity_claimed_at = now()
-          WHERE id = $1 AND follower_count >= $2
-            AND (celebrity_since IS NULL
-                 OR (celebrity_since = {SWITCHING}
-                     AND celebrity_claimed_at < now() - make_interval(secs => $3::bigint)))"
-    ))
-    .bind::<SqlUuid, _>(author_id)
-    .bind::<BigInt, _>(threshold)
-    .bind::<BigInt, _>(i64::try_from(STALE_CLAIM.as_secs()).unwrap_or(i64::MAX))
-    .execute(conn)
-    .await?;
-    Ok(claimed == 1)
-}
-
-/// Calls off a switch that could not tell every follower's node: the author stays published
-/// per follower until a later follow claims the switch again.
-pub async fn unclaim(conn: &mut AsyncPgConnection, author_id: Uuid) -> Result<(), StoreError> {
-    diesel::sql_query(format!(
-        "UPDATE users SET celebrity_since = NULL WHERE id = $1 AND celebrity_since = {SWITCHING}"
-    ))
-    .bind::<SqlUuid, _>(author_id)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Ends a switch: `author_id`'s events go out once from `delay` after now.
-pub async fn switch_at(
-    conn: &mut AsyncPgConnection,
-    author_id: Uuid,
-    delay: Duration,
-) -> Result<(), StoreError> {
-    diesel::sql_query(
-        "UPDATE users SET celebrity_since = now() + make_interval(secs => $2::bigint / 1000.0)
-          WHERE id = $1",
+/// Switches `author_id` to celebrity, with its `celebrity` event: once the relay has numbered
+/// that event, the author's later events go out once, routed `author.<id>`, and nodes route
+/// that key to the author's online followers from the event's position on. Call it inside the
+/// transaction of the follow that crossed the threshold. Returns whether the author is a
+/// celebrity now (false only if it does not exist).
+pub async fn switch(conn: &mut AsyncPgConnection, author_id: Uuid) -> Result<bool, StoreError> {
+    let switched = diesel::update(
+        users::table
+            .find(author_id)
+            .filter(users::celebrity_since.is_null()),
     )
-    .bind::<SqlUuid, _>(author_id)
-    .bind::<BigInt, _>(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX))
+    .set(users::celebrity_since.eq(diesel::dsl::now))
     .execute(conn)
     .await?;
-    Ok(())
+    if switched == 1 {
+        events::record(conn, NewEvent::celebrity(author_id)).await?;
+    }
+    Ok(switched == 1)
 }
 
 /// Makes every author with at least `threshold` followers a celebrity at once, with no switch:
@@ -110,7 +42,10 @@ pub async fn mark_offline(
             .filter(users::celebrity_since.is_null())
             .filter(users::follower_count.ge(threshold)),
     )
-    .set(users::celebrity_since.eq(diesel::dsl::now))
+    .set((
+        users::celebrity_since.eq(diesel::dsl::now),
+        users::celebrity_seq.eq(0),
+    ))
     .execute(conn)
     .await?)
 }
@@ -127,7 +62,10 @@ pub async fn mark_offline_among(
             .filter(users::celebrity_since.is_null())
             .filter(users::follower_count.ge(threshold)),
     )
-    .set(users::celebrity_since.eq(diesel::dsl::now))
+    .set((
+        users::celebrity_since.eq(diesel::dsl::now),
+        users::celebrity_seq.eq(0),
+    ))
     .execute(conn)
     .await?)
 }

@@ -1,14 +1,14 @@
-//! Queries on `friendships`: directed follow edges (each counted on the followed user's row),
-//! and the follower pages the fan-out reads.
+//! Queries on `friendships`: directed follow edges (each counted on the followed user's row,
+//! and each written to the feed log with the change), and the follower pages the relay reads.
 
 use diesel::dsl;
 use diesel::prelude::*;
 use diesel::result::DatabaseErrorKind;
 use diesel::sql_types::{BigInt, Bool, Uuid as SqlUuid};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::celebrities::SWITCHING;
+use super::events::{self, Kind, NewEvent};
 use super::schema::friendships;
 use super::StoreError;
 
@@ -17,49 +17,67 @@ use super::StoreError;
 pub struct FollowChange {
     #[diesel(sql_type = BigInt)]
     pub follower_count: i64,
-    /// Whether nodes route `author.<id>` for this author's followers (a celebrity, or one
-    /// becoming one).
+    /// Whether the author is a celebrity (published once, `author.<id>`).
     #[diesel(sql_type = Bool)]
     pub celebrity: bool,
-    /// Whether the author's switch to celebrity is under way (or was left unfinished).
-    #[diesel(sql_type = Bool)]
-    pub switching: bool,
 }
 
-/// `user_id` follows `friend_id`, counting the follower in the same statement. `None` when the
-/// edge already existed (nothing changed); [`StoreError::NoSuchUser`] when either user does not
-/// exist.
+/// `user_id` follows `friend_id`: the edge, the count, the `follow` event and, for the follow
+/// that brings the author to `celebrity_threshold` followers, the switch to celebrity (with its
+/// event), in one transaction. `None` when the edge already existed (nothing changed);
+/// [`StoreError::NoSuchUser`] when either user does not exist.
 pub async fn follow(
     conn: &mut AsyncPgConnection,
     user_id: Uuid,
     friend_id: Uuid,
+    celebrity_threshold: i64,
 ) -> Result<Option<FollowChange>, StoreError> {
-    change_edge(
-        conn,
-        "WITH changed AS (
-             INSERT INTO friendships (user_id, friend_id) VALUES ($1, $2)
-             ON CONFLICT DO NOTHING RETURNING friend_id)
-         UPDATE users SET follower_count = follower_count + 1",
-        user_id,
-        friend_id,
-    )
+    conn.transaction::<_, StoreError, _>(async move |conn| {
+        let change = change_edge(
+            conn,
+            "WITH changed AS (
+                 INSERT INTO friendships (user_id, friend_id) VALUES ($1, $2)
+                 ON CONFLICT DO NOTHING RETURNING friend_id)
+             UPDATE users SET follower_count = follower_count + 1",
+            user_id,
+            friend_id,
+        )
+        .await?;
+        let Some(mut change) = change else {
+            return Ok(None);
+        };
+        events::record(conn, NewEvent::edge(Kind::Follow, user_id, friend_id)).await?;
+        if !change.celebrity && change.follower_count >= celebrity_threshold {
+            change.celebrity = super::celebrities::switch(conn, friend_id).await?;
+        }
+        Ok(Some(change))
+    })
     .await
 }
 
-/// `user_id` stops following `friend_id`. `None` when there was no such edge.
+/// `user_id` stops following `friend_id`, with its `unfollow` event. `None` when there was no
+/// such edge.
 pub async fn unfollow(
     conn: &mut AsyncPgConnection,
     user_id: Uuid,
     friend_id: Uuid,
 ) -> Result<Option<FollowChange>, StoreError> {
-    change_edge(
-        conn,
-        "WITH changed AS (
-             DELETE FROM friendships WHERE user_id = $1 AND friend_id = $2 RETURNING friend_id)
-         UPDATE users SET follower_count = follower_count - 1",
-        user_id,
-        friend_id,
-    )
+    conn.transaction::<_, StoreError, _>(async move |conn| {
+        let change = change_edge(
+            conn,
+            "WITH changed AS (
+                 DELETE FROM friendships WHERE user_id = $1 AND friend_id = $2
+                 RETURNING friend_id)
+             UPDATE users SET follower_count = follower_count - 1",
+            user_id,
+            friend_id,
+        )
+        .await?;
+        if change.is_some() {
+            events::record(conn, NewEvent::edge(Kind::Unfollow, user_id, friend_id)).await?;
+        }
+        Ok(change)
+    })
     .await
 }
 
@@ -75,8 +93,7 @@ async fn change_edge(
     diesel::sql_query(format!(
         "{edge_and_count}
           WHERE id IN (SELECT friend_id FROM changed)
-         RETURNING follower_count, celebrity_since IS NOT NULL AS celebrity,
-                   coalesce(celebrity_since = {SWITCHING}, false) AS switching"
+         RETURNING follower_count, celebrity_since IS NOT NULL AS celebrity"
     ))
     .bind::<SqlUuid, _>(user_id)
     .bind::<SqlUuid, _>(friend_id)

@@ -3,6 +3,7 @@
 
 pub mod celebrities;
 pub mod database;
+pub mod events;
 pub mod friends;
 pub mod models;
 pub mod posts;

@@ -1,12 +1,14 @@
-//! Queries on `posts`: writes restricted to the author, lookups, and the feed.
+//! Queries on `posts`: writes restricted to the author (each with its feed event, in one
+//! transaction), lookups, and the feed.
 
 use chrono::Utc;
 use diesel::dsl::{self, exists};
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::events::{self, Kind, NewEvent};
 use super::models::Post;
 use super::schema::{friendships, posts};
 use super::StoreError;
@@ -25,17 +27,23 @@ pub async fn create(
     text: &str,
 ) -> Result<Post, StoreError> {
     let now = Utc::now();
-    Ok(diesel::insert_into(posts::table)
-        .values((
-            posts::id.eq(Uuid::now_v7()),
-            posts::author_id.eq(author_id),
-            posts::text.eq(text),
-            posts::created_at.eq(now),
-            posts::updated_at.eq(now),
-        ))
-        .returning(Post::as_returning())
-        .get_result(conn)
-        .await?)
+    conn.transaction::<_, StoreError, _>(async move |conn| {
+            let post = diesel::insert_into(posts::table)
+                .values((
+                    posts::id.eq(Uuid::now_v7()),
+                    posts::author_id.eq(author_id),
+                    posts::text.eq(text),
+                    posts::created_at.eq(now),
+                    posts::updated_at.eq(now),
+                ))
+                .returning(Post::as_returning())
+                .get_result(conn)
+                .await?;
+            let event = NewEvent::post(Kind::PostCreated, author_id, post.id, Some(text));
+            events::record(conn, event).await?;
+            Ok(post)
+    })
+    .await
 }
 
 pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<Post>, StoreError> {
@@ -65,16 +73,22 @@ pub async fn update(
     author_id: Uuid,
     text: &str,
 ) -> Result<Change<Post>, StoreError> {
-    let updated = diesel::update(posts::table.find(id).filter(posts::author_id.eq(author_id)))
-        .set((posts::text.eq(text), posts::updated_at.eq(Utc::now())))
-        .returning(Post::as_returning())
-        .get_result(conn)
-        .await
-        .optional()?;
-    match updated {
-        Some(post) => Ok(Change::Done(post)),
-        None => refusal(conn, id).await,
-    }
+    conn.transaction::<_, StoreError, _>(async move |conn| {
+            let updated =
+                diesel::update(posts::table.find(id).filter(posts::author_id.eq(author_id)))
+                    .set((posts::text.eq(text), posts::updated_at.eq(Utc::now())))
+                    .returning(Post::as_returning())
+                    .get_result(conn)
+                    .await
+                    .optional()?;
+            let Some(post) = updated else {
+                return refusal(conn, id).await;
+            };
+            let event = NewEvent::post(Kind::PostUpdated, author_id, id, Some(text));
+            events::record(conn, event).await?;
+            Ok(Change::Done(post))
+    })
+    .await
 }
 
 pub async fn delete(
@@ -82,14 +96,18 @@ pub async fn delete(
     id: Uuid,
     author_id: Uuid,
 ) -> Result<Change<()>, StoreError> {
-    let deleted = diesel::delete(posts::table.find(id).filter(posts::author_id.eq(author_id)))
-        .execute(conn)
-        .await?;
-    if deleted > 0 {
-        Ok(Change::Done(()))
-    } else {
-        refusal(conn, id).await
-    }
+    conn.transaction::<_, StoreError, _>(async move |conn| {
+            let deleted =
+                diesel::delete(posts::table.find(id).filter(posts::author_id.eq(author_id)))
+                    .execute(conn)
+                    .await?;
+            if deleted == 0 {
+                return refusal(conn, id).await;
+            }
+            events::record(conn, NewEvent::post(Kind::PostDeleted, author_id, id, None)).await?;
+            Ok(Change::Done(()))
+    })
+    .await
 }
 
 /// Posts of everyone `user_id` follows, newest first.

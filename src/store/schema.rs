@@ -39,7 +39,7 @@ diesel::table! {
         created_at -> Timestamptz,
         follower_count -> Int8,
         celebrity_since -> Nullable<Timestamptz>,
-        celebrity_claimed_at -> Nullable<Timestamptz>,
+        celebrity_seq -> Nullable<Int8>,
     }
 }
 

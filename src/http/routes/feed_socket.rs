@@ -1,7 +1,9 @@
 //! `GET /post/feed/posted`: the WebSocket upgrade. Before the upgrade completes, the token is
 //! checked, the user's events are routed to this node, and so are those of the celebrities the
 //! user follows: a client that is connected is subscribed, and one that is refused (401, 503)
-//! leaves nothing behind. The client's bytes pass a `FrameGuard` (no frame above
+//! leaves nothing behind. A client that resumes names the last position it has, as `?since=`
+//! or the header `Last-Event-ID`; the session first sends what it missed after it (or
+//! `feed.reset`). The client's bytes pass a `FrameGuard` (no frame above
 //! `realtime.max_frame_bytes` is buffered), and the connection is watched for a client that
 //! stops reading (`WriteWatch`).
 
@@ -19,12 +21,31 @@ use crate::http::AppState;
 use crate::realtime::admission;
 use crate::realtime::frame_guard::FrameGuard;
 use crate::realtime::registry::Deregister;
+use crate::realtime::session::FeedStart;
 use crate::realtime::write_watch::WriteWatch;
 use crate::realtime::WsSession;
 
 #[derive(Deserialize)]
-struct TokenQuery {
+struct FeedQuery {
     token: Option<String>,
+    since: Option<String>,
+}
+
+/// The position a resuming client names, from `?since=` or `Last-Event-ID` (the query wins).
+fn resume_position(req: &HttpRequest, since: Option<&str>) -> Result<Option<i64>, ApiError> {
+    let header = req
+        .headers()
+        .get("last-event-id")
+        .map(|value| value.to_str().unwrap_or("?"));
+    let Some(text) = since.or(header) else {
+        return Ok(None);
+    };
+    match text.trim().parse::<i64>() {
+        Ok(position) if position >= 0 => Ok(Some(position)),
+        _ => Err(ApiError::BadRequest(
+            "since (or Last-Event-ID) must be a feed position: an integer >= 0".into(),
+        )),
+    }
 }
 
 pub async fn connect(
@@ -32,28 +53,37 @@ pub async fn connect(
     stream: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let from_query = || {
-        web::Query::<TokenQuery>::from_query(req.query_string())
-            .ok()
-            .and_then(|query| query.into_inner().token)
-    };
+    let query = web::Query::<FeedQuery>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .unwrap_or(FeedQuery {
+            token: None,
+            since: None,
+        });
     let token = bearer_token(&req)
-        .or_else(from_query)
+        .or(query.token)
         .ok_or(ApiError::Unauthorized)?;
     let user_id = authenticate(&state.pool, &token).await?;
     ws::handshake(&req)
         .map_err(|error| ApiError::BadRequest(format!("not a WebSocket upgrade: {error}")))?;
+    let since = resume_position(&req, query.since.as_deref())?;
 
     let session_id = Uuid::new_v4();
-    admission::admit(&state.registry, &state.pool, session_id, user_id).await?;
+    let head = admission::admit(&state.registry, &state.pool, session_id, user_id).await?;
     let max_frame = state.realtime.max_frame_bytes;
     let (stream, frame_limit) = FrameGuard::new(stream, max_frame);
     let watch = WriteWatch::new(connection_socket(&req, &state));
+    let feed = FeedStart {
+        history: state.history.clone(),
+        stats: state.stats.clone(),
+        after: since.unwrap_or(head),
+        resumed: since.is_some(),
+        held_max: state.realtime.held_max(),
+    };
     let session = WsSession::new(
-        session_id,
-        user_id,
+        (session_id, user_id),
         state.registry.clone(),
         state.realtime.session_mailbox,
+        feed,
     )
     .with_frame_limit(frame_limit)
     .with_write_watch(Arc::clone(&watch));

@@ -1,15 +1,16 @@
-//! Handing events to sessions: node-queue deliveries by route, follow changes by user, and
-//! closing the sessions that cannot keep up.
-
-use std::sync::Arc;
+//! Handing events to sessions: node-queue deliveries by route, follow changes by user (a new
+//! celebrity followed is routed, then its gap since the change's position filled from the log),
+//! and closing the sessions that cannot keep up.
 
 use actix::prelude::*;
 use uuid::Uuid;
 
 use super::{SessionRegistry, ADMISSION_BACKLOG};
+use crate::realtime::broker_error::BrokerError;
 use crate::realtime::control::Control;
+use crate::realtime::events::Frame;
 use crate::realtime::routing::{ApplyControl, RouteAuthors, RouteEvent, UnrouteAuthors};
-use crate::realtime::session_protocol::{Deliver, Disconnect, DisconnectReason};
+use crate::realtime::session_protocol::{Deliver, Disconnect, DisconnectReason, FeedSync};
 use crate::realtime::topology::Route;
 
 enum Handed {
@@ -20,24 +21,30 @@ enum Handed {
 }
 
 impl SessionRegistry {
-    fn deliver(&mut self, session_id: Uuid, payload: &Arc<str>) -> Handed {
+    fn deliver(&mut self, session_id: Uuid, frame: &Frame) -> Handed {
         let Some(entry) = self.sessions.get_mut(&session_id) else {
             return Handed::Gone;
         };
         let Some(handle) = &entry.handle else {
             if entry.backlog.len() < ADMISSION_BACKLOG {
-                entry.backlog.push(Arc::clone(payload));
+                entry.backlog.push(frame.clone());
                 return Handed::Ok;
             }
             return Handed::TooSlow;
         };
         handle.owe();
-        match handle.deliver.try_send(Deliver(Arc::clone(payload))) {
+        match handle.deliver.try_send(Deliver(frame.clone())) {
             Ok(()) => {
                 self.stats.add_delivered(1);
                 Handed::Ok
             }
-            Err(SendError::Full(_)) => Handed::TooSlow,
+            Err(SendError::Full(_)) => {
+                log::warn!(
+                    "session {session_id}: its mailbox is full at position {}; closing it as too slow",
+                    frame.0
+                );
+                Handed::TooSlow
+            }
             Err(SendError::Closed(_)) => Handed::Gone,
         }
     }
@@ -58,17 +65,14 @@ impl SessionRegistry {
     }
 
     /// Hands one event to each of `targets`; closes the ones that cannot keep up.
-    pub(super) fn deliver_all(&mut self, targets: Vec<Uuid>, payload: &Arc<str>) {
+    pub(super) fn deliver_all(&mut self, targets: Vec<Uuid>, frame: &Frame) {
         for session_id in targets {
-            match self.deliver(session_id, payload) {
+            match self.deliver(session_id, frame) {
                 Handed::Ok => {}
                 Handed::Gone => {
                     self.remove(session_id);
                 }
-                Handed::TooSlow => {
-                    log::warn!("session {session_id} cannot keep up with its events; closing it");
-                    self.drop_slow(session_id);
-                }
+                Handed::TooSlow => self.drop_slow(session_id),
             }
         }
     }
@@ -86,7 +90,7 @@ impl Handler<RouteEvent> for SessionRegistry {
             return; // a binding on its way out
         };
         let targets: Vec<Uuid> = targets.iter().copied().collect();
-        self.deliver_all(targets, &msg.payload);
+        self.deliver_all(targets, &msg.frame);
     }
 }
 
@@ -101,21 +105,39 @@ impl Handler<ApplyControl> for SessionRegistry {
         for session_id in sessions {
             match msg.control {
                 Control::Watch(author) => {
-                    if self.watch(session_id, author) {
-                        let Some(entry) = self.sessions.get(&session_id) else {
-                            continue;
-                        };
-                        if entry.generation == 0 {
-                            continue; // still being admitted: its hold comes with the admission
-                        }
-                        // Fire and forget: a failed bind means a lost link, which closes
-                        // every session anyway.
-                        self.broker.route_authors.do_send(RouteAuthors {
-                            session_id,
-                            authors: vec![author],
-                            generation: entry.generation,
-                        });
+                    if !self.watch(session_id, author) {
+                        continue;
                     }
+                    let Some(entry) = self.sessions.get(&session_id) else {
+                        continue;
+                    };
+                    // Still being admitted: its hold comes with the admission, and its first
+                    // fill (after the position read at admission) follows it.
+                    let (Some(handle), true) = (&entry.handle, entry.generation != 0) else {
+                        continue;
+                    };
+                    // Events of `author` after `seq` were published once, to a key this
+                    // session did not have: hold what arrives, bind, then fill from `seq`.
+                    let sync = handle.sync.clone();
+                    sync.do_send(FeedSync::Hold);
+                    let bound = self.broker.route_authors.send(RouteAuthors {
+                        session_id,
+                        authors: vec![author],
+                        generation: entry.generation,
+                    });
+                    let after = Some(msg.seq);
+                    actix_rt::spawn(async move {
+                        let bound: Result<(), BrokerError> =
+                            bound.await.unwrap_or(Err(BrokerError::Unavailable));
+                        if let Err(error) = bound {
+                            // The link is going: the relink's fill covers this one's gap.
+                            log::warn!("routing {author} to session {session_id}: {error}");
+                        }
+                        sync.do_send(FeedSync::CatchUp {
+                            after,
+                            author: Some(author),
+                        });
+                    });
                 }
                 Control::Unwatch(author) => {
                     let Some(entry) = self.sessions.get_mut(&session_id) else {

@@ -2,7 +2,9 @@
 //! session before its WebSocket upgrade completes (asking the broker to route its user's events
 //! here first), keeps sessions by id, by user and (node mode) by the celebrities they follow,
 //! and in node mode hands every delivery of the node queue to exactly the sessions its routing
-//! key addresses.
+//! key addresses. When the broker link is lost its sessions stay: each holds its live events
+//! until `relink` has rebuilt its routing on the next link ([`Reroute`]), then fills its gap from
+//! the log ([`Relinked`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -12,8 +14,9 @@ use actix::prelude::*;
 use uuid::Uuid;
 
 use super::broker_error::BrokerError;
+use super::events::Frame;
 use super::routing::{AttachSession, BrokerPort, ReleaseSession, RouteAuthors, RouteUser};
-use super::session_protocol::{Disconnect, DisconnectReason, SessionHandle};
+use super::session_protocol::{Disconnect, DisconnectReason, FeedSync, SessionHandle};
 use super::stats::Stats;
 use super::write_watch::WriteWatch;
 use crate::config::QueueMode;
@@ -32,7 +35,9 @@ struct Entry {
     admitted: Instant,
     /// `None` until the session's actor has started.
     handle: Option<SessionHandle>,
-    backlog: Vec<Arc<str>>,
+    backlog: Vec<Frame>,
+    /// Holding its live events since the link its routing belonged to was lost.
+    link_held: bool,
     /// Node mode: celebrities whose `author.<id>` events this session gets.
     watching: HashSet<Uuid>,
     /// Whether the celebrities read from the database at admission have been applied; until
@@ -161,6 +166,7 @@ impl Handler<Admit> for SessionRegistry {
                 admitted: Instant::now(),
                 handle: None,
                 backlog: Vec::new(),
+                link_held: false,
                 watching: HashSet::new(),
                 watch_loaded: false,
                 unwatched_early: HashSet::new(),
@@ -310,8 +316,8 @@ impl Handler<Register> for SessionRegistry {
                 session: msg.handle,
             });
         }
-        for payload in backlog {
-            self.deliver_all(vec![msg.session_id], &payload);
+        for frame in backlog {
+            self.deliver_all(vec![msg.session_id], &frame);
         }
     }
 }
@@ -329,5 +335,103 @@ impl Handler<Deregister> for SessionRegistry {
 
     fn handle(&mut self, msg: Deregister, _: &mut Context<Self>) {
         self.remove(msg.session_id);
+    }
+}
+
+/// The sessions holding their events since the broker link was lost, to be rerouted on the
+/// current one: `(session, user)` pairs.
+#[derive(Message)]
+#[rtype(result = "Vec<(Uuid, Uuid)>")]
+pub struct HeldSessions;
+
+impl Handler<HeldSessions> for SessionRegistry {
+    type Result = MessageResult<HeldSessions>;
+
+    fn handle(&mut self, _: HeldSessions, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            self.sessions
+                .iter()
+                .filter(|(_, entry)| entry.link_held && entry.handle.is_some())
+                .map(|(id, entry)| (*id, entry.user_id))
+                .collect(),
+        )
+    }
+}
+
+/// Routes a running session's user to this node again, on the current link (its earlier
+/// routing died with the old one). Like [`Admit`], it is followed by [`WatchAuthors`] with the
+/// celebrities read afterwards.
+#[derive(Message)]
+#[rtype(result = "Result<(), BrokerError>")]
+pub struct Reroute {
+    pub session_id: Uuid,
+}
+
+impl Handler<Reroute> for SessionRegistry {
+    type Result = ResponseFuture<Result<(), BrokerError>>;
+
+    fn handle(&mut self, msg: Reroute, ctx: &mut Context<Self>) -> Self::Result {
+        let session_id = msg.session_id;
+        let Some(entry) = self.sessions.get_mut(&session_id) else {
+            return Box::pin(async { Err(BrokerError::Unavailable) });
+        };
+        let user_id = entry.user_id;
+        entry.generation = 0;
+        entry.watch_loaded = false;
+        entry.unwatched_early.clear();
+        let watched = std::mem::take(&mut entry.watching);
+        for author in watched {
+            self.unindex_author(author, session_id);
+        }
+        let subscribe = self.broker.route_user.send(RouteUser {
+            session_id,
+            user_id,
+        });
+        let registry = ctx.address();
+        Box::pin(async move {
+            let result = subscribe.await.unwrap_or(Err(BrokerError::Unavailable));
+            registry
+                .send(UserRouted {
+                    session_id,
+                    user_id,
+                    result,
+                })
+                .await
+                .unwrap_or(Err(BrokerError::Unavailable))
+        })
+    }
+}
+
+/// A held session's routing is back in place: it consumes again (session mode) and fills its
+/// gap from the log.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Relinked {
+    pub session_id: Uuid,
+}
+
+impl Handler<Relinked> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Relinked, _: &mut Context<Self>) {
+        let Some(entry) = self.sessions.get_mut(&msg.session_id) else {
+            return;
+        };
+        let Some(handle) = entry.handle.clone() else {
+            return;
+        };
+        if !std::mem::take(&mut entry.link_held) {
+            return;
+        }
+        if self.mode == QueueMode::Session {
+            self.broker.attach.do_send(AttachSession {
+                session_id: msg.session_id,
+                session: handle.clone(),
+            });
+        }
+        handle.sync.do_send(FeedSync::CatchUp {
+            after: None,
+            author: None,
+        });
     }
 }

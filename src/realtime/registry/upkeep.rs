@@ -1,6 +1,6 @@
 //! The registry's upkeep, for the watchdog and for shutdown: snapshots, pruning admissions that
 //! never started, reaping stalled connections, the keys still needed, counts, closing all, and
-//! forgetting everything when the link is lost.
+//! holding every session's events when the link is lost.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::SessionRegistry;
 use crate::realtime::routing::LinkLost;
-use crate::realtime::session_protocol::{Disconnect, DisconnectReason, SessionHandle};
+use crate::realtime::session_protocol::{Disconnect, DisconnectReason, FeedSync, SessionHandle};
 use crate::realtime::topology::{author_routing_key, user_routing_key};
 use crate::realtime::write_watch::WriteWatch;
 
@@ -159,21 +159,24 @@ impl Handler<LinkLost> for SessionRegistry {
     type Result = ();
 
     fn handle(&mut self, _: LinkLost, _: &mut Context<Self>) {
-        let handles: Vec<SessionHandle> = self
+        // Admissions still under way fail (their upgrade answers 503); running sessions stay
+        // and hold their events until `relink` has routed them again.
+        let admitting: Vec<Uuid> = self
             .sessions
-            .values()
-            .filter_map(|entry| entry.handle.clone())
+            .iter()
+            .filter(|(_, entry)| entry.handle.is_none())
+            .map(|(id, _)| *id)
             .collect();
-        for handle in handles {
-            handle
-                .disconnect
-                .do_send(Disconnect(DisconnectReason::BrokerLost));
-            if let Some(watch) = &handle.write {
-                self.condemn(watch);
+        for session_id in admitting {
+            self.remove(session_id);
+        }
+        for entry in self.sessions.values_mut() {
+            entry.generation = 0;
+            if let Some(handle) = &entry.handle {
+                if !std::mem::replace(&mut entry.link_held, true) {
+                    handle.sync.do_send(FeedSync::Hold);
+                }
             }
         }
-        self.sessions.clear();
-        self.by_user.clear();
-        self.by_author.clear();
     }
 }

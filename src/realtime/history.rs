@@ -1,0 +1,62 @@
+//! `FeedHistory`: fills a session's gap from the feed log, as frames, within the history bounds
+//! (`realtime.history_max_events`, `realtime.history_ttl_secs`), and counts what it replays.
+
+use uuid::Uuid;
+
+use super::events::{frame_of, Frame};
+use super::stats::Stats;
+use crate::store::events::{self, History, HistoryBounds};
+use crate::store::{self, DbPool, StoreError};
+
+/// What a fill came to.
+#[derive(Debug)]
+pub enum Fill {
+    /// The missed events, in position order.
+    Frames(Vec<Frame>),
+    /// The gap cannot be filled: the client must reload and continue from this position.
+    Reset(i64),
+}
+
+#[derive(Clone)]
+pub struct FeedHistory {
+    pool: DbPool,
+    bounds: HistoryBounds,
+    stats: Stats,
+}
+
+impl FeedHistory {
+    pub fn new(pool: DbPool, bounds: HistoryBounds, stats: Stats) -> Self {
+        FeedHistory {
+            pool,
+            bounds,
+            stats,
+        }
+    }
+
+    /// `user_id`'s missed post events after `after`: of `author` only, or of every author it
+    /// follows.
+    pub async fn fill(
+        &self,
+        user_id: Uuid,
+        after: i64,
+        author: Option<Uuid>,
+    ) -> Result<Fill, StoreError> {
+        let mut conn = store::connection(&self.pool).await?;
+        Ok(
+            match events::history(&mut conn, user_id, after, author, Some(self.bounds)).await? {
+                History::Events(rows) => {
+                    let frames: Vec<Frame> = rows.iter().filter_map(frame_of).collect();
+                    self.stats.add_replayed(frames.len() as u64);
+                    Fill::Frames(frames)
+                }
+                History::Reset(head) => Fill::Reset(head),
+            },
+        )
+    }
+
+    /// The feed's current position.
+    pub async fn head(&self) -> Result<i64, StoreError> {
+        let mut conn = store::connection(&self.pool).await?;
+        events::head(&mut conn).await
+    }
+}

@@ -1,0 +1,185 @@
+//! `InOrder`: what keeps one session's frames in strictly increasing position, each once.
+//!
+//! Live events arrive in position order (one relay publishes in order, and a queue keeps it),
+//! but a routing change (a new follow, a switch to celebrity, a rebuilt broker link, a resume)
+//! opens a gap only the log can fill. While such a fill is under way the session *holds* its
+//! live events; when the fill comes back both are merged by position, and anything at or below
+//! the last position written is dropped as already sent.
+
+use super::events::Frame;
+
+/// What a step let through: frames to write now, in order, and how many were dropped as
+/// duplicates.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Released {
+    pub frames: Vec<Frame>,
+    pub duplicates: usize,
+}
+
+#[derive(Debug)]
+pub struct InOrder {
+    /// The last position written to the client.
+    last: i64,
+    /// Fills under way.
+    holds: u32,
+    held: Vec<Frame>,
+    /// Past this many held frames the session gives up on order and asks for a reset.
+    held_max: usize,
+    overflowed: bool,
+    /// The highest position seen, written or not.
+    newest: i64,
+}
+
+impl InOrder {
+    /// A session whose client has everything up to `last`.
+    pub fn new(last: i64, held_max: usize) -> Self {
+        InOrder {
+            last,
+            holds: 0,
+            held: Vec::new(),
+            held_max,
+            overflowed: false,
+            newest: last,
+        }
+    }
+
+    pub fn last(&self) -> i64 {
+        self.last
+    }
+
+    /// The highest position seen so far (the place to reset a client to).
+    pub fn newest(&self) -> i64 {
+        self.newest
+    }
+
+    pub fn is_holding(&self) -> bool {
+        self.holds > 0
+    }
+
+    /// A fill is starting: hold live events until [`filled`](Self::filled) is called for it.
+    pub fn hold(&mut self) {
+        self.holds += 1;
+    }
+
+    /// A live event.
+    pub fn live(&mut self, frame: Frame) -> Released {
+        self.newest = self.newest.max(frame.0);
+        if self.holds > 0 {
+            if self.held.len() >= self.held_max {
+                self.overflowed = true;
+            } else {
+                self.held.push(frame);
+            }
+            return Released::default();
+        }
+        self.release(vec![frame])
+    }
+
+    /// One fill has come back with `frames` (in any order). Returns what can be written once
+    /// no fill is under way any more; `None` when the held events overflowed meanwhile, so
+    /// order cannot be promised (the session then resets its client).
+    pub fn filled(&mut self, frames: Vec<Frame>) -> Option<Released> {
+        self.holds = self.holds.saturating_sub(1);
+        if let Some(top) = frames.iter().map(|(seq, _)| *seq).max() {
+            self.newest = self.newest.max(top);
+        }
+        if self.held.len() + frames.len() > self.held_max {
+            self.overflowed = true;
+        } else {
+            self.held.extend(frames);
+        }
+        if self.holds > 0 {
+            return Some(Released::default());
+        }
+        let held = std::mem::take(&mut self.held);
+        if std::mem::take(&mut self.overflowed) {
+            return None;
+        }
+        Some(self.release(held))
+    }
+
+    /// The client is told to reload and continue from `seq`: nothing at or below it is sent
+    /// any more.
+    pub fn reset_to(&mut self, seq: i64) {
+        self.last = self.last.max(seq);
+    }
+
+    fn release(&mut self, mut frames: Vec<Frame>) -> Released {
+        frames.sort_by_key(|(seq, _)| *seq);
+        let mut released = Released::default();
+        for frame in frames {
+            if frame.0 <= self.last {
+                released.duplicates += 1;
+            } else {
+                self.last = frame.0;
+                released.frames.push(frame);
+            }
+        }
+        released
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{InOrder, Released};
+    use crate::realtime::events::Frame;
+
+    fn frame(seq: i64) -> Frame {
+        (seq, seq.to_string().into())
+    }
+
+    fn seqs(released: &Released) -> Vec<i64> {
+        released.frames.iter().map(|(seq, _)| *seq).collect()
+    }
+
+    #[test]
+    fn live_events_pass_in_order_and_repeats_are_dropped() {
+        let mut gate = InOrder::new(10, 100);
+        assert_eq!(seqs(&gate.live(frame(11))), [11]);
+        let again = gate.live(frame(11));
+        assert_eq!((seqs(&again), again.duplicates), (vec![], 1));
+        assert_eq!(gate.live(frame(9)).duplicates, 1);
+        assert_eq!(seqs(&gate.live(frame(15))), [15]);
+        assert_eq!(gate.last(), 15);
+    }
+
+    #[test]
+    fn a_fill_and_the_events_held_meanwhile_merge_by_position() {
+        let mut gate = InOrder::new(10, 100);
+        gate.hold();
+        assert!(gate.live(frame(14)).frames.is_empty());
+        assert!(gate.live(frame(16)).frames.is_empty());
+        let released = gate
+            .filled(vec![frame(12), frame(14), frame(11), frame(9)])
+            .expect("no overflow");
+        assert_eq!(seqs(&released), [11, 12, 14, 16]);
+        assert_eq!(released.duplicates, 2); // 14 twice, 9 already sent
+        assert!(!gate.is_holding());
+    }
+
+    #[test]
+    fn overlapping_fills_release_only_when_the_last_returns() {
+        let mut gate = InOrder::new(0, 100);
+        gate.hold();
+        gate.hold();
+        gate.live(frame(5));
+        let first = gate.filled(vec![frame(3)]).expect("no overflow");
+        assert!(first.frames.is_empty());
+        let second = gate.filled(vec![frame(4), frame(1)]).expect("no overflow");
+        assert_eq!(seqs(&second), [1, 3, 4, 5]);
+    }
+
+    #[test]
+    fn too_much_held_asks_for_a_reset_and_the_reset_moves_the_position() {
+        let mut gate = InOrder::new(0, 2);
+        gate.hold();
+        for seq in 1..=3 {
+            gate.live(frame(seq));
+        }
+        assert_eq!(gate.filled(vec![]), None);
+        assert_eq!(gate.newest(), 3);
+        gate.reset_to(3);
+        assert_eq!(gate.live(frame(3)).duplicates, 1);
+        assert_eq!(seqs(&gate.live(frame(4))), [4]);
+    }
+}

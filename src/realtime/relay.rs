@@ -1,0 +1,452 @@
+//! The relay: carries the feed log to RabbitMQ, in position order, with publisher confirms.
+//!
+//! Every instance runs one; the one whose dedicated PostgreSQL connection holds the relay's
+//! advisory lock leads, and the others try again every [`LEAD_RETRY`], so if the leader dies
+//! (its connection closes and PostgreSQL frees the lock) another takes over within seconds. The
+//! leader, on that same connection (so no other instance can number while it does):
+//!
+//! 1. numbers committed events (`store::events::number_batch`), which gives positions in
+//!    commit order;
+//! 2. publishes every numbered event after the last confirmed position: a post event once,
+//!    routed `author.<id>`, if its author switched to celebrity at an earlier position, else
+//!    once per follower, routed `user.<follower>`; a follow or unfollow of a celebrity, and a
+//!    switch (to every follower), as control messages routed `user.<follower>`;
+//! 3. waits for the broker to confirm them all, then records the position as published.
+//!
+//! A publish that fails or is refused is retried from the last recorded position (a session
+//! drops what it already has), so an event is never lost, though a failover may send one twice.
+//! Writers wake the relay at once: the writing instance through [`Relay::nudge`], the others
+//! through PostgreSQL `NOTIFY` on commit. A slow tick is only a safety net.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use futures_util::StreamExt;
+use lapin::options::BasicPublishOptions;
+use lapin::{BasicProperties, Channel, PublisherConfirm};
+use tokio::sync::{watch, Notify};
+use uuid::Uuid;
+
+use super::control::{self, Control};
+use super::events::FeedEvent;
+use super::pipeline::{self, Started};
+use super::stats::Stats;
+use super::topology::{author_routing_key, user_routing_key};
+use crate::config::RealtimeSettings;
+use crate::store::events::{self as log_store, Kind, RelayedEvent, NOTIFY_CHANNEL};
+use crate::store::{friends, StoreError};
+
+/// How often an instance that does not lead tries to take the lead.
+pub const LEAD_RETRY: Duration = Duration::from_secs(1);
+
+/// The safety net: an idle leader looks for unnumbered events this often even if no write woke
+/// it (a lost notification, a write from a tool outside herald).
+const IDLE_TICK: Duration = Duration::from_secs(1);
+
+/// Pause before publishing a batch again after a failure.
+const REPUBLISH_PAUSE: Duration = Duration::from_millis(250);
+
+/// How often the leader prunes events older than `realtime.history_ttl_secs`, and how many it
+/// deletes per statement.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+const PRUNE_BATCH: i64 = 10_000;
+
+/// One instance's relay: wake it after a write, ask whether it leads, stop it.
+#[derive(Clone)]
+pub struct Relay {
+    nudge: Arc<Notify>,
+    leading: Arc<AtomicBool>,
+    stop: Arc<watch::Sender<bool>>,
+}
+
+impl Relay {
+    /// A committed write has an event waiting: wake this instance's relay now.
+    pub fn nudge(&self) {
+        self.nudge.notify_one();
+    }
+
+    /// Whether this instance relays the log right now.
+    pub fn is_leading(&self) -> bool {
+        self.leading.load(Ordering::Relaxed)
+    }
+
+    /// Stops relaying (and frees the lead for another instance).
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+}
+
+/// Starts the relay and its `LISTEN` task on the current arbiter. `channel` carries the
+/// publishing channel (confirms on), `None` while the broker is unreachable: the relay then
+/// waits, and writes keep committing their events meanwhile.
+pub fn spawn(
+    database_url: &str,
+    settings: &RealtimeSettings,
+    channel: watch::Receiver<Option<Channel>>,
+    stats: Stats,
+) -> Relay {
+    let (stop, stopped) = watch::channel(false);
+    let relay = Relay {
+        nudge: Arc::new(Notify::new()),
+        leading: Arc::new(AtomicBool::new(false)),
+        stop: Arc::new(stop),
+    };
+    let leader = Leader {
+        url: database_url.to_owned(),
+        exchange: settings.exchange.clone(),
+        page_size: settings.fanout_page_size,
+        batch: settings.relay_batch,
+        max_in_flight: settings.max_confirms_in_flight,
+        history_ttl: settings.history_ttl(),
+        channel,
+        stats,
+        relay: relay.clone(),
+        stopped,
+    };
+    actix_rt::spawn(leader.run());
+    actix_rt::spawn(listen(
+        database_url.to_owned(),
+        Arc::clone(&relay.nudge),
+        relay.stop.subscribe(),
+    ));
+    relay
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RelayError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("PostgreSQL: {0}")]
+    Connect(#[from] diesel::ConnectionError),
+    #[error("stopped")]
+    Stopped,
+}
+
+/// Why a batch was not confirmed.
+#[derive(Debug, thiserror::Error)]
+enum PublishError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Broker(#[from] lapin::Error),
+    #[error("the broker refused (nacked) a message")]
+    Nacked,
+}
+
+struct Leader {
+    url: String,
+    exchange: String,
+    page_size: i64,
+    batch: i64,
+    max_in_flight: usize,
+    history_ttl: Duration,
+    channel: watch::Receiver<Option<Channel>>,
+    stats: Stats,
+    relay: Relay,
+    stopped: watch::Receiver<bool>,
+}
+
+impl Leader {
+    async fn run(mut self) {
+        loop {
+            if *self.stopped.borrow() {
+                return;
+            }
+            match self.try_lead().await {
+                Ok(()) | Err(RelayError::Stopped) => {}
+                Err(error) => log::warn!("the feed relay stopped leading: {error}"),
+            }
+            if self.relay.leading.swap(false, Ordering::Relaxed) {
+                log::info!("this instance no longer relays the feed log");
+            }
+            if self.pause(LEAD_RETRY).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Sleeps, unless stopped first.
+    async fn pause(&mut self, how_long: Duration) -> Result<(), RelayError> {
+        tokio::select! {
+            _ = tokio::time::sleep(how_long) => Ok(()),
+            _ = self.stopped.wait_for(|stop| *stop) => Err(RelayError::Stopped),
+        }
+    }
+
+    /// Connects, takes the lead if it is free, and relays until something fails. The lock
+    /// goes with the connection, when this returns.
+    async fn try_lead(&mut self) -> Result<(), RelayError> {
+        let mut conn = AsyncPgConnection::establish(&self.url).await?;
+        loop {
+            if log_store::try_lead(&mut conn).await? {
+                break;
+            }
+            self.pause(LEAD_RETRY).await?;
+        }
+        self.relay.leading.store(true, Ordering::Relaxed);
+        log::info!("this instance relays the feed log");
+        self.lead(&mut conn).await
+    }
+
+    async fn lead(&mut self, conn: &mut AsyncPgConnection) -> Result<(), RelayError> {
+        let mut published = log_store::relay_state(conn).await?.published_seq;
+        let mut last_prune: Option<Instant> = None;
+        loop {
+            if *self.stopped.borrow() {
+                return Err(RelayError::Stopped);
+            }
+            let rows = log_store::numbered_after(conn, published, self.batch).await?;
+            if rows.is_empty() {
+                if log_store::number_batch(conn, self.batch).await? > 0 {
+                    continue;
+                }
+                if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+                    self.prune(conn).await?;
+                    last_prune = Some(Instant::now());
+                }
+                tokio::select! {
+                    _ = self.relay.nudge.notified() => {}
+                    _ = tokio::time::sleep(IDLE_TICK) => {}
+                    _ = self.stopped.wait_for(|stop| *stop) => return Err(RelayError::Stopped),
+                }
+                continue;
+            }
+            let Some(channel) = self.current_channel().await else {
+                return Err(RelayError::Stopped);
+            };
+            let (first, last) = (rows[0].event.seq, rows[rows.len() - 1].event.seq);
+            match self.publish(conn, &channel, &rows).await {
+                Ok(()) => {
+                    log_store::mark_published(conn, last).await?;
+                    published = last;
+                    self.stats.add_relayed(rows.len() as u64);
+                }
+                Err(PublishError::Store(error)) => return Err(error.into()),
+                Err(error) => {
+                    log::warn!(
+                        "publishing feed positions {first}..={last} failed ({error}); \
+                         publishing them again"
+                    );
+                    self.pause(REPUBLISH_PAUSE).await?;
+                }
+            }
+        }
+    }
+
+    async fn prune(&self, conn: &mut AsyncPgConnection) -> Result<(), RelayError> {
+        let mut total = 0;
+        loop {
+            let pruned = log_store::prune(conn, self.history_ttl, PRUNE_BATCH).await?;
+            total += pruned;
+            if pruned < PRUNE_BATCH {
+                break;
+            }
+        }
+        if total > 0 {
+            log::info!("pruned {total} feed log events older than {:?}", self.history_ttl);
+        }
+        Ok(())
+    }
+
+    /// The current publishing channel, once there is one; `None` if the relay was stopped
+    /// meanwhile.
+    async fn current_channel(&mut self) -> Option<Channel> {
+        let mut channel = self.channel.clone();
+        tokio::select! {
+            current = channel.wait_for(|c| c.as_ref().is_some_and(|c| c.status().connected())) => {
+                current.ok().and_then(|c| c.clone())
+            }
+            _ = self.stopped.wait_for(|stop| *stop) => None,
+        }
+    }
+
+    /// Publishes `rows` in order and waits for every confirm.
+    async fn publish(
+        &self,
+        conn: &mut AsyncPgConnection,
+        channel: &Channel,
+        rows: &[RelayedEvent],
+    ) -> Result<(), PublishError> {
+        let mut out = Outbox {
+            channel,
+            exchange: &self.exchange,
+            in_flight: VecDeque::new(),
+            max_in_flight: self.max_in_flight,
+            stats: &self.stats,
+        };
+        for row in rows {
+            let event = &row.event;
+            let seq = event.seq;
+            let Some(kind) = Kind::parse(&event.kind) else {
+                log::warn!("feed position {seq} has an unknown kind {:?}; skipped", event.kind);
+                continue;
+            };
+            match kind {
+                Kind::PostCreated | Kind::PostUpdated | Kind::PostDeleted => {
+                    let Some(frame) = FeedEvent::from_logged(event).map(|e| e.frame(seq)) else {
+                        log::warn!("feed position {seq} is a post event without a post; skipped");
+                        continue;
+                    };
+                    let properties = control::properties(seq, false);
+                    if row.once() {
+                        let key = author_routing_key(event.author_id);
+                        out.send(key, frame.as_bytes(), properties).await?;
+                    } else {
+                        self.to_followers(conn, &mut out, event.author_id, frame.as_bytes(), seq, false)
+                            .await?;
+                    }
+                }
+                Kind::Follow | Kind::Unfollow if row.once() => {
+                    let Some(follower) = event.follower_id else {
+                        continue;
+                    };
+                    let control = match kind {
+                        Kind::Follow => Control::Watch(event.author_id),
+                        _ => Control::Unwatch(event.author_id),
+                    };
+                    let properties = control::properties(seq, true);
+                    out.send(user_routing_key(follower), &control.to_json(), properties)
+                        .await?;
+                }
+                // A follow of an author published per follower changes nothing at the nodes:
+                // the relay reads the followers when it publishes.
+                Kind::Follow | Kind::Unfollow => {}
+                Kind::Celebrity => {
+                    let watch = Control::Watch(event.author_id).to_json();
+                    self.to_followers(conn, &mut out, event.author_id, &watch, seq, true)
+                        .await?;
+                }
+            }
+        }
+        out.finish().await
+    }
+
+    /// Publishes `payload` to every follower of `author_id`, a keyset page at a time.
+    async fn to_followers(
+        &self,
+        conn: &mut AsyncPgConnection,
+        out: &mut Outbox<'_>,
+        author_id: Uuid,
+        payload: &[u8],
+        seq: i64,
+        is_control: bool,
+    ) -> Result<(), PublishError> {
+        let mut after = Uuid::nil();
+        loop {
+            let page = friends::followers_page(conn, author_id, after, self.page_size).await?;
+            for follower in &page {
+                let properties = control::properties(seq, is_control);
+                out.send(user_routing_key(*follower), payload, properties)
+                    .await?;
+            }
+            match page.last() {
+                Some(last) if page.len() as i64 == self.page_size => after = *last,
+                _ => return Ok(()),
+            }
+        }
+    }
+}
+
+/// A publish whose frames are queued: it resolves once they are written, to its confirm.
+type InFlight = Started<'static, Result<PublisherConfirm, lapin::Error>>;
+
+/// Publishes pipelined (each publish's frames queued in order without waiting for the one
+/// before: see `pipeline`), with at most `max_in_flight` unconfirmed.
+struct Outbox<'a> {
+    channel: &'a Channel,
+    exchange: &'a str,
+    in_flight: VecDeque<InFlight>,
+    max_in_flight: usize,
+    stats: &'a Stats,
+}
+
+impl Outbox<'_> {
+    async fn send(
+        &mut self,
+        routing_key: String,
+        payload: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), PublishError> {
+        while self.in_flight.len() >= self.max_in_flight {
+            if let Some(oldest) = self.in_flight.pop_front() {
+                confirmed(oldest).await?;
+            }
+        }
+        let publish = {
+            let (channel, exchange) = (self.channel.clone(), self.exchange.to_owned());
+            let payload = payload.to_vec();
+            async move {
+                channel
+                    .basic_publish(
+                        exchange.as_str().into(),
+                        routing_key.into(),
+                        BasicPublishOptions::default(),
+                        &payload,
+                        properties,
+                    )
+                    .await
+            }
+        };
+        self.in_flight
+            .push_back(pipeline::start(Box::pin(publish)).await);
+        self.stats.add_published(1);
+        Ok(())
+    }
+
+    /// Waits for every confirm; the first failure fails the batch.
+    async fn finish(mut self) -> Result<(), PublishError> {
+        let mut outcome = Ok(());
+        while let Some(publish) = self.in_flight.pop_front() {
+            if let Err(error) = confirmed(publish).await {
+                outcome = outcome.and(Err(error));
+            }
+        }
+        outcome
+    }
+}
+
+async fn confirmed(publish: InFlight) -> Result<(), PublishError> {
+    let Some(written) = pipeline::finish(publish).await else {
+        return Ok(()); // awaited already
+    };
+    if written?.await?.is_nack() {
+        return Err(PublishError::Nacked);
+    }
+    Ok(())
+}
+
+/// Wakes the local relay whenever another instance commits an event (PostgreSQL `NOTIFY`),
+/// reconnecting after any failure.
+async fn listen(url: String, nudge: Arc<Notify>, mut stopped: watch::Receiver<bool>) {
+    loop {
+        let listened = async {
+            let mut conn = AsyncPgConnection::establish(&url).await?;
+            conn.batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
+                .await
+                .map_err(StoreError::from)?;
+            // Anything committed before LISTEN took effect is found by this first wake-up.
+            nudge.notify_one();
+            let mut notifications = std::pin::pin!(conn.notifications_stream());
+            while let Some(notification) = notifications.next().await {
+                notification.map_err(StoreError::from)?;
+                nudge.notify_one();
+            }
+            Ok::<(), RelayError>(())
+        };
+        tokio::select! {
+            outcome = listened => {
+                if let Err(error) = outcome {
+                    log::debug!("listening for feed log writes: {error}");
+                }
+            }
+            _ = stopped.wait_for(|stop| *stop) => return,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(LEAD_RETRY) => {}
+            _ = stopped.wait_for(|stop| *stop) => return,
+        }
+    }
+}

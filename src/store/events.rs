@@ -1,0 +1,427 @@
+//! The feed log (`feed_events`, see the `feed_log` migration): events written in the same
+//! transaction as their change, numbered by the relay in commit order, read back in position
+//! order to publish them and to fill a session's gap, and pruned when old.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::StoreError;
+
+/// The PostgreSQL channel a committed write notifies, so relays wake at once.
+pub const NOTIFY_CHANNEL: &str = "herald_feed";
+
+/// The advisory lock the relaying instance holds (any fixed 64-bit number will do; this one
+/// spells "herald" in ASCII).
+pub const RELAY_LOCK: i64 = 0x6865_7261_6c64;
+
+/// What happened, as the log records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    PostCreated,
+    PostUpdated,
+    PostDeleted,
+    Follow,
+    Unfollow,
+    /// The author switched to celebrity: later events go out once, routed `author.<id>`.
+    Celebrity,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::PostCreated => "post.created",
+            Kind::PostUpdated => "post.updated",
+            Kind::PostDeleted => "post.deleted",
+            Kind::Follow => "follow",
+            Kind::Unfollow => "unfollow",
+            Kind::Celebrity => "celebrity",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Kind> {
+        Some(match text {
+            "post.created" => Kind::PostCreated,
+            "post.updated" => Kind::PostUpdated,
+            "post.deleted" => Kind::PostDeleted,
+            "follow" => Kind::Follow,
+            "unfollow" => Kind::Unfollow,
+            "celebrity" => Kind::Celebrity,
+            _ => return None,
+        })
+    }
+
+    /// Whether sessions see it (the others change routing only).
+    pub fn is_post(self) -> bool {
+        matches!(
+            self,
+            Kind::PostCreated | Kind::PostUpdated | Kind::PostDeleted
+        )
+    }
+}
+
+/// An event to write with its change.
+#[derive(Debug, Clone)]
+pub struct NewEvent<'a> {
+    pub kind: Kind,
+    pub author_id: Uuid,
+    pub follower_id: Option<Uuid>,
+    pub post_id: Option<Uuid>,
+    pub post_text: Option<&'a str>,
+}
+
+impl<'a> NewEvent<'a> {
+    pub fn post(kind: Kind, author_id: Uuid, post_id: Uuid, text: Option<&'a str>) -> Self {
+        NewEvent {
+            kind,
+            author_id,
+            follower_id: None,
+            post_id: Some(post_id),
+            post_text: text,
+        }
+    }
+
+    pub fn edge(kind: Kind, follower_id: Uuid, author_id: Uuid) -> Self {
+        NewEvent {
+            kind,
+            author_id,
+            follower_id: Some(follower_id),
+            post_id: None,
+            post_text: None,
+        }
+    }
+
+    pub fn celebrity(author_id: Uuid) -> Self {
+        NewEvent {
+            kind: Kind::Celebrity,
+            author_id,
+            follower_id: None,
+            post_id: None,
+            post_text: None,
+        }
+    }
+}
+
+/// Writes `event`, and wakes the relays once the transaction commits. Call it inside the
+/// transaction of the change it records.
+pub async fn record(conn: &mut AsyncPgConnection, event: NewEvent<'_>) -> Result<(), StoreError> {
+    diesel::sql_query(
+        "WITH written AS (
+             INSERT INTO feed_events (author_id, kind, follower_id, post_id, post_text)
+             VALUES ($1, $2, $3, $4, $5) RETURNING id)
+         SELECT pg_notify($6, '') FROM written",
+    )
+    .bind::<SqlUuid, _>(event.author_id)
+    .bind::<Text, _>(event.kind.as_str())
+    .bind::<Nullable<SqlUuid>, _>(event.follower_id)
+    .bind::<Nullable<SqlUuid>, _>(event.post_id)
+    .bind::<Nullable<Text>, _>(event.post_text)
+    .bind::<Text, _>(NOTIFY_CHANNEL)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// One numbered event, as the relay publishes it and a resume replays it.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct LoggedEvent {
+    #[diesel(sql_type = BigInt)]
+    pub seq: i64,
+    #[diesel(sql_type = Text)]
+    pub kind: String,
+    #[diesel(sql_type = SqlUuid)]
+    pub author_id: Uuid,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    pub follower_id: Option<Uuid>,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    pub post_id: Option<Uuid>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub post_text: Option<String>,
+}
+
+/// A numbered event with what the relay needs to route it.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct RelayedEvent {
+    #[diesel(embed)]
+    pub event: LoggedEvent,
+    /// The position of the author's switch to celebrity, if numbered yet.
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub celebrity_seq: Option<i64>,
+}
+
+impl RelayedEvent {
+    /// Whether this event goes out once, routed `author.<id>`: the author had switched to
+    /// celebrity at an earlier position.
+    pub fn once(&self) -> bool {
+        self.celebrity_seq.is_some_and(|at| at < self.event.seq)
+    }
+}
+
+/// The relay's positions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, QueryableByName)]
+pub struct RelayState {
+    /// The last position given out: the feed's current position.
+    #[diesel(sql_type = BigInt)]
+    pub numbered_seq: i64,
+    /// The last position whose publishing the broker confirmed.
+    #[diesel(sql_type = BigInt)]
+    pub published_seq: i64,
+    /// Positions up to here may have been pruned.
+    #[diesel(sql_type = BigInt)]
+    pub pruned_seq: i64,
+    /// Committed events not numbered yet.
+    #[diesel(sql_type = BigInt)]
+    pub unnumbered: i64,
+}
+
+impl RelayState {
+    /// Events committed whose publishing is not confirmed yet.
+    pub fn lag(&self) -> i64 {
+        self.unnumbered + (self.numbered_seq - self.published_seq).max(0)
+    }
+}
+
+pub async fn relay_state(conn: &mut AsyncPgConnection) -> Result<RelayState, StoreError> {
+    Ok(diesel::sql_query(
+        "SELECT numbered_seq, published_seq, pruned_seq,
+                (SELECT count(*) FROM feed_events WHERE seq IS NULL) AS unnumbered
+           FROM feed_relay WHERE id = 1",
+    )
+    .get_result(conn)
+    .await?)
+}
+
+#[derive(QueryableByName)]
+struct Position {
+    #[diesel(sql_type = BigInt)]
+    seq: i64,
+}
+
+/// The feed's current position: every event at or below it is committed and in the log.
+pub async fn head(conn: &mut AsyncPgConnection) -> Result<i64, StoreError> {
+    let head: Position =
+        diesel::sql_query("SELECT numbered_seq AS seq FROM feed_relay WHERE id = 1")
+            .get_result(conn)
+            .await?;
+    Ok(head.seq)
+}
+
+#[derive(QueryableByName)]
+struct Held {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    held: bool,
+}
+
+/// Tries to become the relaying instance: true if this connection now holds the relay lock
+/// (until it closes).
+pub async fn try_lead(conn: &mut AsyncPgConnection) -> Result<bool, StoreError> {
+    let held: Held = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS held")
+        .bind::<BigInt, _>(RELAY_LOCK)
+        .get_result(conn)
+        .await?;
+    Ok(held.held)
+}
+
+/// Numbers up to `limit` committed events, oldest insert first, in one statement (so one
+/// transaction): positions continue from the last one given out, and an author's switch to
+/// celebrity records its position. Only the holder of the relay lock may call it. Returns how
+/// many were numbered.
+///
+/// Every row of a batch committed before the batch, in an order the log cannot see, so within
+/// a batch routing changes (follows, unfollows, switches) come first, then posts, each in insert
+/// order: a post committed after a follow always has the higher position, so a node that starts
+/// routing the author at the follow's position and fills from there misses none of them, and a
+/// post committed after an unfollow always comes after it.
+pub async fn number_batch(conn: &mut AsyncPgConnection, limit: i64) -> Result<i64, StoreError> {
+    let numbered: Position = diesel::sql_query(
+        "WITH batch AS (
+             SELECT id, row_number() OVER (ORDER BY routing DESC, id) AS n
+               FROM (SELECT id, kind IN ('follow', 'unfollow', 'celebrity') AS routing
+                       FROM feed_events WHERE seq IS NULL ORDER BY id LIMIT $1) b),
+         head AS (
+             UPDATE feed_relay SET numbered_seq = numbered_seq + (SELECT count(*) FROM batch)
+              WHERE id = 1
+             RETURNING numbered_seq - (SELECT count(*) FROM batch) AS base),
+         numbered AS (
+             UPDATE feed_events e SET seq = head.base + batch.n
+               FROM batch, head WHERE e.id = batch.id
+             RETURNING e.seq, e.author_id, e.kind),
+         switched AS (
+             UPDATE users u SET celebrity_seq = numbered.seq
+               FROM numbered
+              WHERE numbered.kind = 'celebrity' AND u.id = numbered.author_id
+                AND u.celebrity_seq IS NULL
+             RETURNING u.id)
+         SELECT (SELECT count(*) FROM numbered) + 0 * (SELECT count(*) FROM switched) AS seq",
+    )
+    .bind::<BigInt, _>(limit)
+    .get_result(conn)
+    .await?;
+    Ok(numbered.seq)
+}
+
+/// Numbered events after `after`, in position order, with their authors' switch positions.
+pub async fn numbered_after(
+    conn: &mut AsyncPgConnection,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<RelayedEvent>, StoreError> {
+    Ok(diesel::sql_query(
+        "SELECT e.seq, e.kind, e.author_id, e.follower_id, e.post_id, e.post_text,
+                u.celebrity_seq
+           FROM feed_events e LEFT JOIN users u ON u.id = e.author_id
+          WHERE e.seq > $1 ORDER BY e.seq LIMIT $2",
+    )
+    .bind::<BigInt, _>(after)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await?)
+}
+
+/// Records that every event up to `seq` is published (confirmed by the broker).
+pub async fn mark_published(conn: &mut AsyncPgConnection, seq: i64) -> Result<(), StoreError> {
+    diesel::sql_query(
+        "UPDATE feed_relay SET published_seq = greatest(published_seq, $1) WHERE id = 1",
+    )
+    .bind::<BigInt, _>(seq)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Deletes up to `batch` published events older than `ttl`; returns how many.
+pub async fn prune(
+    conn: &mut AsyncPgConnection,
+    ttl: Duration,
+    batch: i64,
+) -> Result<i64, StoreError> {
+    let pruned: Position = diesel::sql_query(
+        "WITH doomed AS (
+             SELECT id, seq FROM feed_events
+              WHERE seq <= (SELECT published_seq FROM feed_relay WHERE id = 1)
+                AND created_at < now() - make_interval(secs => $1::bigint)
+              ORDER BY seq LIMIT $2),
+         gone AS (DELETE FROM feed_events e USING doomed WHERE e.id = doomed.id RETURNING e.seq),
+         moved AS (
+             UPDATE feed_relay SET pruned_seq = greatest(pruned_seq, (SELECT max(seq) FROM gone))
+              WHERE id = 1 AND EXISTS (SELECT 1 FROM gone) RETURNING 1)
+         SELECT (SELECT count(*) FROM gone) + 0 * (SELECT count(*) FROM moved) AS seq",
+    )
+    .bind::<BigInt, _>(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX))
+    .bind::<BigInt, _>(batch)
+    .get_result(conn)
+    .await?;
+    Ok(pruned.seq)
+}
+
+/// How far back a resume may reach.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryBounds {
+    pub max_events: i64,
+    pub ttl: Duration,
+}
+
+/// A gap, filled from the log or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum History {
+    /// The events after the position, in order.
+    Events(Vec<LoggedEvent>),
+    /// The gap cannot be filled (too long, too old, or a position this log never gave out):
+    /// the client reloads and continues from this position.
+    Reset(i64),
+}
+
+#[derive(QueryableByName)]
+struct Oldest {
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    created_at: Option<DateTime<Utc>>,
+}
+
+/// The post events after `after` that `user_id` must see: those of every author it follows, or
+/// of `author` only. With `bounds`, a gap longer or older than they allow (or a position not
+/// given out yet, or pruned) is a [`History::Reset`].
+pub async fn history(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    after: i64,
+    author: Option<Uuid>,
+    bounds: Option<HistoryBounds>,
+) -> Result<History, StoreError> {
+    let limit = bounds.map_or(i64::MAX, |b| b.max_events.saturating_add(1));
+    if let Some(bounds) = bounds {
+        let state = relay_state_positions(conn).await?;
+        if after > state.numbered_seq || after < state.pruned_seq {
+            return Ok(History::Reset(state.numbered_seq));
+        }
+        let oldest: Oldest = diesel::sql_query(
+            "SELECT (SELECT created_at FROM feed_events WHERE seq > $1 ORDER BY seq LIMIT 1)
+                    AS created_at",
+        )
+        .bind::<BigInt, _>(after)
+        .get_result(conn)
+        .await?;
+        let ttl = chrono::Duration::from_std(bounds.ttl).unwrap_or(chrono::Duration::MAX);
+        if oldest
+            .created_at
+            .is_some_and(|at| at < Utc::now() - ttl)
+        {
+            return Ok(History::Reset(state.numbered_seq));
+        }
+    }
+    let events: Vec<LoggedEvent> = match author {
+        Some(author) => diesel::sql_query(
+            "SELECT seq, kind, author_id, follower_id, post_id, post_text
+               FROM feed_events
+              WHERE author_id = $1 AND seq > $2
+                AND kind IN ('post.created', 'post.updated', 'post.deleted')
+              ORDER BY seq LIMIT $3",
+        )
+        .bind::<SqlUuid, _>(author)
+        .bind::<BigInt, _>(after)
+        .bind::<BigInt, _>(limit)
+        .load(conn)
+        .await?,
+        None => history_query(user_id, after, limit).load(conn).await?,
+    };
+    if let Some(bounds) = bounds {
+        if events.len() as i64 > bounds.max_events {
+            return Ok(History::Reset(head(conn).await?));
+        }
+    }
+    Ok(History::Events(events))
+}
+
+/// The resume query, separate so its plan can be checked: for each author the user follows, an
+/// index range scan of `feed_events_author_seq_idx` after the position.
+pub fn history_query(
+    user_id: Uuid,
+    after: i64,
+    limit: i64,
+) -> diesel::query_builder::BoxedSqlQuery<'static, diesel::pg::Pg, diesel::query_builder::SqlQuery>
+{
+    diesel::sql_query(
+        "SELECT e.seq, e.kind, e.author_id, e.follower_id, e.post_id, e.post_text
+           FROM friendships f
+           JOIN feed_events e ON e.author_id = f.friend_id AND e.seq > $2
+          WHERE f.user_id = $1
+            AND e.kind IN ('post.created', 'post.updated', 'post.deleted')
+          ORDER BY e.seq LIMIT $3",
+    )
+    .into_boxed()
+    .bind::<SqlUuid, _>(user_id)
+    .bind::<BigInt, _>(after)
+    .bind::<BigInt, _>(limit)
+}
+
+async fn relay_state_positions(conn: &mut AsyncPgConnection) -> Result<RelayState, StoreError> {
+    Ok(diesel::sql_query(
+        "SELECT numbered_seq, published_seq, pruned_seq, 0::bigint AS unnumbered
+           FROM feed_relay WHERE id = 1",
+    )
+    .get_result(conn)
+    .await?)
+}
