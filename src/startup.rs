@@ -19,9 +19,9 @@ use crate::http::{self, body_deadline, request_id, AppState};
 use crate::realtime::broker::{Close, LinkUp};
 use crate::realtime::history::FeedHistory;
 use crate::realtime::link;
+use crate::realtime::registry::upkeep::{DisconnectAll, SessionCount};
 use crate::realtime::relay::{self, Relay};
 use crate::realtime::relink;
-use crate::realtime::registry::upkeep::{DisconnectAll, SessionCount};
 use crate::realtime::routing::{BrokerPort, RegistryPort};
 use crate::realtime::session_protocol::DisconnectReason;
 use crate::realtime::{

@@ -143,8 +143,7 @@ mod tests {
         assert_eq!(value["seq"], 42);
         assert_eq!(value["postText"], "edited");
         assert_eq!(value["author_user_id"], Uuid::max().to_string());
-        let reset: serde_json::Value =
-            serde_json::from_str(&super::reset_frame(7)).expect("json");
+        let reset: serde_json::Value = serde_json::from_str(&super::reset_frame(7)).expect("json");
         assert_eq!(reset, serde_json::json!({"type": "feed.reset", "seq": 7}));
     }
 

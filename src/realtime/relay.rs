@@ -246,7 +246,10 @@ impl Leader {
             }
         }
         if total > 0 {
-            log::info!("pruned {total} feed log events older than {:?}", self.history_ttl);
+            log::info!(
+                "pruned {total} feed log events older than {:?}",
+                self.history_ttl
+            );
         }
         Ok(())
     }
@@ -281,7 +284,10 @@ impl Leader {
             let event = &row.event;
             let seq = event.seq;
             let Some(kind) = Kind::parse(&event.kind) else {
-                log::warn!("feed position {seq} has an unknown kind {:?}; skipped", event.kind);
+                log::warn!(
+                    "feed position {seq} has an unknown kind {:?}; skipped",
+                    event.kind
+                );
                 continue;
             };
             match kind {
@@ -295,8 +301,15 @@ impl Leader {
                         let key = author_routing_key(event.author_id);
                         out.send(key, frame.as_bytes(), properties).await?;
                     } else {
-                        self.to_followers(conn, &mut out, event.author_id, frame.as_bytes(), seq, false)
-                            .await?;
+                        self.to_followers(
+                            conn,
+                            &mut out,
+                            event.author_id,
+                            frame.as_bytes(),
+                            seq,
+                            false,
+                        )
+                        .await?;
                     }
                 }
                 Kind::Follow | Kind::Unfollow if row.once() => {

@@ -57,7 +57,9 @@ async fn pass(registry: &Addr<SessionRegistry>, pool: &DbPool) -> usize {
                     0
                 }
                 Err(error) => {
-                    log::warn!("session {session_id}: rerouting it on the new link failed: {error}");
+                    log::warn!(
+                        "session {session_id}: rerouting it on the new link failed: {error}"
+                    );
                     1
                 }
             }

@@ -365,26 +365,25 @@ pub async fn history(
         .get_result(conn)
         .await?;
         let ttl = chrono::Duration::from_std(bounds.ttl).unwrap_or(chrono::Duration::MAX);
-        if oldest
-            .created_at
-            .is_some_and(|at| at < Utc::now() - ttl)
-        {
+        if oldest.created_at.is_some_and(|at| at < Utc::now() - ttl) {
             return Ok(History::Reset(state.numbered_seq));
         }
     }
     let events: Vec<LoggedEvent> = match author {
-        Some(author) => diesel::sql_query(
-            "SELECT seq, kind, author_id, follower_id, post_id, post_text
+        Some(author) => {
+            diesel::sql_query(
+                "SELECT seq, kind, author_id, follower_id, post_id, post_text
                FROM feed_events
               WHERE author_id = $1 AND seq > $2
                 AND kind IN ('post.created', 'post.updated', 'post.deleted')
               ORDER BY seq LIMIT $3",
-        )
-        .bind::<SqlUuid, _>(author)
-        .bind::<BigInt, _>(after)
-        .bind::<BigInt, _>(limit)
-        .load(conn)
-        .await?,
+            )
+            .bind::<SqlUuid, _>(author)
+            .bind::<BigInt, _>(after)
+            .bind::<BigInt, _>(limit)
+            .load(conn)
+            .await?
+        }
         None => history_query(user_id, after, limit).load(conn).await?,
     };
     if let Some(bounds) = bounds {

@@ -28,20 +28,20 @@ pub async fn create(
 ) -> Result<Post, StoreError> {
     let now = Utc::now();
     conn.transaction::<_, StoreError, _>(async move |conn| {
-            let post = diesel::insert_into(posts::table)
-                .values((
-                    posts::id.eq(Uuid::now_v7()),
-                    posts::author_id.eq(author_id),
-                    posts::text.eq(text),
-                    posts::created_at.eq(now),
-                    posts::updated_at.eq(now),
-                ))
-                .returning(Post::as_returning())
-                .get_result(conn)
-                .await?;
-            let event = NewEvent::post(Kind::PostCreated, author_id, post.id, Some(text));
-            events::record(conn, event).await?;
-            Ok(post)
+        let post = diesel::insert_into(posts::table)
+            .values((
+                posts::id.eq(Uuid::now_v7()),
+                posts::author_id.eq(author_id),
+                posts::text.eq(text),
+                posts::created_at.eq(now),
+                posts::updated_at.eq(now),
+            ))
+            .returning(Post::as_returning())
+            .get_result(conn)
+            .await?;
+        let event = NewEvent::post(Kind::PostCreated, author_id, post.id, Some(text));
+        events::record(conn, event).await?;
+        Ok(post)
     })
     .await
 }
@@ -74,19 +74,18 @@ pub async fn update(
     text: &str,
 ) -> Result<Change<Post>, StoreError> {
     conn.transaction::<_, StoreError, _>(async move |conn| {
-            let updated =
-                diesel::update(posts::table.find(id).filter(posts::author_id.eq(author_id)))
-                    .set((posts::text.eq(text), posts::updated_at.eq(Utc::now())))
-                    .returning(Post::as_returning())
-                    .get_result(conn)
-                    .await
-                    .optional()?;
-            let Some(post) = updated else {
-                return refusal(conn, id).await;
-            };
-            let event = NewEvent::post(Kind::PostUpdated, author_id, id, Some(text));
-            events::record(conn, event).await?;
-            Ok(Change::Done(post))
+        let updated = diesel::update(posts::table.find(id).filter(posts::author_id.eq(author_id)))
+            .set((posts::text.eq(text), posts::updated_at.eq(Utc::now())))
+            .returning(Post::as_returning())
+            .get_result(conn)
+            .await
+            .optional()?;
+        let Some(post) = updated else {
+            return refusal(conn, id).await;
+        };
+        let event = NewEvent::post(Kind::PostUpdated, author_id, id, Some(text));
+        events::record(conn, event).await?;
+        Ok(Change::Done(post))
     })
     .await
 }
@@ -97,15 +96,14 @@ pub async fn delete(
     author_id: Uuid,
 ) -> Result<Change<()>, StoreError> {
     conn.transaction::<_, StoreError, _>(async move |conn| {
-            let deleted =
-                diesel::delete(posts::table.find(id).filter(posts::author_id.eq(author_id)))
-                    .execute(conn)
-                    .await?;
-            if deleted == 0 {
-                return refusal(conn, id).await;
-            }
-            events::record(conn, NewEvent::post(Kind::PostDeleted, author_id, id, None)).await?;
-            Ok(Change::Done(()))
+        let deleted = diesel::delete(posts::table.find(id).filter(posts::author_id.eq(author_id)))
+            .execute(conn)
+            .await?;
+        if deleted == 0 {
+            return refusal(conn, id).await;
+        }
+        events::record(conn, NewEvent::post(Kind::PostDeleted, author_id, id, None)).await?;
+        Ok(Change::Done(()))
     })
     .await
 }

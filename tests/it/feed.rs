@@ -6,12 +6,11 @@
 use awc::ws::{CloseCode, Message};
 use herald::config::QueueMode;
 use herald::realtime::probes::{BoundKeys, Queues};
-use herald::store::celebrities::{self, PublishMode};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{
-    self, amqp, assert_event, is_routed, queue_exists, FeedClient, Received, TestApp, TestUser,
+    self, amqp, assert_event, is_routed, queue_exists, FeedClient, Received, TestApp,
 };
 
 in_both_modes!(
@@ -23,10 +22,14 @@ in_both_modes!(
     the_upgrade_needs_a_valid_token_and_a_websocket_request,
     bad_frames_close_only_the_offending_session,
     shutdown_closes_sessions_with_1001_and_releases_queues,
-    sessions_are_told_to_reconnect_when_the_broker_link_drops_and_service_resumes,
-    a_session_whose_queue_is_deleted_is_told_to_reconnect,
+    sessions_outlive_a_lost_broker_link_and_miss_nothing,
+    a_deleted_queue_loses_no_event,
     following_a_celebrity_takes_effect_for_live_sessions,
     an_author_becoming_a_celebrity_loses_and_doubles_no_event,
+    a_resume_replays_what_was_missed_then_goes_live,
+    a_gap_beyond_the_history_bound_is_a_feed_reset,
+    the_feed_page_names_its_position_and_a_subscription_from_it_misses_nothing,
+    follow_then_post_at_once_is_always_delivered,
 );
 
 async fn three_users_see_exactly_their_friends_posts(mode: QueueMode) {
@@ -343,14 +346,12 @@ async fn shutdown_closes_sessions_with_1001_and_releases_queues(mode: QueueMode)
     assert!(support::eventually(|| async { !queue_exists(&conn, &queues[0]).await }).await);
 }
 
-async fn sessions_are_told_to_reconnect_when_the_broker_link_drops_and_service_resumes(
-    mode: QueueMode,
-) {
+async fn sessions_outlive_a_lost_broker_link_and_miss_nothing(mode: QueueMode) {
     let app = TestApp::spawn_in(mode).await;
-    let (author, reader, feed) = app.author_and_follower().await;
+    let (author, _reader, mut feed) = app.author_and_follower().await;
 
-    // First a channel-level failure: the exchange vanishes, so the next queue bind fails and
-    // the broker closes herald's channel. herald rebuilds its link (and the exchange).
+    // First a channel-level failure: the exchange vanishes, so the next bind or publish fails
+    // and the broker closes herald's channel. herald rebuilds its link (and the exchange).
     let conn = amqp(&app.settings).await;
     let exchange = app.settings.realtime.exchange.clone();
     conn.create_channel()
@@ -359,71 +360,55 @@ async fn sessions_are_told_to_reconnect_when_the_broker_link_drops_and_service_r
         .exchange_delete(exchange.as_str().into(), Default::default())
         .await
         .expect("exchange deleted");
-    let url = format!("ws://127.0.0.1:{}/post/feed/posted", app.port);
-    let refused = awc::Client::new()
-        .ws(url)
-        .bearer_auth(&author.token)
-        .connect()
-        .await;
-    assert!(
-        refused.is_err(),
-        "an upgrade that cannot bind its queue is refused"
-    );
-    let mut feed = resumes_after_outage(&app, feed, &author, &reader, "channel error").await;
+    let text = "after the channel error";
+    let post = app.create_post(&author, text).await;
+    feed.expect_created(post, &author, text).await;
 
-    // Then the whole connection, twice: each loss is noticed and each recovery serves again.
+    // Then the whole connection, twice, with writes while it is down: the same feed gets
+    // everything, in order (the client checks positions), and is never closed.
     for round in 0..2 {
         let closed = support::force_close_herald_connections(&exchange).await;
         assert!(closed >= 1, "no herald connection found on the broker");
-        feed = resumes_after_outage(&app, feed, &author, &reader, &format!("outage {round}")).await;
+        let mut posts = Vec::new();
+        for i in 0..3 {
+            let text = format!("outage {round}, post {i}");
+            posts.push((app.create_post(&author, &text).await, text));
+        }
+        for (post, text) in &posts {
+            feed.expect_created(*post, &author, text).await;
+        }
+    }
+    assert!(support::eventually(|| async { app.get("/health", None).await.0 == 200 }).await);
+    assert_eq!(app.realtime.stats.snapshot().resets, 0);
+}
+
+async fn a_deleted_queue_loses_no_event(mode: QueueMode) {
+    let app = TestApp::spawn_in(mode).await;
+    let (author, reader, mut feed) = app.author_and_follower().await;
+    let first = app.create_post(&author, "first").await;
+    feed.expect_created(first, &author, "first").await;
+    let queues = app.realtime.broker.send(Queues).await.expect("broker");
+    support::delete_queue(&queues[0]).await;
+    let second = app.create_post(&author, "second").await;
+    match mode {
+        // The node queue: herald rebuilds its link, and the session stays.
+        QueueMode::Node => feed.expect_created(second, &author, "second").await,
+        // A session's own queue: that session is told to reconnect, and resumes.
+        QueueMode::Session => {
+            let since = feed.last_seq().expect("a position");
+            let reason = feed.close_reason().await.expect("close reason");
+            assert_eq!(reason.code, CloseCode::Again);
+            let mut resumed = app.feed_since(&reader, since).await;
+            resumed.expect_created(second, &author, "second").await;
+        }
     }
 }
 
-/// After an outage: the open feed is told to reconnect (1013), herald becomes healthy again by
-/// itself, and a new feed gets the author's next post. Returns that feed.
-async fn resumes_after_outage(
-    app: &TestApp,
-    mut feed: FeedClient,
-    author: &TestUser,
-    reader: &TestUser,
-    outage: &str,
-) -> FeedClient {
-    let reason = feed.close_reason().await.expect("close reason");
-    assert_eq!(reason.code, CloseCode::Again, "after the {outage}");
-    assert!(support::eventually(|| async { app.get("/health", None).await.0 == 200 }).await);
-    let mut feed = app.feed(reader).await;
-    let text = format!("after the {outage}");
-    let post = app.create_post(author, &text).await;
-    feed.expect_created(post, author, &text).await;
-    feed
-}
-
-async fn a_session_whose_queue_is_deleted_is_told_to_reconnect(mode: QueueMode) {
-    let app = TestApp::spawn_in(mode).await;
-    let reader = app.user("Reader").await;
-    let mut feed = app.feed(&reader).await;
-    let queues = app.realtime.broker.send(Queues).await.expect("broker");
-    support::delete_queue(&queues[0]).await;
-    let reason = feed.close_reason().await.expect("close reason");
-    assert_eq!(reason.code, CloseCode::Again);
-    assert!(support::eventually(|| async { app.session_count().await == 0 }).await);
-}
-
-/// Settings where three followers make a celebrity, and the switch settles quickly.
+/// Settings where `threshold` followers make a celebrity.
 fn celebrity_settings(mode: QueueMode, threshold: i64) -> herald::config::Settings {
     let mut settings = support::test_settings_in(mode);
     settings.realtime.celebrity_followers = threshold;
-    // The switch rests on this margin (the control messages must reach every node first), so
-    // it must be generous on a loaded machine: the default's double.
-    settings.realtime.celebrity_settle_ms = 2000;
     settings
-}
-
-async fn publish_mode(app: &TestApp, author: &TestUser) -> PublishMode {
-    let mut conn = app.pool.get().await.expect("connection");
-    celebrities::publish_mode(&mut conn, author.id)
-        .await
-        .expect("publish mode")
 }
 
 async fn following_a_celebrity_takes_effect_for_live_sessions(mode: QueueMode) {
@@ -437,33 +422,43 @@ async fn following_a_celebrity_takes_effect_for_live_sessions(mode: QueueMode) {
     let friend = app.user("Friend").await;
     app.follow(&newcomer, &friend).await;
     let mut feed = app.feed(&newcomer).await;
-    assert!(
-        support::eventually(|| async { publish_mode(&app, &star).await == PublishMode::Once })
-            .await
-    );
+    app.relay_idle().await;
 
-    // Following: the live session starts getting the star's single publishes.
+    // Following: the live session starts getting the star's single publishes, from the
+    // very next post (no waiting for the binding).
     app.follow(&newcomer, &star).await;
-    let key = format!("author.{}", star.id);
-    assert!(support::eventually(|| async { support::bound(&exchange, &key).await == 1 }).await);
-    let published = app.realtime.stats.snapshot().published;
     let post = app.create_post(&star, "welcome").await;
     feed.expect_created(post, &star, "welcome").await;
+    let key = format!("author.{}", star.id);
+    assert_eq!(support::bound(&exchange, &key).await, 1);
+    app.relay_idle().await;
+    let published = app.realtime.stats.snapshot().published;
+    let post = app.create_post(&star, "once").await;
+    feed.expect_created(post, &star, "once").await;
     let barrier = app.create_post(&friend, "barrier").await;
     feed.expect_created(barrier, &friend, "barrier").await;
+    app.relay_idle().await;
     assert_eq!(
         app.realtime.stats.snapshot().published,
         published + 2,
         "the star's post went out once, the friend's once"
     );
 
-    // Unfollowing: the binding goes (no local session needs it) and so do the events.
+    // Unfollowing: the binding goes (no local session needs it) and so do the events, from
+    // the very next post.
     app.unfollow(&newcomer, &star).await;
-    assert!(support::eventually(|| async { support::bound(&exchange, &key).await == 0 }).await);
     app.create_post(&star, "you left").await;
     let barrier = app.create_post(&friend, "second barrier").await;
     feed.expect_created(barrier, &friend, "second barrier")
         .await;
+    assert!(support::eventually(|| async { support::bound(&exchange, &key).await == 0 }).await);
+}
+
+/// The messages both instances published.
+fn published(apps: &[&TestApp]) -> u64 {
+    apps.iter()
+        .map(|app| app.realtime.stats.snapshot().published)
+        .sum()
 }
 
 async fn an_author_becoming_a_celebrity_loses_and_doubles_no_event(mode: QueueMode) {
@@ -492,38 +487,187 @@ async fn an_author_becoming_a_celebrity_loses_and_doubles_no_event(mode: QueueMo
         feed.expect_created(first, &star, "before").await;
     }
 
-    // The third follow (through the other instance) starts the switch; the star keeps posting
-    // through it: until the switch is done, and three more after.
-    b.follow(&fan_3, &star).await;
-    let mut posts: Vec<(uuid::Uuid, String)> = Vec::new();
-    let mut after_switch = 0;
-    while after_switch < 3 {
-        assert!(posts.len() < 500, "the switch never completed");
-        let text = format!("post {}", posts.len());
-        posts.push((a.create_post(&star, &text).await, text));
-        if publish_mode(&a, &star).await == PublishMode::Once {
-            after_switch += 1;
+    // The third follow (through the other instance) switches the star; the star keeps
+    // posting through the switch, through both instances.
+    let posting = async {
+        let mut posts: Vec<(uuid::Uuid, String)> = Vec::new();
+        for i in 0..30 {
+            let text = format!("post {i}");
+            let app = if i % 2 == 0 { &a } else { &b };
+            posts.push((app.create_post(&star, &text).await, text));
         }
-    }
-    // Every fan gets every post once, in order: nothing lost, nothing twice.
-    for feed in &mut feeds {
+        posts
+    };
+    let (posts, ()) = tokio::join!(posting, b.follow(&fan_3, &star));
+    // Every fan gets every post once, in order: nothing lost, nothing twice. The third fan
+    // was not following for the posts before its follow: it gets those after it.
+    for feed in &mut feeds[..2] {
         for (post, text) in &posts {
             feed.expect_created(*post, &star, text).await;
         }
     }
     // Now the star is published once. (Other, with three followers, is a celebrity too.)
-    let published = a.realtime.stats.snapshot().published;
+    a.relay_idle().await;
+    let before = published(&[&a, &b]);
     let last = a.create_post(&star, "last").await;
     let barrier = a.create_post(&other, "barrier").await;
     for feed in &mut feeds {
-        feed.expect_created(last, &star, "last").await;
+        loop {
+            let event = feed.next_event().await;
+            if event["postId"] == last.to_string() {
+                break;
+            }
+            assert_eq!(event["author_user_id"], star.id.to_string(), "{event}");
+        }
         feed.expect_created(barrier, &other, "barrier").await;
     }
+    a.relay_idle().await;
     assert_eq!(
-        a.realtime.stats.snapshot().published,
-        published + 2,
+        published(&[&a, &b]),
+        before + 2,
         "one message for the star's post, one for the barrier"
     );
+}
+
+async fn a_resume_replays_what_was_missed_then_goes_live(mode: QueueMode) {
+    let app = TestApp::spawn_in(mode).await;
+    let (author, reader, mut feed) = app.author_and_follower().await;
+    let first = app.create_post(&author, "seen").await;
+    feed.expect_created(first, &author, "seen").await;
+    let since = feed.last_seq().expect("a position");
+    drop(feed);
+
+    // Away: a post, another, an edit and a delete.
+    let second = app.create_post(&author, "missed").await;
+    let third = app.create_post(&author, "missed too").await;
+    let edited = json!({ "id": second, "text": "missed, edited" });
+    assert_eq!(
+        app.put("/post/update", Some(&author.token), Some(&edited))
+            .await
+            .0,
+        200
+    );
+    let deleted = app
+        .put(&format!("/post/delete/{third}"), Some(&author.token), None)
+        .await;
+    assert_eq!(deleted.0, 200);
+
+    let mut resumed = app.feed_since(&reader, since).await;
+    resumed.expect_created(second, &author, "missed").await;
+    resumed.expect_created(third, &author, "missed too").await;
+    let event = resumed.next_event().await;
+    assert_event(
+        &event,
+        "post.updated",
+        second,
+        author.id,
+        Some("missed, edited"),
+    );
+    let event = resumed.next_event().await;
+    assert_event(&event, "post.deleted", third, author.id, None);
+    let live = app.create_post(&author, "live again").await;
+    resumed.expect_created(live, &author, "live again").await;
+
+    // The same through `Last-Event-ID`, from the last position seen: only what came after.
+    let last = resumed.last_seq().expect("a position");
+    drop(resumed);
+    let after = app.create_post(&author, "after the header").await;
+    let url = format!("ws://127.0.0.1:{}/post/feed/posted", app.port);
+    let (_, framed) = awc::Client::new()
+        .ws(url)
+        .bearer_auth(&reader.token)
+        .header("Last-Event-ID", last.to_string())
+        .connect()
+        .await
+        .expect("websocket connects");
+    let mut by_header = FeedClient::answering(framed);
+    by_header
+        .expect_created(after, &author, "after the header")
+        .await;
+    let stats = app.realtime.stats.snapshot();
+    assert_eq!((stats.resumes, stats.resets), (2, 0));
+    assert!(stats.replayed >= 5, "{stats:?}");
+}
+
+async fn a_gap_beyond_the_history_bound_is_a_feed_reset(mode: QueueMode) {
+    let mut settings = support::test_settings_in(mode);
+    settings.realtime.history_max_events = 3;
+    let app = TestApp::spawn_with(settings).await;
+    let author = app.user("Author").await;
+    let reader = app.user("Reader").await;
+    app.follow(&reader, &author).await;
+    for i in 0..5 {
+        app.create_post(&author, &format!("post {i}")).await;
+    }
+    app.relay_idle().await;
+    let head = app.relay_state().await.numbered_seq;
+    let mut feed = app.feed_since(&reader, 0).await;
+    let reset = feed.next_event().await;
+    assert_eq!(reset, json!({ "type": "feed.reset", "seq": head }));
+    let live = app.create_post(&author, "after the reset").await;
+    feed.expect_created(live, &author, "after the reset").await;
+    assert_eq!(app.realtime.stats.snapshot().resets, 1);
+
+    // A position never given out resets too; one that is not a number is refused.
+    let mut future = app.feed_since(&reader, head + 1_000).await;
+    assert_eq!(future.next_event().await["type"], "feed.reset");
+    let url = format!(
+        "ws://127.0.0.1:{}/post/feed/posted?since=yesterday",
+        app.port
+    );
+    let refused = awc::Client::new()
+        .ws(url)
+        .bearer_auth(&reader.token)
+        .connect()
+        .await;
+    match refused {
+        Err(awc::error::WsClientError::InvalidResponseStatus(status)) => {
+            assert_eq!(status.as_u16(), 400)
+        }
+        other => panic!("expected 400, got {:?}", other.map(|(r, _)| r.status())),
+    }
+}
+
+async fn the_feed_page_names_its_position_and_a_subscription_from_it_misses_nothing(
+    mode: QueueMode,
+) {
+    let app = TestApp::spawn_in(mode).await;
+    let author = app.user("Author").await;
+    let reader = app.user("Reader").await;
+    app.follow(&reader, &author).await;
+    let old = app.create_post(&author, "on the page").await;
+    app.relay_idle().await;
+    let page = app
+        .call("GET", "/post/feed", Some(&reader.token), None)
+        .await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.body[0]["id"], old.to_string());
+    let position: i64 = page
+        .headers
+        .get("x-feed-seq")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+        .expect("an X-Feed-Seq header");
+    assert_eq!(position, app.relay_state().await.numbered_seq);
+    // Written between the page and the subscription: it must still arrive.
+    let between = app.create_post(&author, "between").await;
+    let mut feed = app.feed_since(&reader, position).await;
+    feed.expect_created(between, &author, "between").await;
+}
+
+async fn follow_then_post_at_once_is_always_delivered(mode: QueueMode) {
+    for threshold in [1, 1000] {
+        let app = TestApp::spawn_with(celebrity_settings(mode, threshold)).await;
+        let reader = app.user("Reader").await;
+        let mut feed = app.feed(&reader).await;
+        for i in 0..8 {
+            let author = app.user(&format!("Author{i}")).await;
+            app.follow(&reader, &author).await;
+            let text = format!("right after the follow, {i}");
+            let post = app.create_post(&author, &text).await;
+            feed.expect_created(post, &author, &text).await;
+        }
+    }
 }
 
 #[actix_web::test]

@@ -1,14 +1,14 @@
 //! Store-level tests. Query plans: with realistic table sizes, the name search, the feed and the
 //! follower scan must be served by their indexes, not by sequential scans (the plans are of the
 //! SQL diesel actually generates, prepared with its bind parameters, as herald runs it). And the
-//! celebrity bookkeeping: follower counts and the claim of a switch.
+//! feed log: follows and switches logged with their change, positions in commit order, resume
+//! bounds, and the relay's lock.
 
 use diesel::pg::Pg;
 use diesel::sql_types::Text;
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use herald::startup::prepare_database;
-use herald::store::celebrities::{self, PublishMode};
-use herald::store::{friends, posts, users, DbPool};
+use herald::store::{celebrities, events, friends, posts, users, DbPool};
 use uuid::Uuid;
 
 use crate::support::{test_settings, Cleanup};
@@ -67,6 +67,8 @@ async fn search_feed_and_fan_out_queries_use_their_indexes() {
          JOIN (SELECT id, row_number() OVER () AS n FROM users) b ON b.n = (a.n % 50000) + 1",
         "INSERT INTO posts (id, author_id, text)
          SELECT gen_random_uuid(), id, 'post' FROM users, generate_series(1, 4)",
+        "INSERT INTO feed_events (seq, author_id, kind, post_id, post_text)
+         SELECT row_number() OVER (), author_id, 'post.created', id, text FROM posts",
         "ANALYZE",
     ];
     for statement in seed {
@@ -85,6 +87,7 @@ async fn search_feed_and_fan_out_queries_use_their_indexes() {
     );
     let feed = posts::feed_query(user, 0, 10);
     let followers = friends::followers_page_query(user, Uuid::nil(), 1000);
+    let resume = events::history_query(user, 100_000, 1001);
     let plans = [
         (
             "users_name_prefix_idx",
@@ -98,6 +101,10 @@ async fn search_feed_and_fan_out_queries_use_their_indexes() {
             "friendships_followers_idx",
             plan_of(&mut conn, "followers", &followers).await,
         ),
+        (
+            "feed_events_author_seq_idx",
+            plan_of(&mut conn, "resume", &resume).await,
+        ),
     ];
     for (index, plan) in plans {
         assert!(plan.contains(index), "expected {index} in:\n{plan}");
@@ -105,33 +112,40 @@ async fn search_feed_and_fan_out_queries_use_their_indexes() {
     }
 }
 
-/// The switch to celebrity is claimed once; a claim left unfinished (its node died mid-switch)
-/// can be claimed again only once it is stale; follows keep the count in step.
-#[actix_web::test]
-async fn a_celebrity_switch_is_claimed_once_and_again_only_when_stale() {
-    let (_cleanup, pool) = fresh_database().await;
-    let mut conn = pool.get().await.expect("connection");
-    conn.batch_execute(
+/// Users `n` of them, for the log tests.
+async fn seed_users(conn: &mut AsyncPgConnection, n: usize) -> Vec<Uuid> {
+    conn.batch_execute(&format!(
         "INSERT INTO users (id, first_name, second_name, birthdate, city, password_hash)
          SELECT gen_random_uuid(), 'Name' || g, 'Surname', DATE '1990-01-01', 'City', 'x'
-         FROM generate_series(1, 4) AS g",
-    )
+         FROM generate_series(1, {n}) AS g"
+    ))
     .await
     .expect("seed");
-    let ids: Vec<Uuid> = {
-        use diesel::QueryDsl;
-        use herald::store::schema::users::dsl::{id, users as all_users};
-        all_users.select(id).load(&mut conn).await.expect("ids")
-    };
+    use diesel::QueryDsl;
+    use herald::store::schema::users::dsl::{id, users as all_users};
+    all_users.select(id).load(conn).await.expect("ids")
+}
+
+/// Follows keep the count in step and each writes its event; the follow that reaches the
+/// threshold switches the author to celebrity, with an event of its own; numbering puts the
+/// routing changes of a batch before its posts and records the switch's position.
+#[actix_web::test]
+async fn follows_and_the_switch_to_celebrity_are_logged_and_numbered() {
+    let (_cleanup, pool) = fresh_database().await;
+    let mut conn = pool.get().await.expect("connection");
+    let ids = seed_users(&mut conn, 4).await;
     let (star, fans) = (ids[0], &ids[1..]);
-    for fan in fans {
-        let change = friends::follow(&mut conn, *fan, star)
+    posts::create(&mut conn, star, "before anyone followed")
+        .await
+        .expect("post");
+    for (i, fan) in fans.iter().enumerate() {
+        let change = friends::follow(&mut conn, *fan, star, 3)
             .await
             .expect("follow")
             .expect("a new edge");
-        assert!(!change.celebrity && !change.switching);
+        assert_eq!(change.celebrity, i == 2, "{change:?}");
     }
-    assert!(friends::follow(&mut conn, fans[0], star)
+    assert!(friends::follow(&mut conn, fans[0], star, 3)
         .await
         .expect("again")
         .is_none());
@@ -139,54 +153,181 @@ async fn a_celebrity_switch_is_claimed_once_and_again_only_when_stale() {
         .await
         .expect("unfollow")
         .expect("an edge removed");
-    assert_eq!(change.follower_count, 2);
-
-    assert!(
-        !celebrities::claim(&mut conn, star, 3).await.expect("claim"),
-        "below the threshold"
-    );
-    assert!(celebrities::claim(&mut conn, star, 2).await.expect("claim"));
-    assert!(
-        !celebrities::claim(&mut conn, star, 2).await.expect("claim"),
-        "claimed once"
-    );
-    let change = friends::follow(&mut conn, fans[2], star)
-        .await
-        .expect("follow")
-        .expect("a new edge");
-    assert!(change.celebrity && change.switching, "{change:?}");
-    assert_eq!(
-        celebrities::publish_mode(&mut conn, star)
-            .await
-            .expect("mode"),
-        PublishMode::PerFollower,
-        "per follower until the switch is done"
-    );
-
-    // The claimer died: once stale, the next claim wins.
-    conn.batch_execute(&format!(
-        "UPDATE users SET celebrity_claimed_at = now() - interval '1 hour' WHERE id = '{star}'"
-    ))
-    .await
-    .expect("backdate");
-    assert!(celebrities::claim(&mut conn, star, 2).await.expect("claim"));
-    celebrities::switch_at(&mut conn, star, std::time::Duration::ZERO)
-        .await
-        .expect("switch");
-    assert_eq!(
-        celebrities::publish_mode(&mut conn, star)
-            .await
-            .expect("mode"),
-        PublishMode::Once
-    );
-    assert!(
-        !celebrities::claim(&mut conn, star, 2).await.expect("claim"),
-        "done"
-    );
+    assert_eq!((change.follower_count, change.celebrity), (2, true));
     assert_eq!(
         celebrities::followed_by(&mut conn, fans[0])
             .await
             .expect("followed"),
         vec![star]
     );
+
+    assert_eq!(
+        events::number_batch(&mut conn, 1000).await.expect("number"),
+        6
+    );
+    let rows = events::numbered_after(&mut conn, 0, 100)
+        .await
+        .expect("rows");
+    let kinds: Vec<&str> = rows.iter().map(|row| row.event.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "follow",
+            "follow",
+            "follow",
+            "celebrity",
+            "unfollow",
+            "post.created"
+        ],
+        "routing changes first, then posts, each in insert order"
+    );
+    let seqs: Vec<i64> = rows.iter().map(|row| row.event.seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5, 6]);
+    // The switch is at 4: the unfollow and the post after it go out once.
+    let once: Vec<bool> = rows.iter().map(|row| row.once()).collect();
+    assert_eq!(once, [false, false, false, false, true, true]);
+    assert_eq!(events::head(&mut conn).await.expect("head"), 6);
+}
+
+/// Positions follow commit order, not insert order: an event inserted first but committed
+/// last is numbered last.
+#[actix_web::test]
+async fn positions_follow_commit_order() {
+    let (_cleanup, pool) = fresh_database().await;
+    let mut early = pool.get().await.expect("connection");
+    let mut late = pool.get().await.expect("connection");
+    let ids = seed_users(&mut early, 2).await;
+    early.batch_execute("BEGIN").await.expect("begin");
+    posts::create(&mut early, ids[0], "inserted first, committed last")
+        .await
+        .expect("post");
+    posts::create(&mut late, ids[1], "inserted last, committed first")
+        .await
+        .expect("post");
+    assert_eq!(events::number_batch(&mut late, 1000).await.expect("n"), 1);
+    early.batch_execute("COMMIT").await.expect("commit");
+    assert_eq!(events::number_batch(&mut late, 1000).await.expect("n"), 1);
+    let rows = events::numbered_after(&mut late, 0, 10)
+        .await
+        .expect("rows");
+    let order: Vec<(i64, Uuid)> = rows
+        .iter()
+        .map(|r| (r.event.seq, r.event.author_id))
+        .collect();
+    assert_eq!(order, [(1, ids[1]), (2, ids[0])]);
+}
+
+/// A resume gets the events after its position from the authors followed, in order, within
+/// the bounds; past them (too many, pruned, a position never given out) it is told to reset.
+#[actix_web::test]
+async fn history_is_bounded_and_resets_beyond_its_bounds() {
+    let (_cleanup, pool) = fresh_database().await;
+    let mut conn = pool.get().await.expect("connection");
+    let ids = seed_users(&mut conn, 3).await;
+    let (reader, author, stranger) = (ids[0], ids[1], ids[2]);
+    friends::follow(&mut conn, reader, author, 1000)
+        .await
+        .expect("follow");
+    for i in 0..5 {
+        posts::create(&mut conn, author, &format!("post {i}"))
+            .await
+            .expect("post");
+        posts::create(&mut conn, stranger, "not followed")
+            .await
+            .expect("post");
+    }
+    events::number_batch(&mut conn, 1000).await.expect("number");
+    let bounds = events::HistoryBounds {
+        max_events: 5,
+        ttl: std::time::Duration::from_secs(3600),
+    };
+    let texts = |history: events::History| match history {
+        events::History::Events(rows) => rows
+            .into_iter()
+            .map(|row| (row.seq, row.post_text.unwrap_or_default()))
+            .collect::<Vec<_>>(),
+        other => panic!("expected events, got {other:?}"),
+    };
+    // Position 1 is the follow; the author's posts are at 2, 4, 6, 8, 10.
+    let all = texts(
+        events::history(&mut conn, reader, 1, None, Some(bounds))
+            .await
+            .expect("history"),
+    );
+    assert_eq!(
+        all.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
+        [2, 4, 6, 8, 10]
+    );
+    assert_eq!(all[4].1, "post 4");
+    let tail = texts(
+        events::history(&mut conn, reader, 6, None, Some(bounds))
+            .await
+            .expect("history"),
+    );
+    assert_eq!(tail.len(), 2);
+    let tight = events::HistoryBounds {
+        max_events: 4,
+        ..bounds
+    };
+    assert_eq!(
+        events::history(&mut conn, reader, 1, None, Some(tight))
+            .await
+            .expect("history"),
+        events::History::Reset(11),
+        "five events do not fit in four"
+    );
+    assert_eq!(
+        events::history(&mut conn, reader, 12, None, Some(bounds))
+            .await
+            .expect("history"),
+        events::History::Reset(11),
+        "a position this log never gave out"
+    );
+    // Everything published, then pruned as if a day had passed: an old position resets.
+    events::mark_published(&mut conn, 11)
+        .await
+        .expect("published");
+    conn.batch_execute("UPDATE feed_events SET created_at = now() - interval '2 days'")
+        .await
+        .expect("backdate");
+    let day = std::time::Duration::from_secs(86_400);
+    assert_eq!(events::prune(&mut conn, day, 100).await.expect("prune"), 11);
+    assert_eq!(
+        events::history(&mut conn, reader, 3, None, Some(bounds))
+            .await
+            .expect("history"),
+        events::History::Reset(11)
+    );
+    assert_eq!(
+        events::history(&mut conn, reader, 11, None, Some(bounds))
+            .await
+            .expect("history"),
+        events::History::Events(Vec::new()),
+        "nothing missed since the head"
+    );
+}
+
+/// Only one connection at a time holds the relay's lock; it frees with its connection.
+#[actix_web::test]
+async fn one_relay_leads_at_a_time() {
+    let (_cleanup, pool) = fresh_database().await;
+    let mut first = pool.get().await.expect("connection");
+    let mut second = pool.get().await.expect("connection");
+    assert!(events::try_lead(&mut first).await.expect("lead"));
+    assert!(!events::try_lead(&mut second).await.expect("lead"));
+    first
+        .batch_execute(&format!(
+            "SELECT pg_advisory_unlock({})",
+            events::RELAY_LOCK
+        ))
+        .await
+        .expect("unlock");
+    assert!(events::try_lead(&mut second).await.expect("lead"));
+    second
+        .batch_execute(&format!(
+            "SELECT pg_advisory_unlock({})",
+            events::RELAY_LOCK
+        ))
+        .await
+        .expect("unlock");
 }

@@ -246,6 +246,39 @@ impl TestApp {
         FeedClient::answering(self.raw_feed(user).await)
     }
 
+    /// Opens the feed socket for `user`, resuming after position `since`.
+    pub async fn feed_since(&self, user: &TestUser, since: i64) -> FeedClient {
+        let url = format!(
+            "ws://127.0.0.1:{}/post/feed/posted?since={since}",
+            self.port
+        );
+        let (response, framed) = awc::Client::new()
+            .ws(url)
+            .bearer_auth(&user.token)
+            .connect()
+            .await
+            .expect("websocket connects");
+        assert_eq!(response.status().as_u16(), 101);
+        FeedClient::answering(framed)
+    }
+
+    /// The feed log's positions, as the relay keeps them.
+    pub async fn relay_state(&self) -> herald::store::events::RelayState {
+        let mut conn = self.pool.get().await.expect("connection");
+        herald::store::events::relay_state(&mut conn)
+            .await
+            .expect("relay state")
+    }
+
+    /// Waits until every committed event is numbered, published and confirmed.
+    pub async fn relay_idle(&self) {
+        assert!(
+            self.eventually(|| async { self.relay_state().await.lag() == 0 })
+                .await,
+            "the relay did not catch up"
+        );
+    }
+
     /// Opens the feed socket for `user` and leaves it to the test: nothing reads it, so pings
     /// go unanswered (a client that went silent without closing).
     pub async fn raw_feed(&self, user: &TestUser) -> Framed<BoxedSocket, Codec> {

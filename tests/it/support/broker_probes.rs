@@ -158,8 +158,14 @@ pub async fn delete_queue(queue: &str) {
     rabbitmqctl(&["delete_queue", queue]).await;
 }
 
-/// Publishes a raw event to the exchange, as another herald instance would.
+/// Positions for raw messages: far above any a test's feed log reaches, increasing, so a
+/// session takes each as new.
+static RAW_POSITION: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1 << 40);
+
+/// Publishes a raw message to the exchange, as a relay would, at a position of its own (far
+/// above the test's real ones: a session that takes one drops every real event after it).
 pub async fn publish_raw(conn: &Connection, exchange: &str, routing_key: &str, body: &Value) {
+    let seq = RAW_POSITION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let channel = conn.create_channel().await.expect("channel");
     channel
         .confirm_select(ConfirmSelectOptions::default())
@@ -171,7 +177,7 @@ pub async fn publish_raw(conn: &Connection, exchange: &str, routing_key: &str, b
             routing_key.into(),
             BasicPublishOptions::default(),
             body.to_string().as_bytes(),
-            BasicProperties::default(),
+            BasicProperties::default().with_message_id(seq.to_string().into()),
         )
         .await
         .expect("publish")

@@ -17,9 +17,14 @@ use super::DEADLINE;
 /// A WebSocket feed client. A background task reads the socket, answers the server's pings
 /// at once (so a slow test step never looks like a silent client) and passes every other
 /// frame on; `send` writes through the same task.
+///
+/// Every frame that carries a position is checked as it arrives: events in strictly increasing
+/// `seq`, a `feed.reset` at or above the last one. So every test that reads a feed also checks
+/// that nothing came twice or out of order.
 pub struct FeedClient {
     frames: mpsc::UnboundedReceiver<Frame>,
     outgoing: mpsc::UnboundedSender<Message>,
+    last_seq: Option<i64>,
 }
 
 pub enum Received {
@@ -60,7 +65,33 @@ impl FeedClient {
                 }
             }
         });
-        FeedClient { frames, outgoing }
+        FeedClient {
+            frames,
+            outgoing,
+            last_seq: None,
+        }
+    }
+
+    /// The position of the last event (or reset) received.
+    pub fn last_seq(&self) -> Option<i64> {
+        self.last_seq
+    }
+
+    fn check_position(&mut self, value: &Value) {
+        let Some(seq) = value.get("seq").and_then(Value::as_i64) else {
+            return;
+        };
+        if let Some(last) = self.last_seq {
+            if value["type"] == "feed.reset" {
+                assert!(seq >= last, "a reset to {seq} after {last}: {value}");
+            } else {
+                assert!(
+                    seq > last,
+                    "position {seq} after {last}: out of order or twice: {value}"
+                );
+            }
+        }
+        self.last_seq = Some(seq);
     }
 
     /// The next frame of interest within `within`: an event, the server's close, or nothing.
@@ -72,6 +103,7 @@ impl FeedClient {
                 Ok(None) => return Received::Closed(None),
                 Ok(Some(Frame::Text(bytes))) => {
                     let value = serde_json::from_slice(&bytes).expect("events are JSON");
+                    self.check_position(&value);
                     return Received::Event(value);
                 }
                 Ok(Some(Frame::Close(reason))) => return Received::Closed(reason),
@@ -136,6 +168,10 @@ pub async fn raw_close_reason(framed: &mut Framed<BoxedSocket, Codec>) -> Option
 /// Asserts an event is exactly the given post event.
 pub fn assert_event(event: &Value, kind: &str, post_id: Uuid, author: Uuid, text: Option<&str>) {
     assert_eq!(event["type"], kind, "event: {event}");
+    assert!(
+        event["seq"].as_i64().is_some_and(|seq| seq > 0),
+        "event: {event}"
+    );
     assert_eq!(event["postId"], post_id.to_string(), "event: {event}");
     assert_eq!(
         event["author_user_id"],
