@@ -139,8 +139,9 @@ async fn main() {
             .await
             .expect("token");
     }
+    let threshold = scratch.0.realtime.celebrity_followers;
     for (id, _, _) in &fans {
-        friends::follow(&mut conn, *id, author.0)
+        friends::follow(&mut conn, *id, author.0, threshold)
             .await
             .expect("follow");
     }

@@ -586,7 +586,8 @@ async fn a_resume_replays_what_was_missed_then_goes_live(mode: QueueMode) {
         .await;
     let stats = app.realtime.stats.snapshot();
     assert_eq!((stats.resumes, stats.resets), (2, 0));
-    assert!(stats.replayed >= 5, "{stats:?}");
+    // The last post may have been numbered before or after that session started.
+    assert!(stats.replayed >= 4, "{stats:?}");
 }
 
 async fn a_gap_beyond_the_history_bound_is_a_feed_reset(mode: QueueMode) {

@@ -197,10 +197,15 @@ async fn positions_follow_commit_order() {
     let mut early = pool.get().await.expect("connection");
     let mut late = pool.get().await.expect("connection");
     let ids = seed_users(&mut early, 2).await;
-    early.batch_execute("BEGIN").await.expect("begin");
-    posts::create(&mut early, ids[0], "inserted first, committed last")
+    // A raw transaction, held open across the other write and a numbering.
+    early
+        .batch_execute(&format!(
+            "BEGIN; INSERT INTO feed_events (author_id, kind, post_id, post_text)
+             VALUES ('{}', 'post.created', gen_random_uuid(), 'inserted first, committed last')",
+            ids[0]
+        ))
         .await
-        .expect("post");
+        .expect("begin");
     posts::create(&mut late, ids[1], "inserted last, committed first")
         .await
         .expect("post");
