@@ -390,3 +390,37 @@ async fn the_version_is_the_changelogs_latest() {
         .expect("a changelog entry");
     assert_eq!(printed.trim(), format!("herald {latest}"));
 }
+
+/// Two instances share the log; the one relaying it is killed (SIGKILL, mid-load): the other
+/// takes the lead and every post reaches the reader once, in order.
+#[actix_web::test]
+async fn when_the_relaying_instance_is_killed_another_takes_over_and_nothing_is_lost() {
+    let settings = test_settings();
+    let relaying = Herald::spawn(&[], &env_for(&settings));
+    relaying.wait_for_line("herald listening on").await;
+    relaying
+        .wait_for_line("this instance relays the feed log")
+        .await;
+    let app = crate::support::TestApp::spawn_with(settings.clone()).await;
+    assert!(!app.realtime.relay.is_leading());
+    let (author, _reader, mut feed) = app.author_and_follower().await;
+
+    let mut posts = Vec::new();
+    for i in 0..40 {
+        if i == 15 {
+            relaying.signal("-KILL").await;
+        }
+        let text = format!("post {i}");
+        posts.push((app.create_post(&author, &text).await, text));
+    }
+    for (post, text) in &posts {
+        // In order, once: the feed client checks every position it receives.
+        feed.expect_created(*post, &author, text).await;
+    }
+    assert!(app.realtime.relay.is_leading(), "the survivor leads");
+    app.relay_idle().await;
+    match feed.receive(Duration::from_millis(500)).await {
+        crate::support::Received::TimedOut => {}
+        _ => panic!("something after the last post"),
+    }
+}
