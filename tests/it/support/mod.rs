@@ -1,10 +1,12 @@
 //! Test support: whole herald servers on random ports, each test with its own database and its
 //! own exchange (dropped when the test ends, even if it fails), an HTTP client for the API,
-//! a WebSocket feed client, and probes that ask RabbitMQ directly what exists.
+//! a WebSocket feed client, probes that ask RabbitMQ directly what exists, and private
+//! RabbitMQ nodes and clusters for the tests that break their broker.
 
 mod app;
 mod broker_probes;
 mod feed_client;
+pub mod private_broker;
 mod settings;
 
 use std::future::Future;
@@ -16,6 +18,11 @@ pub use broker_probes::{
     queue_exists, queue_listing,
 };
 pub use feed_client::{assert_event, raw_close_reason, FeedClient, Received};
+#[allow(
+    unused_imports,
+    reason = "PrivateBroker is for the single-node fault tests"
+)]
+pub use private_broker::{PrivateBroker, PrivateCluster};
 pub use settings::{test_settings, test_settings_in, Cleanup};
 
 /// How long any awaited condition may take before the test fails.
