@@ -10,5 +10,6 @@ mod api;
 mod faults;
 mod feed;
 mod hardening;
+mod outages;
 mod process;
 mod store;

@@ -18,10 +18,6 @@ pub use broker_probes::{
     queue_exists, queue_listing,
 };
 pub use feed_client::{assert_event, raw_close_reason, FeedClient, Received};
-#[allow(
-    unused_imports,
-    reason = "PrivateBroker is for the single-node fault tests"
-)]
 pub use private_broker::{PrivateBroker, PrivateCluster};
 pub use settings::{test_settings, test_settings_in, Cleanup};
 

@@ -73,10 +73,6 @@ struct BootFailure {
 impl PrivateBroker {
     /// Boots a node named `herald-<tag>-<random>@localhost` and waits until it accepts AMQP
     /// connections. Panics (with the end of the node's output and log) if it cannot.
-    #[allow(
-        dead_code,
-        reason = "for the single-node fault tests; the smoke test clusters"
-    )]
     pub async fn start(tag: &str) -> PrivateBroker {
         Self::start_with_cookie(tag, &new_cookie()).await
     }
@@ -591,15 +587,26 @@ fn script(name: &str) -> PathBuf {
     }
 }
 
-/// Two distinct ports free on 127.0.0.1 right now (both held while the second is picked).
+/// Two distinct ports free on every address right now.
 fn free_port_pair() -> (u16, u16) {
-    let bind = || {
-        TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|listener| Ok((listener.local_addr()?.port(), listener)))
-            .unwrap_or_else(|e| panic!("finding a free port: {e}"))
+    // Below the kernel's ephemeral range (32768 and up on Linux): ports picked there are soon
+    // taken again as the local ports of outgoing connections (a load generator holds tens of
+    // thousands), and RabbitMQ refuses a distribution port bound on any address. Each port is
+    // checked free on every address (0.0.0.0), as RabbitMQ checks it.
+    let free = |port: u16| TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).is_ok();
+    let pick = || loop {
+        let port = rand::random_range(12_000..32_000u16);
+        if free(port) {
+            return port;
+        }
     };
-    let (amqp, _held) = bind();
-    let (dist, _) = bind();
+    let amqp = pick();
+    let dist = loop {
+        let port = pick();
+        if port != amqp {
+            break port;
+        }
+    };
     (amqp, dist)
 }
 
