@@ -48,6 +48,9 @@ pub struct PostRecord {
     pub author: u32,
     /// When the request was sent: the start of every delivery's latency.
     pub sent: Instant,
+    /// When its answer arrived: a post of the same author sent after this must be delivered
+    /// after this one.
+    pub answered: Instant,
     pub ok: bool,
 }
 
@@ -109,9 +112,10 @@ pub async fn run(plan: Plan, tokens: &[Option<String>], progress: &ProgressBar) 
         tasks.push(actix_rt::spawn(async move {
             let sent = Instant::now();
             let result = create_post(&client, &url, &token, &text).await;
+            let answered = Instant::now();
             drop(permit);
             progress.inc(1);
-            (sent, result)
+            (sent, answered, result)
         }));
     }
 
@@ -121,13 +125,17 @@ pub async fn run(plan: Plan, tokens: &[Option<String>], progress: &ProgressBar) 
     for (seq, (task, &author)) in tasks.into_iter().zip(&plan.authors).enumerate() {
         // A task that died (a panic, printed above) counts as a failed post, not as the end of
         // the run: the posts that went through are still checked.
-        let (sent, result) = task.await.unwrap_or_else(|error| {
+        let (sent, answered, result) = task.await.unwrap_or_else(|error| {
             let why = if error.is_panic() {
                 crate::panics::message(&*error.into_panic())
             } else {
                 error.to_string()
             };
-            (started, Err(anyhow!("post #{seq}: its task died: {why}")))
+            (
+                started,
+                started,
+                Err(anyhow!("post #{seq}: its task died: {why}")),
+            )
         });
         if let Err(error) = &result {
             failed += 1;
@@ -138,6 +146,7 @@ pub async fn run(plan: Plan, tokens: &[Option<String>], progress: &ProgressBar) 
         posts.push(PostRecord {
             author,
             sent,
+            answered,
             ok: result.is_ok(),
         });
     }

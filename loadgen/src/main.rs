@@ -2,21 +2,23 @@
 //! (clap) and the exit code; each phase of a run lives in its own module.
 //!
 //! - `run`: seed users and a follower graph straight into herald's database, open WebSocket
-//!   sessions, post at a rate or in a burst, wait for the deliveries, check that each one reached
-//!   exactly its followers, and report latency, throughput and resource figures.
+//!   sessions, post at a rate or in a burst (running `--at` fault commands meanwhile), wait for
+//!   the deliveries, check that each one reached exactly its followers, once and in order, and
+//!   report latency, throughput and resource figures.
 //! - `baseline`: the same publish → consume path through RabbitMQ with lapin alone, no herald,
 //!   as a ceiling to compare herald's throughput with.
 //!
-//! Exit codes: 0 when every check passed, 1 when a check failed (missing, wrong or duplicate
-//! deliveries, failed connects or posts — an unreachable herald is that —, sessions dropped, a
-//! panic on a client thread), 2 when the run itself could not be carried out (bad arguments, an
-//! unreachable database or broker, an interruption by SIGINT or SIGTERM, a panic on the main
-//! thread), 130 on a second SIGINT or SIGTERM. Every one of them says why on stderr, as its last
-//! line. Whenever a run got as far as seeding, a report is written, a partial one if the run was
-//! cut short.
+//! Exit codes: 0 when every check passed, 1 when a check failed (missing, wrong, duplicate or
+//! out-of-order deliveries, failed connects or posts — an unreachable herald is that —, sessions
+//! dropped, a fault command that failed, a panic on a client thread), 2 when the run itself could
+//! not be carried out (bad arguments, an unreachable database or broker, an interruption by
+//! SIGINT or SIGTERM, a panic on the main thread), 130 on a second SIGINT or SIGTERM. Every one
+//! of them says why on stderr, as its last line. Whenever a run got as far as seeding, a report
+//! is written, a partial one if the run was cut short.
 
 mod baseline;
 mod check;
+mod faults;
 mod interrupt;
 mod load;
 mod panics;
@@ -146,6 +148,14 @@ pub struct RunArgs {
     /// Seed for the follower graph and author choice (random if absent).
     #[arg(long)]
     pub rng_seed: Option<u64>,
+    /// A fault to inject: run COMMAND with `sh -c` SECS seconds after the first post is sent
+    /// (repeatable; one at a time, in order of SECS). The load phase lasts until the last one
+    /// has finished; one that fails fails the run.
+    #[arg(long = "at", value_name = "SECS:COMMAND")]
+    pub at: Vec<faults::Fault>,
+    /// A fault command still running after this many seconds is killed (and fails the run).
+    #[arg(long, default_value_t = 60.0)]
+    pub fault_timeout_secs: f64,
     #[command(flatten)]
     pub output: OutputArgs,
 }

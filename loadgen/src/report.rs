@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use crate::faults::FaultFigures;
 use crate::probes::RealtimeCounters;
 use crate::stats::Summary;
 
@@ -58,6 +59,8 @@ pub struct RunFigures {
     pub realtime: RealtimeFigures,
     /// Client threads that died during the run (their sessions' frames are lost).
     pub client_failures: Vec<String>,
+    /// The `--at` fault commands, in the order they ran.
+    pub faults: Vec<FaultFigures>,
 }
 
 #[derive(Serialize, Default)]
@@ -82,6 +85,10 @@ pub struct ConnectFigures {
     pub dropped: u64,
     /// Why they ended (the close code and reason herald sent, or the error), with counts.
     pub dropped_reasons: BTreeMap<String, u64>,
+    /// Of `dropped`, the sessions herald closed with a close frame.
+    pub closed_by_server: u64,
+    /// Their close codes, with counts ("none": a close frame without a code).
+    pub close_codes: BTreeMap<String, u64>,
     pub errors: Vec<String>,
 }
 
@@ -103,6 +110,17 @@ pub struct DeliveryFigures {
     pub wrong: u64,
     pub duplicates: u64,
     pub for_failed_posts: u64,
+    /// Of `missing`, those owed to sessions that ended before the run was over.
+    pub missing_on_dropped_sessions: u64,
+    /// Deliveries (duplicates aside) that arrived after one that must follow them, each once.
+    pub out_of_order: u64,
+    /// Frames whose `seq` was not above every `seq` already received on their session.
+    pub out_of_order_by_seq: u64,
+    /// Deliveries of a post after a later post of its author (sent after it was answered).
+    pub out_of_order_by_author: u64,
+    /// Frames that carried herald's `seq`, and frames that did not.
+    pub frames_with_seq: u64,
+    pub frames_without_seq: u64,
     /// Valid deliveries / (first post sent → last valid delivery).
     pub per_sec: Option<f64>,
     pub drain_end: Option<crate::check::DrainEnd>,
@@ -176,6 +194,22 @@ fn summary_row(name: &str, summary: &Option<Summary>) -> (String, String) {
     (name.to_owned(), value)
 }
 
+/// One fault command: what it was, when it ran, how it ended.
+fn fault_row(fault: &FaultFigures) -> String {
+    let ran = match (fault.started_secs, fault.seconds) {
+        (Some(started), Some(seconds)) => format!("ran at {started:.2} s for {seconds:.2} s"),
+        _ => "did not run".to_owned(),
+    };
+    let outcome = match &fault.error {
+        None => "ok".to_owned(),
+        Some(error) if fault.output.is_empty() => format!("FAILED: {error}"),
+        Some(error) => format!("FAILED: {error}: {}", fault.output),
+    };
+    format!("`{}`: {ran}, {outcome}", fault.command.replace('`', "'"))
+        .replace('|', "/")
+        .replace('\n', " ")
+}
+
 impl Rows for RunFigures {
     fn rows(&self) -> Vec<(String, String)> {
         let (c, p, d) = (&self.connect, &self.posts, &self.deliveries);
@@ -221,6 +255,29 @@ impl Rows for RunFigures {
                     "{} of {} expected; missing {}, wrong {}, duplicates {}",
                     d.valid, d.expected, d.missing, d.wrong, d.duplicates
                 ),
+            ),
+            (
+                "order".into(),
+                format!(
+                    "out of order {} (by seq {}, by author {}); {} of {} frames carried a seq",
+                    d.out_of_order,
+                    d.out_of_order_by_seq,
+                    d.out_of_order_by_author,
+                    d.frames_with_seq,
+                    d.frames_with_seq + d.frames_without_seq
+                ),
+            ),
+            (
+                "closed by herald".into(),
+                if c.close_codes.is_empty() {
+                    c.closed_by_server.to_string()
+                } else {
+                    format!(
+                        "{} (codes: {})",
+                        c.closed_by_server,
+                        counted(&c.close_codes)
+                    )
+                },
             ),
             (
                 "drain".into(),
@@ -282,6 +339,19 @@ impl Rows for RunFigures {
                 "why sessions were dropped".into(),
                 counted(&c.dropped_reasons),
             ));
+        }
+        if d.missing > 0 && c.dropped > 0 {
+            rows.push((
+                "missing, by session".into(),
+                format!(
+                    "{} on sessions that ended early, {} on sessions still open",
+                    d.missing_on_dropped_sessions,
+                    d.missing - d.missing_on_dropped_sessions
+                ),
+            ));
+        }
+        for fault in &self.faults {
+            rows.push((format!("fault at {} s", fault.at_secs), fault_row(fault)));
         }
         if d.for_failed_posts > 0 {
             rows.push((

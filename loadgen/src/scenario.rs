@@ -1,5 +1,5 @@
-//! `run`: one scenario end to end — seed, connect, load, drain, check — with the readings
-//! around each phase, the pass/fail verdict, and the report files.
+//! `run`: one scenario end to end — seed, connect, load (with its faults), drain, check — with
+//! the readings around each phase, the pass/fail verdict, and the report files.
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +10,7 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 
 use crate::check;
+use crate::faults;
 use crate::interrupt::Interrupt;
 use crate::load::{self, Schedule};
 use crate::panics;
@@ -112,6 +113,7 @@ struct Plan {
     settle: Duration,
     quiet: Duration,
     drain_timeout: Duration,
+    fault_timeout: Duration,
 }
 
 impl Plan {
@@ -124,6 +126,7 @@ impl Plan {
         let settle = seconds_arg("--settle-secs", args.settle_secs.max(0.0))?;
         let quiet = seconds_arg("--quiet-secs", args.quiet_secs.max(0.1))?;
         let drain_timeout = seconds_arg("--drain-timeout-secs", args.drain_timeout_secs.max(1.0))?;
+        let fault_timeout = seconds_arg("--fault-timeout-secs", args.fault_timeout_secs.max(0.1))?;
         let posting_sockets = args.http_clients.max(1) * load::MAX_CONNECTIONS_PER_CLIENT;
         let file_limit = probes::raise_nofile_limit(
             u64::from(args.sessions) + posting_sockets as u64 + SPARE_FILES,
@@ -142,6 +145,7 @@ impl Plan {
             settle,
             quiet,
             drain_timeout,
+            fault_timeout,
         })
     }
 }
@@ -253,6 +257,7 @@ async fn measure(
         settle,
         quiet,
         drain_timeout,
+        fault_timeout,
         ..
     } = plan;
 
@@ -410,24 +415,35 @@ async fn measure(
     figures.realtime.before = probes::realtime_counters(&args.url).await;
     note_dropped(figures, &clients.shared);
 
-    // Load.
+    // Load: the posts, and the faults timed from the first of them.
     *phase = "posting";
     let bar = phase_bar("load");
-    let outcome = interrupt
-        .guard(load::run(
-            load::Plan {
-                base_url: args.url.trim_end_matches('/').to_owned(),
-                authors,
-                schedule,
-                http_clients: args.http_clients,
-                concurrency: args.post_concurrency,
-                tag: args.output.label.clone(),
-            },
-            &seeded.tokens,
-            &bar,
-        ))
+    let load_started = Instant::now();
+    let (outcome, fault_figures) = interrupt
+        .guard(async {
+            let (posted, faults) = futures_util::future::join(
+                load::run(
+                    load::Plan {
+                        base_url: args.url.trim_end_matches('/').to_owned(),
+                        authors,
+                        schedule,
+                        http_clients: args.http_clients,
+                        concurrency: args.post_concurrency,
+                        tag: args.output.label.clone(),
+                    },
+                    &seeded.tokens,
+                    &bar,
+                ),
+                faults::run(&args.at, load_started, fault_timeout),
+            )
+            .await;
+            Ok((posted?, faults))
+        })
         .await?;
+    // The later of the last answer and the last fault's end.
+    let load_finished = Instant::now();
     bar.finish_and_clear();
+    figures.faults = fault_figures;
     let posts = &mut figures.posts;
     posts.attempted = outcome.posts.len() as u64;
     posts.failed = outcome.failed;
@@ -458,7 +474,7 @@ async fn measure(
             Ok(check::drain(
                 &clients.shared,
                 expected,
-                outcome.finished,
+                load_finished,
                 quiet,
                 drain_timeout,
                 &bar,
@@ -474,20 +490,27 @@ async fn measure(
 
     // Check.
     *phase = "checking the deliveries";
+    let dropped = clients.shared.endings().sessions;
     let collected = clients.finish();
     for failure in &collected.failures {
         eprintln!("herald-loadgen: {failure}");
     }
     figures.client_failures = collected.failures;
     let mut deliveries = collected.deliveries;
-    let mut verdict = check::evaluate(&mut deliveries, &graph, &outcome.posts, expected);
+    let mut verdict = check::evaluate(&mut deliveries, &graph, &outcome.posts, expected, &dropped);
     let d = &mut figures.deliveries;
     d.expected = verdict.expected;
     d.valid = verdict.valid;
     d.missing = verdict.missing;
+    d.missing_on_dropped_sessions = verdict.missing_on_dropped;
     d.wrong = verdict.wrong;
     d.duplicates = verdict.duplicates;
     d.for_failed_posts = verdict.for_failed_posts;
+    d.out_of_order = verdict.out_of_order;
+    d.out_of_order_by_seq = verdict.out_of_order_by_seq;
+    d.out_of_order_by_author = verdict.out_of_order_by_author;
+    d.frames_with_seq = verdict.frames_with_seq;
+    d.frames_without_seq = verdict.frames_without_seq;
     if let Some(last) = verdict.last_valid_delivery {
         d.per_sec = per_second(
             verdict.valid,
@@ -504,10 +527,14 @@ async fn measure(
     })
 }
 
-/// Copies the count of sessions herald closed so far, and why, into the figures.
+/// Copies the count of sessions herald closed so far, why and with which codes, into the figures.
 fn note_dropped(figures: &mut RunFigures, shared: &sessions::Shared) {
-    figures.connect.dropped = shared.dropped.load(std::sync::atomic::Ordering::Relaxed);
-    figures.connect.dropped_reasons = shared.dropped_reasons();
+    let endings = shared.endings();
+    let connect = &mut figures.connect;
+    connect.dropped = shared.dropped.load(std::sync::atomic::Ordering::Relaxed);
+    connect.dropped_reasons = endings.reasons;
+    connect.closed_by_server = endings.close_codes.values().sum();
+    connect.close_codes = endings.close_codes;
 }
 
 /// Differences of herald's cumulative realtime counters across the load, where reported.
@@ -539,6 +566,12 @@ fn failures(figures: &RunFigures) -> Vec<String> {
     check(d.missing, "missing deliveries");
     check(d.wrong, "wrong deliveries");
     check(d.duplicates, "duplicate deliveries");
+    if d.out_of_order > 0 {
+        why.push(format!(
+            "{} deliveries out of order ({} by seq, {} by author)",
+            d.out_of_order, d.out_of_order_by_seq, d.out_of_order_by_author
+        ));
+    }
     let first = |errors: &[String]| {
         errors
             .first()
@@ -563,6 +596,14 @@ fn failures(figures: &RunFigures) -> Vec<String> {
             "{} sessions dropped by the server ({})",
             figures.connect.dropped,
             report::counted(&figures.connect.dropped_reasons)
+        ));
+    }
+    for fault in figures.faults.iter().filter(|fault| !fault.ok) {
+        why.push(format!(
+            "the fault at {} s (`{}`) failed: {}",
+            fault.at_secs,
+            fault.command,
+            fault.error.as_deref().unwrap_or("no reason given")
         ));
     }
     why.extend(figures.client_failures.iter().cloned());

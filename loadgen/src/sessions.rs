@@ -1,7 +1,8 @@
 //! The client side of the feed: WebSocket sessions spread over a few OS threads, each running
 //! its own single-threaded actix runtime (awc is `!Send`), connecting from several loopback
 //! source addresses so tens of thousands of sockets do not run out of ephemeral ports. Every
-//! text frame is recorded with the instant it was read; pings are answered with pongs.
+//! text frame is recorded with the instant it was read and the `seq` herald gave it, if any;
+//! pings are answered with pongs; a session that ends early is counted with its close code.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -34,7 +35,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone, Copy)]
 pub struct Delivery {
     pub session: u32,
+    /// The loadgen's number of the post the frame carries (`NOT_OURS` for any other frame).
     pub seq: u32,
+    /// herald's own sequence number of the frame on its session (`"seq"`), when it has one.
+    pub feed_seq: Option<u64>,
     pub at: Instant,
 }
 
@@ -53,21 +57,59 @@ pub struct Shared {
     last_frame_nanos: AtomicU64,
     /// Sessions the server closed or that failed after connecting.
     pub dropped: AtomicU64,
-    /// Why they ended, with counts.
-    ended: Mutex<BTreeMap<String, u64>>,
+    /// Which they were, and how they ended.
+    ended: Mutex<Endings>,
+}
+
+/// How the sessions that ended before the run was over ended.
+#[derive(Default, Clone)]
+pub struct Endings {
+    /// Why, with counts: the close code and reason herald sent, or the error.
+    pub reasons: BTreeMap<String, u64>,
+    /// Of those herald closed with a close frame: how many with each code ("none": no code).
+    pub close_codes: BTreeMap<String, u64>,
+    /// Which sessions ended.
+    pub sessions: Vec<u32>,
+}
+
+/// How one session ended before the run was over.
+enum Ending {
+    /// herald sent a close frame, with this code if any.
+    Closed { code: Option<u16>, why: String },
+    /// The connection ended or failed without one.
+    Lost(String),
 }
 
 impl Shared {
-    /// Counts one session that ended before the run was over, and why.
-    fn dropped(&self, why: String) {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut ended) = self.ended.lock() {
-            *ended.entry(why).or_default() += 1;
+    fn new() -> Shared {
+        Shared {
+            base: Instant::now(),
+            received: AtomicU64::new(0),
+            last_frame_nanos: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            ended: Mutex::new(Endings::default()),
         }
     }
 
-    /// Why sessions ended before the run was over, with counts.
-    pub fn dropped_reasons(&self) -> BTreeMap<String, u64> {
+    /// Counts one session that ended before the run was over, and how.
+    fn dropped(&self, session: u32, ending: Ending) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut ended) = self.ended.lock() {
+            ended.sessions.push(session);
+            let why = match ending {
+                Ending::Closed { code, why } => {
+                    let code = code.map_or_else(|| "none".to_owned(), |code| code.to_string());
+                    *ended.close_codes.entry(code).or_default() += 1;
+                    why
+                }
+                Ending::Lost(why) => why,
+            };
+            *ended.reasons.entry(why).or_default() += 1;
+        }
+    }
+
+    /// How the sessions that ended before the run was over ended.
+    pub fn endings(&self) -> Endings {
         self.ended
             .lock()
             .map(|ended| ended.clone())
@@ -116,13 +158,7 @@ pub fn source_addresses(sessions: u32, per_ip: u32) -> Vec<Ipv4Addr> {
 pub fn start(plan: Plan, outcomes: mpsc::UnboundedSender<ConnectOutcome>) -> Result<ClientThreads> {
     let threads = plan.threads.max(1);
     let addresses = source_addresses(plan.sessions.len() as u32, plan.per_source_ip);
-    let shared = Arc::new(Shared {
-        base: Instant::now(),
-        received: AtomicU64::new(0),
-        last_frame_nanos: AtomicU64::new(0),
-        dropped: AtomicU64::new(0),
-        ended: Mutex::new(BTreeMap::new()),
-    });
+    let shared = Arc::new(Shared::new());
     // One budget of handshakes in flight for the whole process, not per thread.
     let permits = Arc::new(Semaphore::new(plan.concurrency.max(1)));
     let mut shares: Vec<Vec<(u32, String)>> = vec![Vec::new(); threads];
@@ -291,16 +327,18 @@ async fn read_frames<F, E>(
     F: Stream<Item = Result<Frame, E>> + Sink<Message> + Unpin,
     E: Display,
 {
-    let why = loop {
+    let ending = loop {
         let Some(frame) = framed.next().await else {
-            break "the connection ended without a close frame".to_owned();
+            break Ending::Lost("the connection ended without a close frame".to_owned());
         };
         match frame {
             Ok(Frame::Text(bytes)) => {
                 let at = Instant::now();
+                let (seq, feed_seq) = read_frame(&bytes);
                 log.borrow_mut().push(Delivery {
                     session,
-                    seq: sequence_of(&bytes),
+                    seq,
+                    feed_seq,
                     at,
                 });
                 shared.received.fetch_add(1, Ordering::Relaxed);
@@ -312,22 +350,32 @@ async fn read_frames<F, E>(
             Ok(Frame::Ping(payload)) => {
                 // awc does not answer pings itself; a silent client is dropped by the watchdog.
                 if framed.send(Message::Pong(payload)).await.is_err() {
-                    break "answering a ping failed (the socket is closed)".to_owned();
+                    break Ending::Lost(
+                        "answering a ping failed (the socket is closed)".to_owned(),
+                    );
                 }
             }
             Ok(Frame::Close(Some(reason))) => {
-                break format!(
-                    "closed by herald with {} ({})",
-                    u16::from(reason.code),
-                    reason.description.as_deref().unwrap_or("no reason given")
-                );
+                let code = u16::from(reason.code);
+                break Ending::Closed {
+                    code: Some(code),
+                    why: format!(
+                        "closed by herald with {code} ({})",
+                        reason.description.as_deref().unwrap_or("no reason given")
+                    ),
+                };
             }
-            Ok(Frame::Close(None)) => break "closed by herald without a code".to_owned(),
-            Err(error) => break format!("read error: {error}"),
+            Ok(Frame::Close(None)) => {
+                break Ending::Closed {
+                    code: None,
+                    why: "closed by herald without a code".to_owned(),
+                }
+            }
+            Err(error) => break Ending::Lost(format!("read error: {error}")),
             Ok(_) => {}
         }
     };
-    shared.dropped(why);
+    shared.dropped(session, ending);
 }
 
 #[derive(Deserialize)]
@@ -336,41 +384,123 @@ struct FeedFrame<'a> {
     kind: Cow<'a, str>,
     #[serde(rename = "postText", borrow, default)]
     post_text: Option<Cow<'a, str>>,
+    #[serde(default)]
+    seq: Option<FeedSeq>,
 }
 
-/// The loadgen sequence number a `post.created` frame carries, or `NOT_OURS`.
-pub fn sequence_of(frame: &[u8]) -> u32 {
+/// herald's `seq`: a JSON number, or the same digits as a string (as a 64-bit integer may be
+/// sent to spare JavaScript clients); anything else makes the frame unreadable.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FeedSeq {
+    Number(u64),
+    Digits(String),
+}
+
+/// What a frame carries: the loadgen number of the post of a `post.created` frame (or
+/// `NOT_OURS`), and herald's `seq`, if any. An unreadable frame is `(NOT_OURS, None)`.
+pub fn read_frame(frame: &[u8]) -> (u32, Option<u64>) {
     let Ok(parsed) = serde_json::from_slice::<FeedFrame<'_>>(frame) else {
-        return NOT_OURS;
+        return (NOT_OURS, None);
+    };
+    let feed_seq = match parsed.seq {
+        None => None,
+        Some(FeedSeq::Number(seq)) => Some(seq),
+        Some(FeedSeq::Digits(digits)) => match digits.parse() {
+            Ok(seq) => Some(seq),
+            Err(_) => return (NOT_OURS, None),
+        },
     };
     if parsed.kind != "post.created" {
-        return NOT_OURS;
+        return (NOT_OURS, feed_seq);
     }
-    parsed
+    let post = parsed
         .post_text
         .as_deref()
         .and_then(|text| text.strip_prefix(POST_TEXT_PREFIX))
         .and_then(|rest| rest.split(' ').next())
         .and_then(|digits| digits.parse().ok())
         .filter(|&seq| seq != NOT_OURS)
-        .unwrap_or(NOT_OURS)
+        .unwrap_or(NOT_OURS);
+    (post, feed_seq)
 }
 
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
 
-    use super::{sequence_of, source_addresses, NOT_OURS};
+    use std::collections::BTreeMap;
+    use std::sync::atomic::Ordering;
+
+    use super::{read_frame, source_addresses, Ending, Shared, NOT_OURS};
+
+    #[test]
+    fn sessions_that_end_are_counted_by_close_code() {
+        let shared = Shared::new();
+        let closed = |code| Ending::Closed {
+            code: Some(code),
+            why: format!("closed by herald with {code} (x)"),
+        };
+        shared.dropped(3, closed(1013));
+        shared.dropped(4, closed(1013));
+        shared.dropped(5, closed(1008));
+        shared.dropped(
+            6,
+            Ending::Closed {
+                code: None,
+                why: "closed by herald without a code".into(),
+            },
+        );
+        shared.dropped(7, Ending::Lost("read error: reset".into()));
+        let endings = shared.endings();
+        assert_eq!(shared.dropped.load(Ordering::Relaxed), 5);
+        assert_eq!(endings.sessions, vec![3, 4, 5, 6, 7]);
+        assert_eq!(
+            endings.close_codes,
+            BTreeMap::from([
+                ("1008".to_owned(), 1),
+                ("1013".to_owned(), 2),
+                ("none".to_owned(), 1)
+            ])
+        );
+        assert_eq!(endings.reasons.len(), 4);
+        assert_eq!(endings.reasons["closed by herald with 1013 (x)"], 2);
+        assert_eq!(endings.reasons["read error: reset"], 1);
+    }
 
     #[test]
     fn frames_are_matched_to_posts_by_their_text() {
         let ours = br#"{"type":"post.created","postId":"x","postText":"loadgen #42 s1","author_user_id":"y"}"#;
-        assert_eq!(sequence_of(ours), 42);
+        assert_eq!(read_frame(ours), (42, None));
         let updated = br#"{"type":"post.updated","postId":"x","postText":"loadgen #42 s1"}"#;
-        assert_eq!(sequence_of(updated), NOT_OURS);
+        assert_eq!(read_frame(updated), (NOT_OURS, None));
         let foreign = br#"{"type":"post.created","postId":"x","postText":"hello"}"#;
-        assert_eq!(sequence_of(foreign), NOT_OURS);
-        assert_eq!(sequence_of(b"not json"), NOT_OURS);
+        assert_eq!(read_frame(foreign), (NOT_OURS, None));
+        assert_eq!(read_frame(b"not json"), (NOT_OURS, None));
+    }
+
+    #[test]
+    fn herald_seq_is_read_when_present() {
+        let numbered = br#"{"type":"post.created","seq":18446744073709551615,"postId":"x",
+            "postText":"loadgen #7 s6","author_user_id":"y"}"#;
+        assert_eq!(read_frame(numbered), (7, Some(u64::MAX)));
+        let digits = br#"{"seq":"12","type":"post.created","postText":"loadgen #3 s6"}"#;
+        assert_eq!(read_frame(digits), (3, Some(12)));
+        // Another kind of event still has its place in the session's sequence.
+        let deleted = br#"{"type":"post.deleted","seq":5,"postId":"x","author_user_id":"y"}"#;
+        assert_eq!(read_frame(deleted), (NOT_OURS, Some(5)));
+        // `"seq": null` is a frame without one.
+        let null = br#"{"type":"post.created","seq":null,"postText":"loadgen #1 x"}"#;
+        assert_eq!(read_frame(null), (1, None));
+        // A seq that is no 64-bit unsigned integer makes the frame unreadable, not a panic.
+        for bad in [
+            &br#"{"type":"post.created","seq":-1,"postText":"loadgen #1 x"}"#[..],
+            br#"{"type":"post.created","seq":1.5,"postText":"loadgen #1 x"}"#,
+            br#"{"type":"post.created","seq":"1e3","postText":"loadgen #1 x"}"#,
+            br#"{"type":"post.created","seq":18446744073709551616,"postText":"loadgen #1 x"}"#,
+        ] {
+            assert_eq!(read_frame(bad), (NOT_OURS, None));
+        }
     }
 
     #[test]
