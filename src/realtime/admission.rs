@@ -56,6 +56,18 @@ pub async fn reroute(
         .send(Reroute { session_id })
         .await
         .map_err(|_| BrokerError::Unavailable)??;
+    route_celebrities(registry, pool, session_id, user_id).await
+}
+
+/// Reads the celebrities `user_id` follows and routes them to the session. Read only once the
+/// user's own key routes here: a follow committed after this read reaches this node as a
+/// control message on that key.
+async fn route_celebrities(
+    registry: &Addr<SessionRegistry>,
+    pool: &DbPool,
+    session_id: Uuid,
+    user_id: Uuid,
+) -> Result<(), AdmissionError> {
     let authors = {
         let mut conn = store::connection(pool).await?;
         celebrities::followed_by(&mut conn, user_id).await?
@@ -77,23 +89,7 @@ async fn watch_celebrities(
     session_id: Uuid,
     user_id: Uuid,
 ) -> Result<(), AdmissionError> {
-    // Read only once the user's own key routes here: a follow committed after this read
-    // reaches this node as a control message on that key.
-    let watched = async {
-        let authors = {
-            let mut conn = store::connection(pool).await?;
-            celebrities::followed_by(&mut conn, user_id).await?
-        };
-        registry
-            .send(WatchAuthors {
-                session_id,
-                authors,
-            })
-            .await
-            .map_err(|_| BrokerError::Unavailable)??;
-        Ok(())
-    }
-    .await;
+    let watched = route_celebrities(registry, pool, session_id, user_id).await;
     if watched.is_err() {
         registry.do_send(Deregister { session_id });
     }

@@ -122,6 +122,32 @@ impl SessionRegistry {
         }
     }
 
+    /// Asks the broker to route `user_id`'s events to a session's entry; resolves once they
+    /// are (the answer comes back as [`UserRouted`], which records its link).
+    fn route_user(
+        &mut self,
+        session_id: Uuid,
+        user_id: Uuid,
+        ctx: &mut Context<Self>,
+    ) -> ResponseFuture<Result<(), BrokerError>> {
+        let subscribe = self.broker.route_user.send(RouteUser {
+            session_id,
+            user_id,
+        });
+        let registry = ctx.address();
+        Box::pin(async move {
+            let result = subscribe.await.unwrap_or(Err(BrokerError::Unavailable));
+            registry
+                .send(UserRouted {
+                    session_id,
+                    user_id,
+                    result,
+                })
+                .await
+                .unwrap_or(Err(BrokerError::Unavailable))
+        })
+    }
+
     /// Node mode: starts routing `author`'s events to a session. Returns whether it is new.
     fn watch(&mut self, session_id: Uuid, author: Uuid) -> bool {
         let Some(entry) = self.sessions.get_mut(&session_id) else {
@@ -173,22 +199,7 @@ impl Handler<Admit> for SessionRegistry {
             },
         );
         self.by_user.entry(user_id).or_default().insert(session_id);
-        let subscribe = self.broker.route_user.send(RouteUser {
-            session_id,
-            user_id,
-        });
-        let registry = ctx.address();
-        Box::pin(async move {
-            let result = subscribe.await.unwrap_or(Err(BrokerError::Unavailable));
-            registry
-                .send(UserRouted {
-                    session_id,
-                    user_id,
-                    result,
-                })
-                .await
-                .unwrap_or(Err(BrokerError::Unavailable))
-        })
+        self.route_user(session_id, user_id, ctx)
     }
 }
 
@@ -383,22 +394,7 @@ impl Handler<Reroute> for SessionRegistry {
         for author in watched {
             self.unindex_author(author, session_id);
         }
-        let subscribe = self.broker.route_user.send(RouteUser {
-            session_id,
-            user_id,
-        });
-        let registry = ctx.address();
-        Box::pin(async move {
-            let result = subscribe.await.unwrap_or(Err(BrokerError::Unavailable));
-            registry
-                .send(UserRouted {
-                    session_id,
-                    user_id,
-                    result,
-                })
-                .await
-                .unwrap_or(Err(BrokerError::Unavailable))
-        })
+        self.route_user(session_id, user_id, ctx)
     }
 }
 

@@ -248,18 +248,7 @@ impl TestApp {
 
     /// Opens the feed socket for `user`, resuming after position `since`.
     pub async fn feed_since(&self, user: &TestUser, since: i64) -> FeedClient {
-        let url = format!(
-            "ws://127.0.0.1:{}/post/feed/posted?since={since}",
-            self.port
-        );
-        let (response, framed) = awc::Client::new()
-            .ws(url)
-            .bearer_auth(&user.token)
-            .connect()
-            .await
-            .expect("websocket connects");
-        assert_eq!(response.status().as_u16(), 101);
-        FeedClient::answering(framed)
+        FeedClient::answering(self.open_feed(user, &format!("?since={since}")).await)
     }
 
     /// The feed log's positions, as the relay keeps them.
@@ -282,7 +271,12 @@ impl TestApp {
     /// Opens the feed socket for `user` and leaves it to the test: nothing reads it, so pings
     /// go unanswered (a client that went silent without closing).
     pub async fn raw_feed(&self, user: &TestUser) -> Framed<BoxedSocket, Codec> {
-        let url = format!("ws://127.0.0.1:{}/post/feed/posted", self.port);
+        self.open_feed(user, "").await
+    }
+
+    /// Opens the feed socket for `user`, with `query` after the path.
+    async fn open_feed(&self, user: &TestUser, query: &str) -> Framed<BoxedSocket, Codec> {
+        let url = format!("ws://127.0.0.1:{}/post/feed/posted{query}", self.port);
         let (response, framed) = awc::Client::new()
             .ws(url)
             .bearer_auth(&user.token)
