@@ -377,8 +377,15 @@ async fn events_reach_exactly_the_sessions_of_the_routed_user(mode: QueueMode) {
     assert_eq!(rig.routed(bob).await, 1);
 }
 
+/// Settings where authors are published once per follower (no celebrity below 1,000).
+fn per_follower_settings(mode: QueueMode) -> Settings {
+    let mut settings = manual_settings(mode);
+    settings.realtime.celebrity_followers = 1000;
+    settings
+}
+
 async fn published_posts_fan_out_to_followers_from_the_database(mode: QueueMode) {
-    let rig = Rig::manual_watchdog(mode).await;
+    let rig = Rig::start(per_follower_settings(mode)).await;
     let author = rig.add_user("Author").await;
     let fans = [rig.add_user("Fan1").await, rig.add_user("Fan2").await];
     let loner = rig.add_user("Loner").await;
@@ -496,7 +503,7 @@ async fn the_watchdog_releases_an_admission_whose_session_never_started(mode: Qu
 }
 
 async fn fan_out_pages_through_every_follower(mode: QueueMode) {
-    let mut settings = manual_settings(mode);
+    let mut settings = per_follower_settings(mode);
     settings.realtime.fanout_page_size = 7; // 40 followers: six pages, the last one partial
     settings.realtime.max_confirms_in_flight = 5; // and more publishes than confirm permits
     let rig = Rig::start(settings).await;
