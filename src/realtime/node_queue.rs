@@ -189,8 +189,14 @@ async fn run_binder(
                 .map_or(Err(BrokerError::Unavailable), |r| {
                     r.map_err(BrokerError::from)
                 });
-            if let Err(error) = &result {
-                log::warn!("binding {key} to {queue}: {error}");
+            match &result {
+                // The link is going (a shutdown, a lost connection): every binding goes with
+                // its queue, so one line per key would only bury the line that says why.
+                Err(error) if !channel.status().connected() => {
+                    log::debug!("binding {key} to {queue}: {error}")
+                }
+                Err(error) => log::warn!("binding {key} to {queue}: {error}"),
+                Ok(()) => {}
             }
             if let Some(done) = done {
                 let _ = done.send(result);

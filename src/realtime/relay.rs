@@ -155,11 +155,18 @@ impl Leader {
             if *self.stopped.borrow() {
                 return;
             }
-            match self.try_lead().await {
+            let outcome = self.try_lead().await;
+            let was_leading = self.relay.leading.swap(false, Ordering::Relaxed);
+            match outcome {
                 Ok(()) | Err(RelayError::Stopped) => {}
-                Err(error) => log::warn!("the feed relay stopped leading: {error}"),
+                Err(error) if was_leading => {
+                    log::warn!("the feed relay stopped leading: {error}")
+                }
+                // Not leading, so nothing stalls: the database is unreachable and every
+                // write is failing with its own error meanwhile.
+                Err(error) => log::debug!("the feed relay cannot take the lead: {error}"),
             }
-            if self.relay.leading.swap(false, Ordering::Relaxed) {
+            if was_leading {
                 log::info!("this instance no longer relays the feed log");
             }
             if self.pause(LEAD_RETRY).await.is_err() {
