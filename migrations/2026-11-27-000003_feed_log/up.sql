@@ -5,8 +5,9 @@
 --
 -- `id` is taken at insert, so two writers can commit out of `id` order. `seq`, the position
 -- clients see, is given later by the one relay that holds the advisory lock, to committed rows
--- only, in one transaction per batch: positions increase in commit order, and a client that has
--- seen position N never later needs an event below N.
+-- only, in one transaction per batch: a client that has seen position N never later needs an
+-- event below N. (Writers lock their author's `users` row first, so a post and a follow of the
+-- same author are inserted in the order they commit.)
 CREATE TABLE feed_events (
     id          BIGSERIAL PRIMARY KEY,
     seq         BIGINT UNIQUE,

@@ -322,6 +322,23 @@ impl Handler<Sweep> for BrokerActor {
     }
 }
 
+/// The watchdog's check that every channel of the link is still open: a channel the broker
+/// closed (a channel-level error) while the connection stays up is reported by no connection
+/// event, and in session mode no consumer's end reports it either, so it is looked for.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CheckLink;
+
+impl Handler<CheckLink> for BrokerActor {
+    type Result = ();
+
+    fn handle(&mut self, _: CheckLink, ctx: &mut Context<Self>) {
+        if self.link.as_ref().is_some_and(|link| !link.is_connected()) {
+            self.link_lost(ctx, "a channel of the link was closed");
+        }
+    }
+}
+
 /// Closes the link (which also drops every exclusive queue), then stops. For shutdown.
 #[derive(Message)]
 #[rtype(result = "()")]

@@ -33,17 +33,13 @@ impl FeedHistory {
         }
     }
 
-    /// `user_id`'s missed post events after `after`: of `author` only, or of every author it
-    /// follows.
-    pub async fn fill(
-        &self,
-        user_id: Uuid,
-        after: i64,
-        author: Option<Uuid>,
-    ) -> Result<Fill, StoreError> {
+    /// `user_id`'s missed post events after `after`, from every author it follows: always all
+    /// of them, since a session drops by position whatever the fill's newest covers, so a fill
+    /// of one author would make other authors' events still on their way look like repeats.
+    pub async fn fill(&self, user_id: Uuid, after: i64) -> Result<Fill, StoreError> {
         let mut conn = store::connection(&self.pool).await?;
         Ok(
-            match events::history(&mut conn, user_id, after, author, Some(self.bounds)).await? {
+            match events::history(&mut conn, user_id, after, Some(self.bounds)).await? {
                 History::Events(rows) => {
                     let frames: Vec<Frame> = rows.iter().filter_map(frame_of).collect();
                     self.stats.add_replayed(frames.len() as u64);

@@ -2,8 +2,10 @@
 //!
 //! Every instance runs one; the one whose dedicated PostgreSQL connection holds the relay's
 //! advisory lock leads, and the others try again every [`LEAD_RETRY`], so if the leader dies
-//! (its connection closes and PostgreSQL frees the lock) another takes over within seconds. The
-//! leader, on that same connection (so no other instance can number while it does):
+//! (its connection closes and PostgreSQL frees the lock) another takes over within seconds. Only
+//! an instance with a broker link takes the lead, and a leader that cannot publish for
+//! [`GIVE_UP_AFTER`] gives it up. The leader, on that same connection (so no other instance can
+//! number while it does):
 //!
 //! 1. numbers committed events (`store::events::number_batch`), which gives positions in
 //!    commit order;
@@ -48,6 +50,15 @@ const IDLE_TICK: Duration = Duration::from_secs(1);
 
 /// Pause before publishing a batch again after a failure.
 const REPUBLISH_PAUSE: Duration = Duration::from_millis(250);
+
+/// A leader that cannot publish for this long (no broker link, or publishes failing in a row)
+/// gives up the lead, so an instance that can takes it over.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(5);
+
+/// TCP keepalives on the leader's connection: if the leader's host freezes or drops off the
+/// network, PostgreSQL frees the lock within about half a minute, not the default two hours.
+const LEADER_KEEPALIVES: &str =
+    "keepalives=1&keepalives_idle=10&keepalives_interval=5&keepalives_retries=3";
 
 /// How often the leader prunes events older than `realtime.history_ttl_secs`, and how many it
 /// deletes per statement.
@@ -123,6 +134,8 @@ enum RelayError {
     Connect(#[from] diesel::ConnectionError),
     #[error("stopped")]
     Stopped,
+    #[error("it could not publish for {0:?}")]
+    CannotPublish(Duration),
 }
 
 /// Why a batch was not confirmed.
@@ -186,9 +199,11 @@ impl Leader {
     /// Connects, takes the lead if it is free, and relays until something fails. The lock
     /// goes with the connection, when this returns.
     async fn try_lead(&mut self) -> Result<(), RelayError> {
-        let mut conn = AsyncPgConnection::establish(&self.url).await?;
+        let mut conn = AsyncPgConnection::establish(&with_keepalives(&self.url)).await?;
         loop {
-            if log_store::try_lead(&mut conn).await? {
+            // Only an instance that can publish takes the lead: one without a broker link
+            // would hold it and stall every instance.
+            if self.has_channel() && log_store::try_lead(&mut conn).await? {
                 break;
             }
             self.pause(LEAD_RETRY).await?;
@@ -198,21 +213,29 @@ impl Leader {
         self.lead(&mut conn).await
     }
 
+    fn has_channel(&self) -> bool {
+        self.channel
+            .borrow()
+            .as_ref()
+            .is_some_and(|channel| channel.status().connected())
+    }
+
     async fn lead(&mut self, conn: &mut AsyncPgConnection) -> Result<(), RelayError> {
         let mut published = log_store::relay_state(conn).await?.published_seq;
         let mut last_prune: Option<Instant> = None;
+        let mut failing_since: Option<Instant> = None;
         loop {
             if *self.stopped.borrow() {
                 return Err(RelayError::Stopped);
+            }
+            if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+                self.prune(conn).await?;
+                last_prune = Some(Instant::now());
             }
             let rows = log_store::numbered_after(conn, published, self.batch).await?;
             if rows.is_empty() {
                 if log_store::number_batch(conn, self.batch).await? > 0 {
                     continue;
-                }
-                if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
-                    self.prune(conn).await?;
-                    last_prune = Some(Instant::now());
                 }
                 tokio::select! {
                     _ = self.relay.nudge.notified() => {}
@@ -221,14 +244,13 @@ impl Leader {
                 }
                 continue;
             }
-            let Some(channel) = self.current_channel().await else {
-                return Err(RelayError::Stopped);
-            };
+            let channel = self.current_channel().await?;
             let (first, last) = (rows[0].event.seq, rows[rows.len() - 1].event.seq);
             match self.publish(conn, &channel, &rows).await {
                 Ok(()) => {
                     log_store::mark_published(conn, last).await?;
                     published = last;
+                    failing_since = None;
                     self.stats.add_relayed(rows.len() as u64);
                 }
                 Err(PublishError::Store(error)) => return Err(error.into()),
@@ -237,6 +259,10 @@ impl Leader {
                         "publishing feed positions {first}..={last} failed ({error}); \
                          publishing them again"
                     );
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= GIVE_UP_AFTER {
+                        return Err(RelayError::CannotPublish(since.elapsed()));
+                    }
                     self.pause(REPUBLISH_PAUSE).await?;
                 }
             }
@@ -261,15 +287,18 @@ impl Leader {
         Ok(())
     }
 
-    /// The current publishing channel, once there is one; `None` if the relay was stopped
-    /// meanwhile.
-    async fn current_channel(&mut self) -> Option<Channel> {
+    /// The current publishing channel, once there is one. Waits at most [`GIVE_UP_AFTER`]:
+    /// a leader without a broker link gives up the lead.
+    async fn current_channel(&mut self) -> Result<Channel, RelayError> {
         let mut channel = self.channel.clone();
+        let wait = channel.wait_for(|c| c.as_ref().is_some_and(|c| c.status().connected()));
         tokio::select! {
-            current = channel.wait_for(|c| c.as_ref().is_some_and(|c| c.status().connected())) => {
-                current.ok().and_then(|c| c.clone())
-            }
-            _ = self.stopped.wait_for(|stop| *stop) => None,
+            current = tokio::time::timeout(GIVE_UP_AFTER, wait) => match current {
+                Ok(Ok(current)) => current.clone().ok_or(RelayError::Stopped),
+                Ok(Err(_)) => Err(RelayError::Stopped), // the broker actor is gone
+                Err(_) => Err(RelayError::CannotPublish(GIVE_UP_AFTER)),
+            },
+            _ = self.stopped.wait_for(|stop| *stop) => Err(RelayError::Stopped),
         }
     }
 
@@ -370,6 +399,15 @@ impl Leader {
     }
 }
 
+/// `url` with TCP keepalives for the leader's connection (unless it sets its own).
+fn with_keepalives(url: &str) -> String {
+    if url.contains("keepalives") {
+        return url.to_owned();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{LEADER_KEEPALIVES}")
+}
+
 /// A publish whose frames are queued: it resolves once they are written, to its confirm.
 type InFlight = Started<'static, Result<PublisherConfirm, lapin::Error>>;
 
@@ -468,5 +506,21 @@ async fn listen(url: String, nudge: Arc<Notify>, mut stopped: watch::Receiver<bo
             _ = tokio::time::sleep(LEAD_RETRY) => {}
             _ = stopped.wait_for(|stop| *stop) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_keepalives;
+
+    #[test]
+    fn the_leaders_connection_gets_keepalives_unless_the_url_sets_them() {
+        assert_eq!(
+            with_keepalives("postgres://h/db"),
+            format!("postgres://h/db?{}", super::LEADER_KEEPALIVES)
+        );
+        assert!(with_keepalives("postgres://h/db?sslmode=disable").contains("disable&keepalives=1"));
+        let own = "postgres://h/db?keepalives_idle=60";
+        assert_eq!(with_keepalives(own), own);
     }
 }

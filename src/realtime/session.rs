@@ -102,15 +102,11 @@ impl WsSession {
 
     /// Reads the gap after `after` from the log, off the actor; the answer comes back as
     /// [`Filled`].
-    fn fill(&self, after: i64, author: Option<Uuid>, ctx: &mut ws::WebsocketContext<Self>) {
+    fn fill(&self, after: i64, ctx: &mut ws::WebsocketContext<Self>) {
         let (history, user_id, me) = (self.history.clone(), self.user_id, ctx.address());
         actix_rt::spawn(async move {
-            let outcome = history.fill(user_id, after, author).await;
-            me.do_send(Filled {
-                after,
-                author,
-                outcome,
-            });
+            let outcome = history.fill(user_id, after).await;
+            me.do_send(Filled { after, outcome });
         });
     }
 
@@ -139,7 +135,7 @@ impl Actor for WsSession {
             if resumed {
                 self.stats.count_resume();
             }
-            self.fill(after, None, ctx);
+            self.fill(after, ctx);
         }
     }
 
@@ -165,9 +161,9 @@ impl Handler<FeedSync> for WsSession {
     fn handle(&mut self, msg: FeedSync, ctx: &mut Self::Context) {
         match msg {
             FeedSync::Hold => self.gate.hold(),
-            FeedSync::CatchUp { after, author } => {
-                let after = after.unwrap_or(self.gate.last());
-                self.fill(after, author, ctx);
+            FeedSync::CatchUp { after } => {
+                let last = self.gate.last();
+                self.fill(after.map_or(last, |after| after.min(last)), ctx);
             }
         }
     }
@@ -178,7 +174,6 @@ impl Handler<FeedSync> for WsSession {
 #[rtype(result = "()")]
 struct Filled {
     after: i64,
-    author: Option<Uuid>,
     outcome: Result<Fill, StoreError>,
 }
 
@@ -203,10 +198,8 @@ impl Handler<Filled> for WsSession {
                     self.id,
                     msg.after
                 );
-                let (after, author) = (msg.after, msg.author);
-                ctx.run_later(FILL_RETRY, move |session, ctx| {
-                    session.fill(after, author, ctx)
-                });
+                let after = msg.after;
+                ctx.run_later(FILL_RETRY, move |session, ctx| session.fill(after, ctx));
                 return;
             }
         };

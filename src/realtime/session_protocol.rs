@@ -24,13 +24,10 @@ pub struct Deliver(pub Frame);
 pub enum FeedSync {
     /// A routing change is starting: hold live events until the matching `CatchUp`.
     Hold,
-    /// The routing change is in place: fill the gap from the log (the events after `after`,
-    /// or after the last one sent if `None`; of `author` only, or of every author followed),
+    /// The routing change is in place: fill the gap from the log, from every author followed,
+    /// after `after` (or after the last event sent, if that is earlier or `after` is `None`),
     /// then release what was held.
-    CatchUp {
-        after: Option<i64>,
-        author: Option<Uuid>,
-    },
+    CatchUp { after: Option<i64> },
 }
 
 /// The watchdog's periodic call: the session pings its client and reports when it last heard

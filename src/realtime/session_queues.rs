@@ -254,10 +254,7 @@ async fn forward(
                     session.sync.do_send(FeedSync::Hold);
                     let key = author_routing_key(author);
                     let bound = topology::bind(&channel, &queue, &exchange, &key).await;
-                    session.sync.do_send(FeedSync::CatchUp {
-                        after: Some(seq),
-                        author: Some(author),
-                    });
+                    session.sync.do_send(FeedSync::CatchUp { after: Some(seq) });
                     bound
                 }
                 Some(Control::Unwatch(author)) => {

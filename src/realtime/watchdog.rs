@@ -12,7 +12,7 @@ use actix::prelude::*;
 use futures_util::future::join_all;
 use uuid::Uuid;
 
-use super::broker::{BrokerActor, Sweep};
+use super::broker::{BrokerActor, CheckLink, Sweep};
 use super::registry::upkeep::{NeededKeys, Prune, ReapStalled, Snapshot};
 use super::registry::{Deregister, SessionRegistry};
 use super::session_protocol::{Disconnect, DisconnectReason, Heartbeat};
@@ -93,6 +93,8 @@ impl Handler<Round> for Watchdog {
         let registry = self.registry.clone();
         let broker = self.broker.clone();
         let (interval, timeout) = (self.interval, self.timeout);
+        // A channel closed under a live connection is noticed here at the latest.
+        broker.do_send(CheckLink);
         Box::pin(async move {
             let mut report = RoundReport::default();
             let started = Instant::now();

@@ -106,6 +106,17 @@ impl<'a> NewEvent<'a> {
     }
 }
 
+/// Locks `author_id`'s user row against follows and unfollows (which update it) until the
+/// transaction ends: call it first in the transaction of a post write, so the post's event and
+/// any routing change of the same author are inserted in the order they commit.
+pub async fn lock_author(conn: &mut AsyncPgConnection, author_id: Uuid) -> Result<(), StoreError> {
+    diesel::sql_query("SELECT 1 FROM users WHERE id = $1 FOR SHARE")
+        .bind::<SqlUuid, _>(author_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Writes `event`, and wakes the relays once the transaction commits. Call it inside the
 /// transaction of the change it records.
 pub async fn record(conn: &mut AsyncPgConnection, event: NewEvent<'_>) -> Result<(), StoreError> {
@@ -226,22 +237,22 @@ pub async fn try_lead(conn: &mut AsyncPgConnection) -> Result<bool, StoreError> 
     Ok(held.held)
 }
 
-/// Numbers up to `limit` committed events, oldest insert first, in one statement (so one
+/// Numbers up to `limit` committed events, in insert order, in one statement (so one
 /// transaction): positions continue from the last one given out, and an author's switch to
 /// celebrity records its position. Only the holder of the relay lock may call it. Returns how
 /// many were numbered.
 ///
-/// Every row of a batch committed before the batch, in an order the log cannot see, so within
-/// a batch routing changes (follows, unfollows, switches) come first, then posts, each in insert
-/// order: a post committed after a follow always has the higher position, so a node that starts
-/// routing the author at the follow's position and fills from there misses none of them, and a
-/// post committed after an unfollow always comes after it.
+/// Only committed rows are visible, and a row committed after this batch is numbered in a later
+/// one, so a client that has seen position N never later needs an event below N. Insert order
+/// is commit order wherever it matters: every write locks its author's `users` row before it
+/// records its event (a post `FOR SHARE`, a follow or unfollow by updating the follower count),
+/// so a post and a routing change of the same author never overlap, and a post committed after
+/// a follow always has the higher position.
 pub async fn number_batch(conn: &mut AsyncPgConnection, limit: i64) -> Result<i64, StoreError> {
     let numbered: Position = diesel::sql_query(
         "WITH batch AS (
-             SELECT id, row_number() OVER (ORDER BY routing DESC, id) AS n
-               FROM (SELECT id, kind IN ('follow', 'unfollow', 'celebrity') AS routing
-                       FROM feed_events WHERE seq IS NULL ORDER BY id LIMIT $1) b),
+             SELECT id, row_number() OVER (ORDER BY id) AS n
+               FROM (SELECT id FROM feed_events WHERE seq IS NULL ORDER BY id LIMIT $1) b),
          head AS (
              UPDATE feed_relay SET numbered_seq = numbered_seq + (SELECT count(*) FROM batch)
               WHERE id = 1
@@ -341,55 +352,53 @@ struct Oldest {
     created_at: Option<DateTime<Utc>>,
 }
 
-/// The post events after `after` that `user_id` must see: those of every author it follows, or
-/// of `author` only. With `bounds`, a gap longer or older than they allow (or a position not
-/// given out yet, or pruned) is a [`History::Reset`].
+/// The post events after `after` from every author `user_id` follows now, in position order.
+/// With `bounds`, a gap longer or older than they allow (or a position not given out yet, or
+/// pruned) is a [`History::Reset`]. One snapshot (repeatable read) serves the bound checks and
+/// the read, so a prune in between cannot cut the gap it accepted.
 pub async fn history(
     conn: &mut AsyncPgConnection,
     user_id: Uuid,
     after: i64,
-    author: Option<Uuid>,
+    bounds: Option<HistoryBounds>,
+) -> Result<History, StoreError> {
+    conn.build_transaction()
+        .repeatable_read()
+        .read_only()
+        .run::<_, StoreError, _>(async move |conn| history_in(conn, user_id, after, bounds).await)
+        .await
+}
+
+async fn history_in(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    after: i64,
     bounds: Option<HistoryBounds>,
 ) -> Result<History, StoreError> {
     let limit = bounds.map_or(i64::MAX, |b| b.max_events.saturating_add(1));
-    if let Some(bounds) = bounds {
-        let state = relay_state_positions(conn).await?;
-        if after > state.numbered_seq || after < state.pruned_seq {
-            return Ok(History::Reset(state.numbered_seq));
-        }
-        let oldest: Oldest = diesel::sql_query(
-            "SELECT (SELECT created_at FROM feed_events WHERE seq > $1 ORDER BY seq LIMIT 1)
-                    AS created_at",
-        )
-        .bind::<BigInt, _>(after)
-        .get_result(conn)
-        .await?;
-        let ttl = chrono::Duration::from_std(bounds.ttl).unwrap_or(chrono::Duration::MAX);
-        if oldest.created_at.is_some_and(|at| at < Utc::now() - ttl) {
-            return Ok(History::Reset(state.numbered_seq));
-        }
-    }
-    let events: Vec<LoggedEvent> = match author {
-        Some(author) => {
-            diesel::sql_query(
-                "SELECT seq, kind, author_id, follower_id, post_id, post_text
-               FROM feed_events
-              WHERE author_id = $1 AND seq > $2
-                AND kind IN ('post.created', 'post.updated', 'post.deleted')
-              ORDER BY seq LIMIT $3",
-            )
-            .bind::<SqlUuid, _>(author)
-            .bind::<BigInt, _>(after)
-            .bind::<BigInt, _>(limit)
-            .load(conn)
-            .await?
-        }
-        None => history_query(user_id, after, limit).load(conn).await?,
+    let Some(bounds) = bounds else {
+        return Ok(History::Events(
+            history_query(user_id, after, limit).load(conn).await?,
+        ));
     };
-    if let Some(bounds) = bounds {
-        if events.len() as i64 > bounds.max_events {
-            return Ok(History::Reset(head(conn).await?));
-        }
+    let state = relay_state_positions(conn).await?;
+    if after > state.numbered_seq || after < state.pruned_seq {
+        return Ok(History::Reset(state.numbered_seq));
+    }
+    let oldest: Oldest = diesel::sql_query(
+        "SELECT (SELECT created_at FROM feed_events WHERE seq > $1 ORDER BY seq LIMIT 1)
+                AS created_at",
+    )
+    .bind::<BigInt, _>(after)
+    .get_result(conn)
+    .await?;
+    let ttl = chrono::Duration::from_std(bounds.ttl).unwrap_or(chrono::Duration::MAX);
+    if oldest.created_at.is_some_and(|at| at < Utc::now() - ttl) {
+        return Ok(History::Reset(state.numbered_seq));
+    }
+    let events: Vec<LoggedEvent> = history_query(user_id, after, limit).load(conn).await?;
+    if events.len() as i64 > bounds.max_events {
+        return Ok(History::Reset(state.numbered_seq));
     }
     Ok(History::Events(events))
 }

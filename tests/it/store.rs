@@ -127,8 +127,8 @@ async fn seed_users(conn: &mut AsyncPgConnection, n: usize) -> Vec<Uuid> {
 }
 
 /// Follows keep the count in step and each writes its event; the follow that reaches the
-/// threshold switches the author to celebrity, with an event of its own; numbering puts the
-/// routing changes of a batch before its posts and records the switch's position.
+/// threshold switches the author to celebrity, with an event of its own; numbering follows
+/// insert order and records the switch's position.
 #[actix_web::test]
 async fn follows_and_the_switch_to_celebrity_are_logged_and_numbered() {
     let (_cleanup, pool) = fresh_database().await;
@@ -172,20 +172,20 @@ async fn follows_and_the_switch_to_celebrity_are_logged_and_numbered() {
     assert_eq!(
         kinds,
         [
+            "post.created",
             "follow",
             "follow",
             "follow",
             "celebrity",
-            "unfollow",
-            "post.created"
+            "unfollow"
         ],
-        "routing changes first, then posts, each in insert order"
+        "in insert order"
     );
     let seqs: Vec<i64> = rows.iter().map(|row| row.event.seq).collect();
     assert_eq!(seqs, [1, 2, 3, 4, 5, 6]);
-    // The switch is at 4: the unfollow and the post after it go out once.
+    // The switch is at 5: only the unfollow after it goes out once.
     let once: Vec<bool> = rows.iter().map(|row| row.once()).collect();
-    assert_eq!(once, [false, false, false, false, true, true]);
+    assert_eq!(once, [false, false, false, false, false, true]);
     assert_eq!(events::head(&mut conn).await.expect("head"), 6);
 }
 
@@ -222,6 +222,44 @@ async fn positions_follow_commit_order() {
     assert_eq!(order, [(1, ids[1]), (2, ids[0])]);
 }
 
+/// A post and a follow of the same author never overlap: a follow waits for the post's
+/// transaction (which holds the author's row), so its event is inserted, and numbered, after
+/// the post's.
+#[actix_web::test]
+async fn a_follow_waits_for_a_post_of_its_author_in_flight() {
+    let (_cleanup, pool) = fresh_database().await;
+    let mut posting = pool.get().await.expect("connection");
+    let mut following = pool.get().await.expect("connection");
+    let ids = seed_users(&mut posting, 2).await;
+    let (author, fan) = (ids[0], ids[1]);
+    posting
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM users WHERE id = '{author}' FOR SHARE;
+             INSERT INTO feed_events (author_id, kind, post_id, post_text)
+             VALUES ('{author}', 'post.created', gen_random_uuid(), 'in flight')"
+        ))
+        .await
+        .expect("a post in flight");
+    let follow = friends::follow(&mut following, fan, author, 1000);
+    tokio::pin!(follow);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), &mut follow)
+            .await
+            .is_err(),
+        "the follow waits for the post"
+    );
+    posting.batch_execute("COMMIT").await.expect("commit");
+    follow.await.expect("follow").expect("a new edge");
+    events::number_batch(&mut posting, 1000)
+        .await
+        .expect("number");
+    let rows = events::numbered_after(&mut posting, 0, 10)
+        .await
+        .expect("rows");
+    let kinds: Vec<&str> = rows.iter().map(|row| row.event.kind.as_str()).collect();
+    assert_eq!(kinds, ["post.created", "follow"]);
+}
+
 /// A resume gets the events after its position from the authors followed, in order, within
 /// the bounds; past them (too many, pruned, a position never given out) it is told to reset.
 #[actix_web::test]
@@ -255,7 +293,7 @@ async fn history_is_bounded_and_resets_beyond_its_bounds() {
     };
     // Position 1 is the follow; the author's posts are at 2, 4, 6, 8, 10.
     let all = texts(
-        events::history(&mut conn, reader, 1, None, Some(bounds))
+        events::history(&mut conn, reader, 1, Some(bounds))
             .await
             .expect("history"),
     );
@@ -265,7 +303,7 @@ async fn history_is_bounded_and_resets_beyond_its_bounds() {
     );
     assert_eq!(all[4].1, "post 4");
     let tail = texts(
-        events::history(&mut conn, reader, 6, None, Some(bounds))
+        events::history(&mut conn, reader, 6, Some(bounds))
             .await
             .expect("history"),
     );
@@ -275,14 +313,14 @@ async fn history_is_bounded_and_resets_beyond_its_bounds() {
         ..bounds
     };
     assert_eq!(
-        events::history(&mut conn, reader, 1, None, Some(tight))
+        events::history(&mut conn, reader, 1, Some(tight))
             .await
             .expect("history"),
         events::History::Reset(11),
         "five events do not fit in four"
     );
     assert_eq!(
-        events::history(&mut conn, reader, 12, None, Some(bounds))
+        events::history(&mut conn, reader, 12, Some(bounds))
             .await
             .expect("history"),
         events::History::Reset(11),
@@ -298,13 +336,13 @@ async fn history_is_bounded_and_resets_beyond_its_bounds() {
     let day = std::time::Duration::from_secs(86_400);
     assert_eq!(events::prune(&mut conn, day, 100).await.expect("prune"), 11);
     assert_eq!(
-        events::history(&mut conn, reader, 3, None, Some(bounds))
+        events::history(&mut conn, reader, 3, Some(bounds))
             .await
             .expect("history"),
         events::History::Reset(11)
     );
     assert_eq!(
-        events::history(&mut conn, reader, 11, None, Some(bounds))
+        events::history(&mut conn, reader, 11, Some(bounds))
             .await
             .expect("history"),
         events::History::Events(Vec::new()),

@@ -117,7 +117,8 @@ impl Handler<ApplyControl> for SessionRegistry {
                         continue;
                     };
                     // Events of `author` after `seq` were published once, to a key this
-                    // session did not have: hold what arrives, bind, then fill from `seq`.
+                    // session did not have: hold what arrives, bind, then fill from `seq`
+                    // (every author's events: see `FeedHistory::fill`).
                     let sync = handle.sync.clone();
                     sync.do_send(FeedSync::Hold);
                     let bound = self.broker.route_authors.send(RouteAuthors {
@@ -133,10 +134,7 @@ impl Handler<ApplyControl> for SessionRegistry {
                             // The link is going: the relink's fill covers this one's gap.
                             log::warn!("routing {author} to session {session_id}: {error}");
                         }
-                        sync.do_send(FeedSync::CatchUp {
-                            after,
-                            author: Some(author),
-                        });
+                        sync.do_send(FeedSync::CatchUp { after });
                     });
                 }
                 Control::Unwatch(author) => {

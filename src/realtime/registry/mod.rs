@@ -55,6 +55,9 @@ pub struct SessionRegistry {
     by_author: HashMap<Uuid, HashSet<Uuid>>,
     /// Connections of sessions closed as too slow, and since when, until they are gone.
     condemned: Vec<(Instant, Arc<WriteWatch>)>,
+    /// How many times the broker link was lost: a routing begun before the latest loss
+    /// belongs to a dead link.
+    link_epoch: u64,
 }
 
 impl SessionRegistry {
@@ -67,6 +70,7 @@ impl SessionRegistry {
             by_user: HashMap::new(),
             by_author: HashMap::new(),
             condemned: Vec::new(),
+            link_epoch: 0,
         }
     }
 
@@ -134,13 +138,14 @@ impl SessionRegistry {
             session_id,
             user_id,
         });
-        let registry = ctx.address();
+        let (registry, epoch) = (ctx.address(), self.link_epoch);
         Box::pin(async move {
             let result = subscribe.await.unwrap_or(Err(BrokerError::Unavailable));
             registry
                 .send(UserRouted {
                     session_id,
                     user_id,
+                    epoch,
                     result,
                 })
                 .await
@@ -209,50 +214,66 @@ impl Handler<Admit> for SessionRegistry {
 struct UserRouted {
     session_id: Uuid,
     user_id: Uuid,
+    /// [`SessionRegistry::link_epoch`] when the routing began.
+    epoch: u64,
     result: Result<u64, BrokerError>,
 }
 
 impl Handler<UserRouted> for SessionRegistry {
-    type Result = Result<(), BrokerError>;
+    type Result = ResponseFuture<Result<(), BrokerError>>;
 
     fn handle(&mut self, msg: UserRouted, _: &mut Context<Self>) -> Self::Result {
         let UserRouted {
             session_id,
             user_id,
+            epoch,
             result,
         } = msg;
-        let generation = match result {
-            Ok(generation) => generation,
-            Err(error) => {
-                self.remove(session_id);
-                return Err(error);
+        let failed = |error| -> Self::Result { Box::pin(async move { Err(error) }) };
+        // A routing that began before the latest link loss belongs to a dead link, whatever it
+        // answered.
+        let result = result.and_then(|generation| {
+            if epoch == self.link_epoch {
+                Ok(generation)
+            } else {
+                Err(BrokerError::Unavailable)
             }
-        };
-        match self.sessions.get_mut(&session_id) {
-            Some(entry) => {
-                entry.generation = generation;
-                // Celebrities a control added while the subscription was on its way were only
-                // indexed: take their holds now.
-                if !entry.watching.is_empty() {
-                    self.broker.route_authors.do_send(RouteAuthors {
-                        session_id,
-                        authors: entry.watching.iter().copied().collect(),
-                        generation,
-                    });
-                }
-                Ok(())
-            }
-            None => {
-                // Dropped meanwhile (the link was lost, or the watchdog gave up on it).
+        });
+        let Some(entry) = self.sessions.get_mut(&session_id) else {
+            // Dropped meanwhile (the watchdog gave up on it, or it stopped).
+            if let Ok(generation) = result {
                 self.broker.release.do_send(ReleaseSession {
                     session_id,
                     user_id,
                     authors: Vec::new(),
                     generation,
                 });
-                Err(BrokerError::Unavailable)
             }
+            return failed(BrokerError::Unavailable);
+        };
+        let generation = match result {
+            Ok(generation) => generation,
+            // A running session being rerouted stays, held, for the next attempt; an
+            // admission is undone.
+            Err(error) if entry.handle.is_some() => return failed(error),
+            Err(error) => {
+                self.remove(session_id);
+                return failed(error);
+            }
+        };
+        entry.generation = generation;
+        if entry.watching.is_empty() {
+            return Box::pin(async { Ok(()) });
         }
+        // Celebrities a control added while the routing was on its way were only indexed:
+        // route them now, and answer once they are (the session's first fill must not read
+        // the log before they are bound).
+        let bound = self.broker.route_authors.send(RouteAuthors {
+            session_id,
+            authors: entry.watching.iter().copied().collect(),
+            generation,
+        });
+        Box::pin(async move { bound.await.unwrap_or(Err(BrokerError::Unavailable)) })
     }
 }
 
@@ -416,18 +437,17 @@ impl Handler<Relinked> for SessionRegistry {
         let Some(handle) = entry.handle.clone() else {
             return;
         };
-        if !std::mem::take(&mut entry.link_held) {
+        // Lost again since its rerouting succeeded: it stays held for the next pass.
+        if !entry.link_held || entry.generation == 0 {
             return;
         }
+        entry.link_held = false;
         if self.mode == QueueMode::Session {
             self.broker.attach.do_send(AttachSession {
                 session_id: msg.session_id,
                 session: handle.clone(),
             });
         }
-        handle.sync.do_send(FeedSync::CatchUp {
-            after: None,
-            author: None,
-        });
+        handle.sync.do_send(FeedSync::CatchUp { after: None });
     }
 }

@@ -159,6 +159,7 @@ impl Handler<LinkLost> for SessionRegistry {
     type Result = ();
 
     fn handle(&mut self, _: LinkLost, _: &mut Context<Self>) {
+        self.link_epoch += 1;
         // Admissions still under way fail (their upgrade answers 503); running sessions stay
         // and hold their events until `relink` has routed them again.
         let admitting: Vec<Uuid> = self
