@@ -51,7 +51,8 @@ pub struct WsSession {
     history: FeedHistory,
     stats: Stats,
     gate: InOrder,
-    start: Option<(i64, bool)>,
+    /// Whether the client resumed (counted once, at start).
+    resumed: bool,
 }
 
 impl WsSession {
@@ -74,7 +75,7 @@ impl WsSession {
             gate: InOrder::new(feed.after, feed.held_max),
             history: feed.history,
             stats: feed.stats,
-            start: Some((feed.after, feed.resumed)),
+            resumed: feed.resumed,
         }
     }
 
@@ -131,11 +132,10 @@ impl Actor for WsSession {
             handle: SessionHandle::new(self.user_id, &ctx.address())
                 .with_write_watch(self.write.clone()),
         });
-        if let Some((after, resumed)) = self.start.take() {
-            if resumed {
-                self.stats.count_resume();
-            }
-            self.fill(after, ctx);
+        // The registry asks for the first fill (a `CatchUp` from the start position) once
+        // everything routed to this session is in place.
+        if self.resumed {
+            self.stats.count_resume();
         }
     }
 
@@ -161,10 +161,9 @@ impl Handler<FeedSync> for WsSession {
     fn handle(&mut self, msg: FeedSync, ctx: &mut Self::Context) {
         match msg {
             FeedSync::Hold => self.gate.hold(),
-            FeedSync::CatchUp { after } => {
-                let last = self.gate.last();
-                self.fill(after.map_or(last, |after| after.min(last)), ctx);
-            }
+            // From the routing change's position: this session's events before it came
+            // through its queue ahead of the change (one relay publishes in order).
+            FeedSync::CatchUp { after } => self.fill(after.unwrap_or(self.gate.last()), ctx),
         }
     }
 }

@@ -25,8 +25,8 @@ pub enum FeedSync {
     /// A routing change is starting: hold live events until the matching `CatchUp`.
     Hold,
     /// The routing change is in place: fill the gap from the log, from every author followed,
-    /// after `after` (or after the last event sent, if that is earlier or `after` is `None`),
-    /// then release what was held.
+    /// after `after` (the change's position; `None`: after the last event sent), then release
+    /// what was held.
     CatchUp { after: Option<i64> },
 }
 

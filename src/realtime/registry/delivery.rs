@@ -5,7 +5,7 @@
 use actix::prelude::*;
 use uuid::Uuid;
 
-use super::{SessionRegistry, ADMISSION_BACKLOG};
+use super::{AuthorsBound, SessionRegistry, ADMISSION_BACKLOG};
 use crate::realtime::broker_error::BrokerError;
 use crate::realtime::control::Control;
 use crate::realtime::events::Frame;
@@ -94,10 +94,54 @@ impl Handler<RouteEvent> for SessionRegistry {
     }
 }
 
+impl SessionRegistry {
+    /// Routes `author`'s events to a session that has just started watching it at position
+    /// `seq`. Events of `author` after `seq` were published once, to a key the session did not
+    /// have: a running session holds what arrives, the key is bound, then it fills from `seq`.
+    /// A session being admitted has its first fill wait for the bind instead; one whose routing
+    /// is not in place yet gets the key with it (`UserRouted`), or on the next link (`relink`).
+    fn route_watched(&mut self, session_id: Uuid, author: Uuid, seq: i64, ctx: &mut Context<Self>) {
+        let Some(entry) = self.sessions.get_mut(&session_id) else {
+            return;
+        };
+        if entry.generation == 0 {
+            return;
+        }
+        let sync = match &entry.handle {
+            Some(handle) => {
+                handle.sync.do_send(FeedSync::Hold);
+                Some(handle.sync.clone())
+            }
+            None => {
+                entry.binds_in_flight += 1;
+                None
+            }
+        };
+        let bound = self.broker.route_authors.send(RouteAuthors {
+            session_id,
+            authors: vec![author],
+            generation: entry.generation,
+        });
+        let registry = ctx.address();
+        actix_rt::spawn(async move {
+            let bound: Result<(), BrokerError> =
+                bound.await.unwrap_or(Err(BrokerError::Unavailable));
+            if let Err(error) = bound {
+                // The link is going: the relink's fill covers this one's gap.
+                log::warn!("routing {author} to session {session_id}: {error}");
+            }
+            match sync {
+                Some(sync) => sync.do_send(FeedSync::CatchUp { after: Some(seq) }),
+                None => registry.do_send(AuthorsBound { session_id }),
+            }
+        });
+    }
+}
+
 impl Handler<ApplyControl> for SessionRegistry {
     type Result = ();
 
-    fn handle(&mut self, msg: ApplyControl, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: ApplyControl, ctx: &mut Context<Self>) {
         let Some(sessions) = self.by_user.get(&msg.user_id) else {
             return;
         };
@@ -108,34 +152,7 @@ impl Handler<ApplyControl> for SessionRegistry {
                     if !self.watch(session_id, author) {
                         continue;
                     }
-                    let Some(entry) = self.sessions.get(&session_id) else {
-                        continue;
-                    };
-                    // Still being admitted: its hold comes with the admission, and its first
-                    // fill (after the position read at admission) follows it.
-                    let (Some(handle), true) = (&entry.handle, entry.generation != 0) else {
-                        continue;
-                    };
-                    // Events of `author` after `seq` were published once, to a key this
-                    // session did not have: hold what arrives, bind, then fill from `seq`
-                    // (every author's events: see `FeedHistory::fill`).
-                    let sync = handle.sync.clone();
-                    sync.do_send(FeedSync::Hold);
-                    let bound = self.broker.route_authors.send(RouteAuthors {
-                        session_id,
-                        authors: vec![author],
-                        generation: entry.generation,
-                    });
-                    let after = Some(msg.seq);
-                    actix_rt::spawn(async move {
-                        let bound: Result<(), BrokerError> =
-                            bound.await.unwrap_or(Err(BrokerError::Unavailable));
-                        if let Err(error) = bound {
-                            // The link is going: the relink's fill covers this one's gap.
-                            log::warn!("routing {author} to session {session_id}: {error}");
-                        }
-                        sync.do_send(FeedSync::CatchUp { after });
-                    });
+                    self.route_watched(session_id, author, msg.seq, ctx);
                 }
                 Control::Unwatch(author) => {
                     let Some(entry) = self.sessions.get_mut(&session_id) else {

@@ -38,6 +38,9 @@ struct Entry {
     backlog: Vec<Frame>,
     /// Holding its live events since the link its routing belonged to was lost.
     link_held: bool,
+    /// Celebrities a control routed to it while it was being admitted, not bound yet: its
+    /// first fill waits for them (see [`AuthorsBound`]).
+    binds_in_flight: u32,
     /// Node mode: celebrities whose `author.<id>` events this session gets.
     watching: HashSet<Uuid>,
     /// Whether the celebrities read from the database at admission have been applied; until
@@ -198,6 +201,7 @@ impl Handler<Admit> for SessionRegistry {
                 handle: None,
                 backlog: Vec::new(),
                 link_held: false,
+                binds_in_flight: 0,
                 watching: HashSet::new(),
                 watch_loaded: false,
                 unwatched_early: HashSet::new(),
@@ -342,6 +346,11 @@ impl Handler<Register> for SessionRegistry {
         };
         let backlog = std::mem::take(&mut entry.backlog);
         entry.handle = Some(msg.handle.clone());
+        // The session holds its events until its first fill; that fill may read the log only
+        // once everything routed to it is bound.
+        if entry.binds_in_flight == 0 {
+            msg.handle.sync.do_send(FeedSync::CatchUp { after: None });
+        }
         if self.mode == QueueMode::Session {
             self.broker.attach.do_send(AttachSession {
                 session_id: msg.session_id,
@@ -350,6 +359,28 @@ impl Handler<Register> for SessionRegistry {
         }
         for frame in backlog {
             self.deliver_all(vec![msg.session_id], &frame);
+        }
+    }
+}
+
+/// A bind a control asked for during a session's admission is done (or failed: a failed bind
+/// means a lost link, whose relink fills the gap).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AuthorsBound {
+    pub session_id: Uuid,
+}
+
+impl Handler<AuthorsBound> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: AuthorsBound, _: &mut Context<Self>) {
+        let Some(entry) = self.sessions.get_mut(&msg.session_id) else {
+            return;
+        };
+        entry.binds_in_flight = entry.binds_in_flight.saturating_sub(1);
+        if let (0, Some(handle)) = (entry.binds_in_flight, &entry.handle) {
+            handle.sync.do_send(FeedSync::CatchUp { after: None });
         }
     }
 }
