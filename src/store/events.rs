@@ -106,20 +106,20 @@ impl<'a> NewEvent<'a> {
     }
 }
 
-/// Locks `author_id`'s user row against follows and unfollows (which update it) until the
-/// transaction ends: call it first in the transaction of a post write, so the post's event and
-/// any routing change of the same author are inserted in the order they commit.
-pub async fn lock_author(conn: &mut AsyncPgConnection, author_id: Uuid) -> Result<(), StoreError> {
-    diesel::sql_query("SELECT 1 FROM users WHERE id = $1 FOR SHARE")
-        .bind::<SqlUuid, _>(author_id)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 /// Writes `event`, and wakes the relays once the transaction commits. Call it inside the
 /// transaction of the change it records.
+///
+/// A post event first locks its author's user row (`FOR SHARE`) until the transaction ends;
+/// follows, unfollows and switches already hold that row through their follower-count update.
+/// So a post and a routing change of the same author never overlap, and their events are
+/// inserted (and numbered) in the order they commit.
 pub async fn record(conn: &mut AsyncPgConnection, event: NewEvent<'_>) -> Result<(), StoreError> {
+    if event.kind.is_post() {
+        diesel::sql_query("SELECT 1 FROM users WHERE id = $1 FOR SHARE")
+            .bind::<SqlUuid, _>(event.author_id)
+            .execute(conn)
+            .await?;
+    }
     diesel::sql_query(
         "WITH written AS (
              INSERT INTO feed_events (author_id, kind, follower_id, post_id, post_text)

@@ -260,6 +260,43 @@ async fn a_follow_waits_for_a_post_of_its_author_in_flight() {
     assert_eq!(kinds, ["post.created", "follow"]);
 }
 
+/// The mirror: a post waits for a follow of its author in flight (the follow holds the
+/// author's row through its count update), so its event is numbered after the follow's.
+#[actix_web::test]
+async fn a_post_waits_for_a_follow_of_its_author_in_flight() {
+    let (_cleanup, pool) = fresh_database().await;
+    let mut following = pool.get().await.expect("connection");
+    let mut posting = pool.get().await.expect("connection");
+    let ids = seed_users(&mut following, 2).await;
+    let (author, fan) = (ids[0], ids[1]);
+    following
+        .batch_execute(&format!(
+            "BEGIN; UPDATE users SET follower_count = follower_count + 1 WHERE id = '{author}';
+             INSERT INTO feed_events (author_id, kind, follower_id)
+             VALUES ('{author}', 'follow', '{fan}')"
+        ))
+        .await
+        .expect("a follow in flight");
+    let post = posts::create(&mut posting, author, "after the follow");
+    tokio::pin!(post);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), &mut post)
+            .await
+            .is_err(),
+        "the post waits for the follow"
+    );
+    following.batch_execute("COMMIT").await.expect("commit");
+    post.await.expect("post");
+    events::number_batch(&mut following, 1000)
+        .await
+        .expect("number");
+    let rows = events::numbered_after(&mut following, 0, 10)
+        .await
+        .expect("rows");
+    let kinds: Vec<&str> = rows.iter().map(|row| row.event.kind.as_str()).collect();
+    assert_eq!(kinds, ["follow", "post.created"]);
+}
+
 /// A resume gets the events after its position from the authors followed, in order, within
 /// the bounds; past them (too many, pruned, a position never given out) it is told to reset.
 #[actix_web::test]
