@@ -49,10 +49,4 @@ impl FeedHistory {
             },
         )
     }
-
-    /// The feed's current position.
-    pub async fn head(&self) -> Result<i64, StoreError> {
-        let mut conn = store::connection(&self.pool).await?;
-        events::head(&mut conn).await
-    }
 }

@@ -33,7 +33,7 @@ use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
 use super::control::{self, Control};
-use super::events::FeedEvent;
+use super::events::frame_of;
 use super::pipeline::{self, Started};
 use super::stats::Stats;
 use super::topology::{author_routing_key, user_routing_key};
@@ -214,10 +214,7 @@ impl Leader {
     }
 
     fn has_channel(&self) -> bool {
-        self.channel
-            .borrow()
-            .as_ref()
-            .is_some_and(|channel| channel.status().connected())
+        usable(&self.channel.borrow())
     }
 
     async fn lead(&mut self, conn: &mut AsyncPgConnection) -> Result<(), RelayError> {
@@ -291,7 +288,7 @@ impl Leader {
     /// a leader without a broker link gives up the lead.
     async fn current_channel(&mut self) -> Result<Channel, RelayError> {
         let mut channel = self.channel.clone();
-        let wait = channel.wait_for(|c| c.as_ref().is_some_and(|c| c.status().connected()));
+        let wait = channel.wait_for(usable);
         tokio::select! {
             current = tokio::time::timeout(GIVE_UP_AFTER, wait) => match current {
                 Ok(Ok(current)) => current.clone().ok_or(RelayError::Stopped),
@@ -328,7 +325,7 @@ impl Leader {
             };
             match kind {
                 Kind::PostCreated | Kind::PostUpdated | Kind::PostDeleted => {
-                    let Some(frame) = FeedEvent::from_logged(event).map(|e| e.frame(seq)) else {
+                    let Some((_, frame)) = frame_of(event) else {
                         log::warn!("feed position {seq} is a post event without a post; skipped");
                         continue;
                     };
@@ -397,6 +394,13 @@ impl Leader {
             }
         }
     }
+}
+
+/// Whether the broker actor's current publishing channel can take publishes.
+fn usable(channel: &Option<Channel>) -> bool {
+    channel
+        .as_ref()
+        .is_some_and(|channel| channel.status().connected())
 }
 
 /// `url` with TCP keepalives for the leader's connection (unless it sets its own).
