@@ -16,6 +16,7 @@ use crate::auth::throttle::LoginThrottle;
 use crate::config::{AmqpSettings, DatabaseSettings, RealtimeSettings, Settings};
 use crate::http::connection::ConnectionFd;
 use crate::http::{self, body_deadline, request_id, AppState};
+use crate::metrics::{Metrics, MetricsError};
 use crate::realtime::broker::{Close, LinkUp};
 use crate::realtime::history::FeedHistory;
 use crate::realtime::link;
@@ -44,6 +45,8 @@ pub enum StartupError {
     Bind(String, std::io::Error),
     #[error("cannot start the password hashing threads: {0}")]
     Threads(std::io::Error),
+    #[error("cannot register the metrics: {0}")]
+    Metrics(#[from] MetricsError),
 }
 
 /// Raises the soft limit on open files to the hard limit: each WebSocket session holds two
@@ -103,6 +106,7 @@ pub struct Realtime {
     pub history: FeedHistory,
     pub health: BrokerHealth,
     pub stats: Stats,
+    pub metrics: Metrics,
 }
 
 impl Realtime {
@@ -113,12 +117,13 @@ impl Realtime {
         settings: &RealtimeSettings,
         database: &DatabaseSettings,
         db: DbPool,
+        metrics: &Metrics,
     ) -> Result<Self, StartupError> {
         let endpoints = Arc::new(link::Endpoints::new(amqp, &settings.exchange)?);
         let what = endpoints.describe();
         let first_link = retry::with_backoff(&what, || link::open_link(&endpoints, settings)).await;
         let health = BrokerHealth::default();
-        let stats = Stats::default();
+        let stats = Stats::new(metrics)?;
         let (publish_channel, publishing) = watch::channel(None);
         let relay = relay::spawn(&database.url, settings, publishing.clone(), stats.clone());
         let bounds = HistoryBounds {
@@ -161,6 +166,7 @@ impl Realtime {
             history,
             health,
             stats,
+            metrics: metrics.clone(),
         })
     }
 
@@ -222,11 +228,13 @@ impl Application {
             .map_err(StartupError::Threads)?;
 
         let pool = prepare_database(&settings.database).await?;
+        let metrics = Metrics::new();
         let realtime = Realtime::start(
             &settings.amqp,
             &settings.realtime,
             &settings.database,
             pool.clone(),
+            &metrics,
         )
         .await?;
 
@@ -237,6 +245,7 @@ impl Application {
             registry: realtime.registry.clone(),
             broker_health: realtime.health.clone(),
             stats: realtime.stats.clone(),
+            metrics,
             auth: settings.auth.clone(),
             realtime: settings.realtime.clone(),
             hasher,

@@ -18,6 +18,7 @@ use actix_web::{web, HttpRequest, HttpResponse, Resource, Route};
 use crate::auth::hasher::Hasher;
 use crate::auth::throttle::LoginThrottle;
 use crate::config::{AuthSettings, RealtimeSettings};
+use crate::metrics::Metrics;
 use crate::realtime::history::FeedHistory;
 use crate::realtime::relay::Relay;
 use crate::realtime::{BrokerHealth, SessionRegistry, Stats};
@@ -31,6 +32,7 @@ pub struct AppState {
     pub registry: Addr<SessionRegistry>,
     pub broker_health: BrokerHealth,
     pub stats: Stats,
+    pub metrics: Metrics,
     pub auth: AuthSettings,
     pub realtime: RealtimeSettings,
     pub hasher: Hasher,
@@ -101,7 +103,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
         "GET",
         web::get().to(routes::feed_socket::connect),
     ))
-    .service(one("/health", "GET", web::get().to(routes::health::health)));
+    .service(one("/health", "GET", web::get().to(routes::health::health)))
+    .service(one("/metrics", "GET", web::get().to(routes::metrics::metrics)));
 }
 
 /// A path served by one method; any other method gets 405 with `Allow: <method>`.

@@ -149,9 +149,15 @@ impl Actor for WsSession {
 impl Handler<Deliver> for WsSession {
     type Result = ();
 
-    fn handle(&mut self, Deliver(frame): Deliver, ctx: &mut Self::Context) {
+    fn handle(&mut self, Deliver(frame, trace): Deliver, ctx: &mut Self::Context) {
+        let seq = frame.0;
         let released = self.gate.live(frame);
+        // Timed only when written now, not when held for a fill or dropped as a duplicate.
+        let written = released.frames.iter().any(|(at, _)| *at == seq);
         self.write(released.frames, released.duplicates, ctx);
+        if written {
+            trace.written(&self.stats);
+        }
     }
 }
 

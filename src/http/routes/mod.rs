@@ -3,5 +3,6 @@
 pub mod feed_socket;
 pub mod friends;
 pub mod health;
+pub mod metrics;
 pub mod posts;
 pub mod users;
