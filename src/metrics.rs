@@ -9,8 +9,8 @@
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub use prometheus::Error as MetricsError;
@@ -113,8 +113,13 @@ mod tests {
             .expect("a valid name");
         counter.inc_by(3);
         let text = metrics.render().expect("renders");
-        assert!(text.contains("# TYPE herald_test_things_total counter"), "{text}");
+        assert!(
+            text.contains("# TYPE herald_test_things_total counter"),
+            "{text}"
+        );
         assert!(text.contains("herald_test_things_total 3"), "{text}");
-        assert!(metrics.counter("herald_test_things_total", "Again.").is_err());
+        assert!(metrics
+            .counter("herald_test_things_total", "Again.")
+            .is_err());
     }
 }

@@ -15,6 +15,7 @@ use crate::auth::hasher::Hasher;
 use crate::auth::throttle::LoginThrottle;
 use crate::config::{AmqpSettings, DatabaseSettings, RealtimeSettings, Settings};
 use crate::http::connection::ConnectionFd;
+use crate::http::metrics::{self as http_metrics, HttpMetrics};
 use crate::http::{self, body_deadline, request_id, AppState};
 use crate::metrics::{Metrics, MetricsError};
 use crate::realtime::broker::{Close, LinkUp};
@@ -252,13 +253,16 @@ impl Application {
             login_throttle: Arc::new(LoginThrottle::new(&settings.auth)),
             body_timeout: Duration::from_secs(settings.http.body_timeout_secs),
         });
+        let request_metrics = web::Data::new(HttpMetrics::new(&state.metrics)?);
         let body_limit = settings.http.body_limit_bytes;
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(body_deadline::enforce))
                 .wrap(from_fn(request_id::stamp))
+                .wrap(from_fn(http_metrics::observe))
                 .wrap(access_log())
                 .app_data(state.clone())
+                .app_data(request_metrics.clone())
                 .configure(|cfg| http::configure(cfg, body_limit))
                 .default_service(web::to(http::error::not_found))
         })

@@ -537,7 +537,12 @@ async fn measure(
         .posts
         .iter()
         .filter(|post| post.ok)
-        .map(|post| post.answered.saturating_duration_since(post.sent).as_secs_f64() * 1000.0)
+        .map(|post| {
+            post.answered
+                .saturating_duration_since(post.sent)
+                .as_secs_f64()
+                * 1000.0
+        })
         .collect();
     figures.post_answer_ms = Some(Summary::of(&mut answers));
     realtime_deltas(figures);

@@ -42,7 +42,10 @@ pub const STAGES: &[(&str, &str)] = &[
     ("stage:broker", "published → node consumed"),
     ("stage:registry", "consumed → handed to sessions"),
     ("stage:socket", "handed → written to the WebSocket"),
-    ("first_delivery", "recorded → first frame written (per message)"),
+    (
+        "first_delivery",
+        "recorded → first frame written (per message)",
+    ),
     ("delivery", "recorded → frame written (every delivery)"),
     ("stage:confirm", "published → broker confirm (off the path)"),
 ];
@@ -50,7 +53,11 @@ pub const STAGES: &[(&str, &str)] = &[
 /// Reads `/metrics`; `None` if it does not answer.
 pub async fn scrape(base_url: &str) -> Option<Scrape> {
     let client = awc::Client::default();
-    let mut response = client.get(format!("{base_url}/metrics")).send().await.ok()?;
+    let mut response = client
+        .get(format!("{base_url}/metrics"))
+        .send()
+        .await
+        .ok()?;
     if !response.status().is_success() {
         return None;
     }
@@ -100,7 +107,12 @@ fn sample(line: &str) -> Option<(&str, &str, f64)> {
     }
     let open = line.find('{')?;
     let close = line.rfind('}')?;
-    let value = line.get(close + 1..)?.split_whitespace().next()?.parse().ok()?;
+    let value = line
+        .get(close + 1..)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
     Some((line.get(..open)?, line.get(open + 1..close)?, value))
 }
 
@@ -198,7 +210,10 @@ herald_feed_delivery_seconds_bucket{le="+Inf"} 10
         assert!((quantile(&buckets, 0.75).unwrap_or_default() - 0.003).abs() < 1e-12);
         assert_eq!(quantile(&[(0.001, 0), (f64::INFINITY, 0)], 0.5), None);
         // Beyond the last finite bound: that bound.
-        assert_eq!(quantile(&[(0.001, 1), (f64::INFINITY, 10)], 0.99), Some(0.001));
+        assert_eq!(
+            quantile(&[(0.001, 1), (f64::INFINITY, 10)], 0.99),
+            Some(0.001)
+        );
     }
 
     #[test]
@@ -208,9 +223,15 @@ herald_feed_delivery_seconds_bucket{le="+Inf"} 10
         let broker = stages.iter().find(|s| s.stage == "broker").expect("broker");
         assert_eq!(broker.count, 100);
         // 50 of the 100 new ones fell in (1 ms, 2 ms], the other 50 above the last bound.
-        assert!((broker.p50_ms.unwrap_or_default() - 2.0).abs() < 1e-9, "{broker:?}");
+        assert!(
+            (broker.p50_ms.unwrap_or_default() - 2.0).abs() < 1e-9,
+            "{broker:?}"
+        );
         assert_eq!(broker.p99_ms, Some(2.0));
-        let delivery = stages.iter().find(|s| s.stage == "delivery").expect("delivery");
+        let delivery = stages
+            .iter()
+            .find(|s| s.stage == "delivery")
+            .expect("delivery");
         assert_eq!(delivery.count, 10);
         assert!(stages.iter().all(|s| s.stage != "http"));
     }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod body_deadline;
 pub mod connection;
 pub mod error;
+pub mod metrics;
 pub mod request_id;
 pub mod routes;
 pub mod validation;
@@ -104,7 +105,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
         web::get().to(routes::feed_socket::connect),
     ))
     .service(one("/health", "GET", web::get().to(routes::health::health)))
-    .service(one("/metrics", "GET", web::get().to(routes::metrics::metrics)));
+    .service(one(
+        "/metrics",
+        "GET",
+        web::get().to(routes::metrics::metrics),
+    ));
 }
 
 /// A path served by one method; any other method gets 405 with `Allow: <method>`.

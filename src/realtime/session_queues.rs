@@ -21,10 +21,10 @@ use super::broker_error::BrokerError;
 use super::control::{is_control, seq_of, Control};
 use super::session_protocol::{Deliver, Disconnect, DisconnectReason, FeedSync, SessionHandle};
 use super::stats::Stats;
-use super::trace::Trace;
 use super::topology::{
     self, author_routing_key, session_queue_arguments, session_queue_name, user_routing_key, Route,
 };
+use super::trace::Trace;
 use crate::config::RealtimeSettings;
 
 enum State {

@@ -10,6 +10,7 @@ mod api;
 mod faults;
 mod feed;
 mod hardening;
+mod metrics;
 mod outages;
 mod process;
 mod store;

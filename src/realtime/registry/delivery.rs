@@ -34,7 +34,10 @@ impl SessionRegistry {
             return Handed::TooSlow;
         };
         handle.owe();
-        match handle.deliver.try_send(Deliver(frame.clone(), trace.clone())) {
+        match handle
+            .deliver
+            .try_send(Deliver(frame.clone(), trace.clone()))
+        {
             Ok(()) => {
                 self.stats.add_delivered(1);
                 Handed::Ok
