@@ -41,7 +41,8 @@ pub struct AppState {
     pub body_timeout: Duration,
 }
 
-/// Mounts every route of the contract (plus `/health`) and the body and parameter limits.
+/// Mounts every route of the contract (plus `/health` and the browser client's files) and the
+/// body and parameter limits.
 pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
     cfg.app_data(
         web::JsonConfig::default()
@@ -109,7 +110,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
         "/metrics",
         "GET",
         web::get().to(routes::metrics::metrics),
-    ));
+    ))
+    .service(one("/", "GET", web::get().to(routes::client::index)))
+    .service(one("/app.js", "GET", web::get().to(routes::client::script)))
+    .service(one("/app.css", "GET", web::get().to(routes::client::style)));
 }
 
 /// A path served by one method; any other method gets 405 with `Allow: <method>`.

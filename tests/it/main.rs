@@ -7,6 +7,7 @@ mod support;
 
 mod actors;
 mod api;
+mod browser;
 mod faults;
 mod feed;
 mod hardening;

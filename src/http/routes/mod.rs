@@ -1,5 +1,6 @@
-//! One file per resource of the contract.
+//! One file per resource of the contract, and the browser client (`client`).
 
+pub mod client;
 pub mod feed_socket;
 pub mod friends;
 pub mod health;
