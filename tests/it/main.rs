@@ -14,4 +14,5 @@ mod hardening;
 mod metrics;
 mod outages;
 mod process;
+mod spec;
 mod store;
