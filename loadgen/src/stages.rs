@@ -11,10 +11,23 @@ use serde::Serialize;
 /// Cumulative bucket counts of one histogram series: upper bound (seconds) → count.
 type Buckets = BTreeMap<OrderedBound, u64>;
 
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+/// A bucket's upper bound, ordered totally (`+Inf` last).
+#[derive(Debug, Clone, Copy)]
 struct OrderedBound(f64);
 
+impl PartialEq for OrderedBound {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
 impl Eq for OrderedBound {}
+
+impl PartialOrd for OrderedBound {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl Ord for OrderedBound {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
