@@ -66,8 +66,6 @@ const LEADER_KEEPALIVES: &str =
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 const PRUNE_BATCH: i64 = 10_000;
 
-static NUDGED: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
-
 /// One instance's relay: wake it after a write, ask whether it leads, stop it.
 #[derive(Clone)]
 pub struct Relay {
@@ -79,7 +77,6 @@ pub struct Relay {
 impl Relay {
     /// A committed write has an event waiting: wake this instance's relay now.
     pub fn nudge(&self) {
-        NUDGED.store(trace::now_us(), Ordering::Relaxed);
         self.nudge.notify_one();
     }
 
@@ -242,17 +239,7 @@ impl Leader {
                 backlog = rows.len() as i64 >= self.batch;
                 rows
             } else {
-                let t0 = trace::now_us();
                 let rows = log_store::number_batch(conn, self.batch).await?;
-                if let Some(row) = rows.first() {
-                    let nudged = NUDGED.load(Ordering::Relaxed);
-                    log::warn!(
-                        "TIMING recorded->nudge {} nudge->query {} query {}",
-                        nudged - row.recorded_us,
-                        t0 - nudged,
-                        trace::now_us() - t0
-                    );
-                }
                 if rows.is_empty() {
                     tokio::select! {
                         _ = self.relay.nudge.notified() => {}

@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::Untyped;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -114,26 +117,62 @@ impl<'a> NewEvent<'a> {
 /// So a post and a routing change of the same author never overlap, and their events are
 /// inserted (and numbered) in the order they commit.
 pub async fn record(conn: &mut AsyncPgConnection, event: NewEvent<'_>) -> Result<(), StoreError> {
-    // One statement, one round trip on every write's path: the aggregate over `author` takes
-    // the lock (for a post) before the insert's one row is produced.
-    diesel::sql_query(
-        "WITH author AS (SELECT 1 FROM users WHERE id = $1 AND $7 FOR SHARE),
-         written AS (
-             INSERT INTO feed_events (author_id, kind, follower_id, post_id, post_text)
-             SELECT $1, $2, $3, $4, $5 FROM (SELECT count(*) FROM author) locked
-             RETURNING id)
-         SELECT pg_notify($6, '') FROM written",
-    )
-    .bind::<SqlUuid, _>(event.author_id)
-    .bind::<Text, _>(event.kind.as_str())
-    .bind::<Nullable<SqlUuid>, _>(event.follower_id)
-    .bind::<Nullable<SqlUuid>, _>(event.post_id)
-    .bind::<Nullable<Text>, _>(event.post_text)
-    .bind::<Text, _>(NOTIFY_CHANNEL)
-    .bind::<diesel::sql_types::Bool, _>(event.kind.is_post())
+    RecordEvent {
+        kind: event.kind.as_str(),
+        is_post: event.kind.is_post(),
+        event,
+    }
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// `record`'s statement, as a query each connection prepares once (it is on every write's
+/// path). One statement, one round trip: the aggregate over `author` takes the lock (for a
+/// post) before the insert's one row is produced.
+struct RecordEvent<'a> {
+    event: NewEvent<'a>,
+    /// Bound as text and bool (the binds must outlive the pass).
+    kind: &'static str,
+    is_post: bool,
+}
+
+impl QueryId for RecordEvent<'_> {
+    type QueryId = RecordEvent<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl QueryFragment<Pg> for RecordEvent<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let event = &self.event;
+        out.push_sql("WITH author AS (SELECT 1 FROM users WHERE id = ");
+        out.push_bind_param::<SqlUuid, _>(&event.author_id)?;
+        out.push_sql(" AND ");
+        out.push_bind_param::<diesel::sql_types::Bool, _>(&self.is_post)?;
+        out.push_sql(
+            " FOR SHARE),
+             written AS (
+                 INSERT INTO feed_events (author_id, kind, follower_id, post_id, post_text)
+                 SELECT ",
+        );
+        out.push_bind_param::<SqlUuid, _>(&event.author_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.kind)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<SqlUuid>, _>(&event.follower_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<SqlUuid>, _>(&event.post_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&event.post_text)?;
+        out.push_sql(
+            " FROM (SELECT count(*) FROM author) locked
+                 RETURNING id)
+             SELECT pg_notify(",
+        );
+        out.push_bind_param::<Text, _>(&NOTIFY_CHANNEL)?;
+        out.push_sql(", '') FROM written");
+        Ok(())
+    }
 }
 
 /// One numbered event, as the relay publishes it and a resume replays it.
@@ -256,13 +295,38 @@ pub async fn number_batch(
     conn: &mut AsyncPgConnection,
     limit: i64,
 ) -> Result<Vec<RelayedEvent>, StoreError> {
-    // Data-modifying CTEs run to completion whether read or not; the final SELECT sees the
-    // `users` rows as they were before `switched`, hence the switch positions taken from this
-    // batch itself where an author switched in it.
-    Ok(diesel::sql_query(
-        "WITH batch AS (
+    Ok(NumberBatch { limit }.load(conn).await?)
+}
+
+/// `number_batch`'s statement, as a query diesel may cache: each connection prepares it once
+/// (`sql_query` would have it parsed and planned again on every call, on every event's path).
+///
+/// Data-modifying CTEs run to completion whether read or not; the final SELECT sees the `users`
+/// rows as they were before `switched`, hence the switch positions taken from the batch itself
+/// where an author switched in it.
+struct NumberBatch {
+    limit: i64,
+}
+
+impl QueryId for NumberBatch {
+    type QueryId = Self;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for NumberBatch {
+    type SqlType = Untyped;
+}
+
+impl QueryFragment<Pg> for NumberBatch {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "WITH batch AS (
              SELECT id, row_number() OVER (ORDER BY id) AS n
-               FROM (SELECT id FROM feed_events WHERE seq IS NULL ORDER BY id LIMIT $1) b),
+               FROM (SELECT id FROM feed_events WHERE seq IS NULL ORDER BY id LIMIT ",
+        );
+        out.push_bind_param::<BigInt, _>(&self.limit)?;
+        out.push_sql(
+            ") b),
          head AS (
              UPDATE feed_relay SET numbered_seq = numbered_seq + (SELECT count(*) FROM batch)
               WHERE id = 1
@@ -286,10 +350,9 @@ pub async fn number_batch(
                 (extract(epoch FROM n.recorded_at) * 1000000)::bigint AS recorded_us
            FROM numbered n LEFT JOIN users u ON u.id = n.author_id
           ORDER BY n.seq",
-    )
-    .bind::<BigInt, _>(limit)
-    .load(conn)
-    .await?)
+        );
+        Ok(())
+    }
 }
 
 /// Numbered events after `after`, in position order, with their authors' switch positions.
