@@ -19,6 +19,7 @@
 mod baseline;
 mod check;
 mod faults;
+mod floor;
 mod interrupt;
 mod load;
 mod panics;
@@ -146,6 +147,10 @@ pub struct RunArgs {
     /// herald's process id, to read its resident memory before and after connecting.
     #[arg(long)]
     pub herald_pid: Option<u32>,
+    /// The client's floor: run against a trivial broadcaster started in this process (no
+    /// database, no broker) instead of herald; `--url` and `--database-url` are not used.
+    #[arg(long)]
+    pub floor: bool,
     /// Seed for the follower graph and author choice (random if absent).
     #[arg(long)]
     pub rng_seed: Option<u64>,

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::check;
 use crate::faults;
+use crate::floor;
 use crate::interrupt::Interrupt;
 use crate::load::{self, Schedule};
 use crate::panics;
@@ -157,10 +158,17 @@ struct Checked {
     last_follower_ms: Vec<f64>,
 }
 
-pub async fn run(args: RunArgs, interrupt: &Interrupt) -> Result<Finished> {
+pub async fn run(mut args: RunArgs, interrupt: &Interrupt) -> Result<Finished> {
     let command = report::command_line();
     let started_at = chrono::Utc::now().to_rfc3339();
-    let plan = Plan::new(&args).context("the run cannot start")?;
+    let mut plan = Plan::new(&args).context("the run cannot start")?;
+    if args.floor {
+        // As many worker threads as herald runs with its defaults: one per core.
+        let workers = std::thread::available_parallelism().map_or(1, usize::from);
+        args.url = floor::start(&plan.graph, workers)?;
+        plan.ws_url = feed_url(&args.url)?;
+        eprintln!("floor mode: a trivial broadcaster at {} stands in for herald", args.url);
+    }
     let rng_seed = plan.rng_seed;
     let mut figures = RunFigures::default();
     let mut phase = "seeding";
@@ -270,15 +278,25 @@ async fn measure(
         needs_token[author as usize] = true;
     }
     let bar = phase_bar("seed");
-    let seeded = interrupt
-        .guard(seed::seed(
-            &args.database_url,
-            &graph,
-            &needs_token,
-            args.celebrity_threshold,
-            &bar,
-        ))
-        .await?;
+    let seeded = if args.floor {
+        seed::Seeded {
+            tokens: (0..graph.len())
+                .map(|user| needs_token[user as usize].then(|| floor::token(user)))
+                .collect(),
+            celebrities_marked: 0,
+            seconds: 0.0,
+        }
+    } else {
+        interrupt
+            .guard(seed::seed(
+                &args.database_url,
+                &graph,
+                &needs_token,
+                args.celebrity_threshold,
+                &bar,
+            ))
+            .await?
+    };
     bar.finish_and_clear();
     figures.seed = report::SeedFigures {
         users: u64::from(graph.len()),
