@@ -17,6 +17,7 @@
 //!   the fan-out and the watchdog (its opening comment shows one session's life).
 //! - [`retry`]: retrying a start-up dependency with backoff, and masking URLs for logs.
 //! - [`logging`]: `env_logger` with ceilings on the libraries that could print secrets.
+//! - [`tls`]: the rustls configurations for herald's own connections (RabbitMQ, PostgreSQL).
 
 pub mod auth;
 pub mod config;
@@ -26,3 +27,4 @@ pub mod realtime;
 pub mod retry;
 pub mod startup;
 pub mod store;
+pub mod tls;
