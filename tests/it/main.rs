@@ -7,9 +7,11 @@ mod support;
 
 mod actors;
 mod api;
+mod cors;
 mod faults;
 mod feed;
 mod hardening;
 mod outages;
 mod process;
 mod store;
+mod tls;
