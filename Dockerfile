@@ -23,6 +23,8 @@ RUN mkdir -p src benches loadgen/src \
 COPY src src
 COPY migrations migrations
 COPY config config
+# The browser client's files, compiled into the binary (include_str!).
+COPY web web
 RUN touch src/lib.rs src/main.rs \
     && cargo build --release --locked -p herald --bin herald
 

@@ -16,6 +16,7 @@
 //! - [`realtime`]: WebSocket sessions, the session registry, the broker actor and its link,
 //!   the fan-out and the watchdog (its opening comment shows one session's life).
 //! - [`retry`]: retrying a start-up dependency with backoff, and masking URLs for logs.
+//! - [`metrics`]: the Prometheus registry of one instance, rendered at `/metrics`.
 //! - [`logging`]: `env_logger` with ceilings on the libraries that could print secrets.
 //! - [`tls`]: the rustls configurations for herald's own connections (RabbitMQ, PostgreSQL).
 
@@ -23,6 +24,7 @@ pub mod auth;
 pub mod config;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod realtime;
 pub mod retry;
 pub mod startup;

@@ -16,7 +16,9 @@ use crate::auth::throttle::LoginThrottle;
 use crate::config::{AmqpSettings, DatabaseSettings, RealtimeSettings, Settings};
 use crate::http::connection::ConnectionFd;
 use crate::http::cors::{self, AllowedOrigins};
+use crate::http::metrics::{self as http_metrics, HttpMetrics};
 use crate::http::{self, body_deadline, request_id, AppState};
+use crate::metrics::{Metrics, MetricsError};
 use crate::realtime::broker::{Close, LinkUp};
 use crate::realtime::history::FeedHistory;
 use crate::realtime::link;
@@ -51,6 +53,8 @@ pub enum StartupError {
     Tls(#[from] TlsError),
     #[error("configuration: {0}")]
     Config(String),
+    #[error("cannot register the metrics: {0}")]
+    Metrics(#[from] MetricsError),
 }
 
 /// Raises the soft limit on open files to the hard limit: each WebSocket session holds two
@@ -113,6 +117,7 @@ pub struct Realtime {
     pub history: FeedHistory,
     pub health: BrokerHealth,
     pub stats: Stats,
+    pub metrics: Metrics,
 }
 
 impl Realtime {
@@ -123,6 +128,7 @@ impl Realtime {
         settings: &RealtimeSettings,
         database: &DatabaseSettings,
         db: DbPool,
+        metrics: &Metrics,
     ) -> Result<Self, StartupError> {
         let endpoints = Arc::new(link::Endpoints::new(amqp, &settings.exchange)?);
         let what = endpoints.describe();
@@ -131,7 +137,7 @@ impl Realtime {
         })
         .await?;
         let health = BrokerHealth::default();
-        let stats = Stats::default();
+        let stats = Stats::new(metrics)?;
         let (publish_channel, publishing) = watch::channel(None);
         let relay = relay::spawn(
             &database.url,
@@ -180,6 +186,7 @@ impl Realtime {
             history,
             health,
             stats,
+            metrics: metrics.clone(),
         })
     }
 
@@ -243,11 +250,13 @@ impl Application {
             AllowedOrigins::parse(&settings.http.cors_origins).map_err(StartupError::Config)?;
 
         let pool = prepare_database(&settings.database).await?;
+        let metrics = Metrics::new();
         let realtime = Realtime::start(
             &settings.amqp,
             &settings.realtime,
             &settings.database,
             pool.clone(),
+            &metrics,
         )
         .await?;
 
@@ -258,6 +267,7 @@ impl Application {
             registry: realtime.registry.clone(),
             broker_health: realtime.health.clone(),
             stats: realtime.stats.clone(),
+            metrics,
             auth: settings.auth.clone(),
             realtime: settings.realtime.clone(),
             hasher,
@@ -265,6 +275,7 @@ impl Application {
             body_timeout: Duration::from_secs(settings.http.body_timeout_secs),
             origins: origins.clone(),
         });
+        let request_metrics = web::Data::new(HttpMetrics::new(&state.metrics)?);
         let body_limit = settings.http.body_limit_bytes;
         let mut server = HttpServer::new(move || {
             // CORS sits inside `stamp`, so its refusals get the JSON error body and a request
@@ -274,8 +285,10 @@ impl Application {
                 .wrap(Condition::new(origins.is_on(), origins.middleware()))
                 .wrap(Condition::new(origins.is_on(), from_fn(cors::refusals)))
                 .wrap(from_fn(request_id::stamp))
+                .wrap(from_fn(http_metrics::observe))
                 .wrap(access_log())
                 .app_data(state.clone())
+                .app_data(request_metrics.clone())
                 .configure(|cfg| http::configure(cfg, body_limit))
                 .default_service(web::to(http::error::not_found))
         })

@@ -114,6 +114,8 @@ pub struct Verdict {
     pub latencies_ms: Vec<f64>,
     /// Per post with at least one valid delivery: the latest of them, in ms.
     pub last_follower_ms: Vec<f64>,
+    /// Per post with at least one valid delivery: the earliest of them, in ms.
+    pub first_follower_ms: Vec<f64>,
     pub last_valid_delivery: Option<Instant>,
 }
 
@@ -141,7 +143,8 @@ pub fn evaluate(
         expected,
         ..Verdict::default()
     };
-    let mut last_per_post: Vec<Option<f64>> = vec![None; posts.len()];
+    // Per post: its earliest and latest valid delivery.
+    let mut per_post: Vec<Option<(f64, f64)>> = vec![None; posts.len()];
     let mut valid_per_session: HashMap<u32, u64> = HashMap::new();
     for session in deliveries.chunk_by(|a, b| a.session == b.session) {
         let mut state = SessionState::default();
@@ -152,14 +155,15 @@ pub fn evaluate(
                 posts,
                 &mut state,
                 &mut verdict,
-                &mut last_per_post,
+                &mut per_post,
             );
         }
         if let Some(first) = session.first() {
             valid_per_session.insert(first.session, state.valid);
         }
     }
-    verdict.last_follower_ms = last_per_post.into_iter().flatten().collect();
+    verdict.first_follower_ms = per_post.iter().flatten().map(|(first, _)| *first).collect();
+    verdict.last_follower_ms = per_post.iter().flatten().map(|(_, last)| *last).collect();
     verdict.missing = expected.saturating_sub(verdict.valid);
     // What each dropped session was owed: the successful posts of the authors it follows.
     let mut ok_posts = vec![0u64; graph.len() as usize];
@@ -192,7 +196,7 @@ fn judge(
     posts: &[PostRecord],
     state: &mut SessionState,
     verdict: &mut Verdict,
-    last_per_post: &mut [Option<f64>],
+    per_post: &mut [Option<(f64, f64)>],
 ) {
     // herald's seq must rise with every frame of the session, whatever the frame.
     let seq_behind = match delivery.feed_seq {
@@ -247,8 +251,10 @@ fn judge(
         .as_secs_f64()
         * 1000.0;
     verdict.latencies_ms.push(latency);
-    let slot = &mut last_per_post[delivery.seq as usize];
-    *slot = Some(slot.map_or(latency, |seen| seen.max(latency)));
+    let slot = &mut per_post[delivery.seq as usize];
+    *slot = Some(slot.map_or((latency, latency), |(first, last)| {
+        (first.min(latency), last.max(latency))
+    }));
     verdict.last_valid_delivery = Some(
         verdict
             .last_valid_delivery
@@ -327,6 +333,9 @@ mod tests {
         let mut last = verdict.last_follower_ms.clone();
         last.sort_by(f64::total_cmp);
         assert_eq!(last, vec![5.0, 30.0]);
+        let mut first = verdict.first_follower_ms.clone();
+        first.sort_by(f64::total_cmp);
+        assert_eq!(first, vec![5.0, 10.0]);
         assert_eq!(verdict.last_valid_delivery, Some(at(30)));
     }
 

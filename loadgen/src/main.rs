@@ -28,6 +28,7 @@ mod report;
 mod scenario;
 mod seed;
 mod sessions;
+mod stages;
 mod stats;
 
 use std::panic::AssertUnwindSafe;

@@ -54,6 +54,12 @@ pub struct RunFigures {
     pub deliveries: DeliveryFigures,
     pub latency_ms: Option<Summary>,
     pub last_follower_ms: Option<Summary>,
+    pub first_follower_ms: Option<Summary>,
+    /// POST sent → its answer read, for the posts that succeeded.
+    pub post_answer_ms: Option<Summary>,
+    /// herald's own latency stages over the load (from its `/metrics`).
+    pub stages: Vec<crate::stages::StageFigure>,
+    pub client: ClientFigures,
     pub herald: HeraldFigures,
     pub broker: BrokerFigures,
     pub realtime: RealtimeFigures,
@@ -135,6 +141,17 @@ pub struct HeraldFigures {
     pub rss_per_session_kib: Option<f64>,
     /// herald's CPU time spent while the sessions connected, per session.
     pub connect_cpu_ms_per_session: Option<f64>,
+}
+
+/// The load generator's own cost, so a report shows when the client, not herald, is the floor.
+#[derive(Serialize, Default)]
+pub struct ClientFigures {
+    /// Threads reading the WebSockets.
+    pub threads: usize,
+    /// CPU this process used from the first post to the end of the drain.
+    pub cpu_ms: Option<f64>,
+    /// That, as a share of one core over the same wall time.
+    pub cpu_share_of_one_core: Option<f64>,
 }
 
 #[derive(Serialize, Default)]
@@ -248,6 +265,8 @@ impl Rows for RunFigures {
             ),
             summary_row("latency, every delivery", &self.latency_ms),
             summary_row("latency, last follower per post", &self.last_follower_ms),
+            summary_row("latency, first follower per post", &self.first_follower_ms),
+            summary_row("POST answered in", &self.post_answer_ms),
             ("deliveries/s".into(), num(d.per_sec, 0, "")),
             (
                 "deliveries".into(),
@@ -361,6 +380,29 @@ impl Rows for RunFigures {
         }
         if let Some(mode) = self.realtime.after.as_ref().and_then(|r| r.mode.clone()) {
             rows.push(("herald realtime mode".into(), mode));
+        }
+        rows.push((
+            "load generator CPU".into(),
+            match (self.client.cpu_ms, self.client.cpu_share_of_one_core) {
+                (Some(ms), Some(share)) => format!(
+                    "{ms:.0} ms over the load and drain: {:.0}% of one core ({} client threads)",
+                    share * 100.0,
+                    self.client.threads
+                ),
+                _ => "n/a".into(),
+            },
+        ));
+        for stage in &self.stages {
+            rows.push((
+                format!("herald stage {}", stage.stage),
+                format!(
+                    "p50 {} · p99 {} (n={}): {}",
+                    num(stage.p50_ms, 2, " ms"),
+                    num(stage.p99_ms, 2, " ms"),
+                    stage.count,
+                    crate::stages::spans(&stage.stage)
+                ),
+            ));
         }
         rows
     }

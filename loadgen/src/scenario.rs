@@ -19,6 +19,7 @@ use crate::probes;
 use crate::report::{self, Finished, Report, RunFigures};
 use crate::seed::{self, Graph};
 use crate::sessions::{self, ConnectOutcome};
+use crate::stages;
 use crate::stats::{per_second, Summary};
 use crate::{seconds_arg, AuthorChoice, RunArgs};
 
@@ -413,6 +414,9 @@ async fn measure(
         }
     }
     figures.realtime.before = probes::realtime_counters(&args.url).await;
+    let stages_before = stages::scrape(&args.url).await;
+    let client_cpu_before = probes::cpu_ms(std::process::id());
+    figures.client.threads = args.client_threads;
     note_dropped(figures, &clients.shared);
 
     // Load: the posts, and the faults timed from the first of them.
@@ -486,6 +490,14 @@ async fn measure(
     figures.deliveries.drain_end = Some(drain_end);
     figures.deliveries.drain_seconds = drain_started.elapsed().as_secs_f64();
     figures.realtime.after = probes::realtime_counters(&args.url).await;
+    if let (Some(before), Some(after)) = (&stages_before, stages::scrape(&args.url).await) {
+        figures.stages = stages::figures(before, &after);
+    }
+    if let (Some(before), Some(after)) = (client_cpu_before, probes::cpu_ms(std::process::id())) {
+        let wall_ms = load_started.elapsed().as_secs_f64() * 1000.0;
+        figures.client.cpu_ms = Some(after - before);
+        figures.client.cpu_share_of_one_core = (wall_ms > 0.0).then(|| (after - before) / wall_ms);
+    }
     note_dropped(figures, &clients.shared);
 
     // Check.
@@ -520,6 +532,19 @@ async fn measure(
     }
     figures.latency_ms = Some(Summary::of(&mut verdict.latencies_ms));
     figures.last_follower_ms = Some(Summary::of(&mut verdict.last_follower_ms));
+    figures.first_follower_ms = Some(Summary::of(&mut verdict.first_follower_ms));
+    let mut answers: Vec<f64> = outcome
+        .posts
+        .iter()
+        .filter(|post| post.ok)
+        .map(|post| {
+            post.answered
+                .saturating_duration_since(post.sent)
+                .as_secs_f64()
+                * 1000.0
+        })
+        .collect();
+    figures.post_answer_ms = Some(Summary::of(&mut answers));
     realtime_deltas(figures);
     Ok(Checked {
         latencies_ms: verdict.latencies_ms,

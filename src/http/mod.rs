@@ -6,6 +6,7 @@ pub mod body_deadline;
 pub mod connection;
 pub mod cors;
 pub mod error;
+pub mod metrics;
 pub mod request_id;
 pub mod routes;
 pub mod validation;
@@ -19,6 +20,7 @@ use actix_web::{web, HttpRequest, HttpResponse, Resource, Route};
 use crate::auth::hasher::Hasher;
 use crate::auth::throttle::LoginThrottle;
 use crate::config::{AuthSettings, RealtimeSettings};
+use crate::metrics::Metrics;
 use crate::realtime::history::FeedHistory;
 use crate::realtime::relay::Relay;
 use crate::realtime::{BrokerHealth, SessionRegistry, Stats};
@@ -32,6 +34,7 @@ pub struct AppState {
     pub registry: Addr<SessionRegistry>,
     pub broker_health: BrokerHealth,
     pub stats: Stats,
+    pub metrics: Metrics,
     pub auth: AuthSettings,
     pub realtime: RealtimeSettings,
     pub hasher: Hasher,
@@ -41,7 +44,8 @@ pub struct AppState {
     pub origins: cors::AllowedOrigins,
 }
 
-/// Mounts every route of the contract (plus `/health`) and the body and parameter limits.
+/// Mounts every route of the contract (plus `/health` and the browser client's files) and the
+/// body and parameter limits.
 pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
     cfg.app_data(
         web::JsonConfig::default()
@@ -104,7 +108,15 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
         "GET",
         web::get().to(routes::feed_socket::connect),
     ))
-    .service(one("/health", "GET", web::get().to(routes::health::health)));
+    .service(one("/health", "GET", web::get().to(routes::health::health)))
+    .service(one(
+        "/metrics",
+        "GET",
+        web::get().to(routes::metrics::metrics),
+    ))
+    .service(one("/", "GET", web::get().to(routes::client::index)))
+    .service(one("/app.js", "GET", web::get().to(routes::client::script)))
+    .service(one("/app.css", "GET", web::get().to(routes::client::style)));
 }
 
 /// A path served by one method; any other method gets 405 with `Allow: <method>`.

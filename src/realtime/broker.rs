@@ -131,6 +131,9 @@ impl Handler<LinkUp> for BrokerActor {
     type Result = ();
 
     fn handle(&mut self, LinkUp(link): LinkUp, ctx: &mut Context<Self>) {
+        if self.generation > 0 {
+            self.stats.count_reconnect();
+        }
         self.generation += 1;
         let generation = self.generation;
         ctx.add_stream(

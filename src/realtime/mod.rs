@@ -46,6 +46,7 @@ pub mod session_protocol;
 pub mod session_queues;
 pub mod stats;
 pub mod topology;
+pub mod trace;
 pub mod watchdog;
 pub mod write_watch;
 

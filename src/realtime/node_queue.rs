@@ -25,6 +25,7 @@ use super::pipeline;
 use super::routing::{ApplyControl, RegistryPort, RouteEvent};
 use super::stats::Stats;
 use super::topology::{self, Route};
+use super::trace::Trace;
 
 /// Bind/unbind requests sent in one round trip at most.
 const BINDING_BATCH: usize = 512;
@@ -265,9 +266,11 @@ pub async fn consume(
             }
             Some(route) => {
                 let payload: Arc<str> = String::from_utf8_lossy(&delivery.data).into();
+                let trace = Trace::consumed(delivery.properties.headers().as_ref(), &stats);
                 registry.route_event.do_send(RouteEvent {
                     route,
                     frame: (seq, payload),
+                    trace,
                     handed,
                 });
             }

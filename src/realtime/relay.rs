@@ -35,8 +35,9 @@ use uuid::Uuid;
 use super::control::{self, Control};
 use super::events::frame_of;
 use super::pipeline::{self, Started};
-use super::stats::Stats;
+use super::stats::{Stage, Stats};
 use super::topology::{author_routing_key, user_routing_key};
+use super::trace;
 use crate::config::RealtimeSettings;
 use crate::store::events::{self as log_store, Kind, RelayedEvent, NOTIFY_CHANNEL};
 use crate::store::pg_tls::PgTls;
@@ -246,9 +247,10 @@ impl Leader {
                 }
                 continue;
             }
+            let picked = trace::now_us();
             let channel = self.current_channel().await?;
             let (first, last) = (rows[0].event.seq, rows[rows.len() - 1].event.seq);
-            match self.publish(conn, &channel, &rows).await {
+            match self.publish(conn, &channel, &rows, picked).await {
                 Ok(()) => {
                     log_store::mark_published(conn, last).await?;
                     published = last;
@@ -304,12 +306,14 @@ impl Leader {
         }
     }
 
-    /// Publishes `rows` in order and waits for every confirm.
+    /// Publishes `rows` (read at `picked`, microseconds since the epoch) in order and waits
+    /// for every confirm.
     async fn publish(
         &self,
         conn: &mut AsyncPgConnection,
         channel: &Channel,
         rows: &[RelayedEvent],
+        picked: i64,
     ) -> Result<(), PublishError> {
         let mut out = Outbox {
             channel,
@@ -317,10 +321,12 @@ impl Leader {
             in_flight: VecDeque::new(),
             max_in_flight: self.max_in_flight,
             stats: &self.stats,
+            stamps: (0, 0),
         };
         for row in rows {
             let event = &row.event;
             let seq = event.seq;
+            out.stamps = (row.recorded_us, picked);
             let Some(kind) = Kind::parse(&event.kind) else {
                 log::warn!(
                     "feed position {seq} has an unknown kind {:?}; skipped",
@@ -418,7 +424,11 @@ fn with_keepalives(url: &str) -> String {
 }
 
 /// A publish whose frames are queued: it resolves once they are written, to its confirm.
-type InFlight = Started<'static, Result<PublisherConfirm, lapin::Error>>;
+/// With when it was sent.
+type InFlight = (
+    Instant,
+    Started<'static, Result<PublisherConfirm, lapin::Error>>,
+);
 
 /// Publishes pipelined (each publish's frames queued in order without waiting for the one
 /// before: see `pipeline`), with at most `max_in_flight` unconfirmed.
@@ -428,6 +438,8 @@ struct Outbox<'a> {
     in_flight: VecDeque<InFlight>,
     max_in_flight: usize,
     stats: &'a Stats,
+    /// The current event's stamps: when it was recorded, when the relay read it.
+    stamps: (i64, i64),
 }
 
 impl Outbox<'_> {
@@ -439,9 +451,10 @@ impl Outbox<'_> {
     ) -> Result<(), PublishError> {
         while self.in_flight.len() >= self.max_in_flight {
             if let Some(oldest) = self.in_flight.pop_front() {
-                confirmed(oldest).await?;
+                confirmed(oldest, self.stats).await?;
             }
         }
+        let properties = properties.with_headers(trace::headers(self.stamps.0, self.stamps.1));
         let publish = {
             let (channel, exchange) = (self.channel.clone(), self.exchange.to_owned());
             let payload = payload.to_vec();
@@ -457,8 +470,9 @@ impl Outbox<'_> {
                     .await
             }
         };
+        let sent = Instant::now();
         self.in_flight
-            .push_back(pipeline::start(Box::pin(publish)).await);
+            .push_back((sent, pipeline::start(Box::pin(publish)).await));
         self.stats.add_published(1);
         Ok(())
     }
@@ -467,7 +481,7 @@ impl Outbox<'_> {
     async fn finish(mut self) -> Result<(), PublishError> {
         let mut outcome = Ok(());
         while let Some(publish) = self.in_flight.pop_front() {
-            if let Err(error) = confirmed(publish).await {
+            if let Err(error) = confirmed(publish, self.stats).await {
                 outcome = outcome.and(Err(error));
             }
         }
@@ -475,11 +489,14 @@ impl Outbox<'_> {
     }
 }
 
-async fn confirmed(publish: InFlight) -> Result<(), PublishError> {
+async fn confirmed((sent, publish): InFlight, stats: &Stats) -> Result<(), PublishError> {
     let Some(written) = pipeline::finish(publish).await else {
         return Ok(()); // awaited already
     };
-    if written?.await?.is_nack() {
+    let acked = !written?.await?.is_nack();
+    stats.count_confirm(acked);
+    stats.observe(Stage::Confirm, sent.elapsed().as_secs_f64());
+    if !acked {
         return Err(PublishError::Nacked);
     }
     Ok(())

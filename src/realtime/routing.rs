@@ -20,6 +20,7 @@ use super::control::Control;
 use super::events::Frame;
 use super::session_protocol::SessionHandle;
 use super::topology::Route;
+use super::trace::Trace;
 
 /// Route `user.<id>` to this node for a session about to start (node mode: bind it to the node
 /// queue; session mode: declare the session's queue, bound to it). Resolves once in place, with
@@ -108,6 +109,7 @@ impl BrokerPort {
 pub struct RouteEvent {
     pub route: Route,
     pub frame: Frame,
+    pub trace: Trace,
     /// Released once handled: bounds what the consumer may hand over ahead of the registry.
     pub handed: OwnedSemaphorePermit,
 }

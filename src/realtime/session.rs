@@ -53,6 +53,8 @@ pub struct WsSession {
     gate: InOrder,
     /// Whether the client resumed (counted once, at start).
     resumed: bool,
+    /// The close code this session ended with, once known (sent or received).
+    close_code: Option<u16>,
 }
 
 impl WsSession {
@@ -76,6 +78,7 @@ impl WsSession {
             history: feed.history,
             stats: feed.stats,
             resumed: feed.resumed,
+            close_code: None,
         }
     }
 
@@ -111,7 +114,8 @@ impl WsSession {
         });
     }
 
-    fn close(&self, ctx: &mut ws::WebsocketContext<Self>, code: CloseCode, why: &str) {
+    fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: CloseCode, why: &str) {
+        self.close_code.get_or_insert(code.into());
         ctx.close(Some(CloseReason {
             code,
             description: Some(why.to_owned()),
@@ -137,9 +141,12 @@ impl Actor for WsSession {
         if self.resumed {
             self.stats.count_resume();
         }
+        self.stats.count_connect();
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        // 1006: the connection ended without a close frame either way.
+        self.stats.count_disconnect(self.close_code.unwrap_or(1006));
         self.registry.do_send(Deregister {
             session_id: self.id,
         });
@@ -149,9 +156,15 @@ impl Actor for WsSession {
 impl Handler<Deliver> for WsSession {
     type Result = ();
 
-    fn handle(&mut self, Deliver(frame): Deliver, ctx: &mut Self::Context) {
+    fn handle(&mut self, Deliver(frame, trace): Deliver, ctx: &mut Self::Context) {
+        let seq = frame.0;
         let released = self.gate.live(frame);
+        // Timed only when written now, not when held for a fill or dropped as a duplicate.
+        let written = released.frames.iter().any(|(at, _)| *at == seq);
         self.write(released.frames, released.duplicates, ctx);
+        if written {
+            trace.written(&self.stats);
+        }
     }
 }
 
@@ -273,6 +286,9 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
         match message {
             ws::Message::Ping(payload) => ctx.pong(&payload),
             ws::Message::Close(reason) => {
+                // 1005: the client's close frame carried no code.
+                let code = reason.as_ref().map_or(1005, |reason| reason.code.into());
+                self.close_code.get_or_insert(code);
                 ctx.close(reason);
                 ctx.stop();
             }

@@ -10,13 +10,14 @@ use actix::prelude::*;
 use uuid::Uuid;
 
 use super::events::Frame;
+use super::trace::Trace;
 use super::write_watch::WriteWatch;
 
 /// One live feed event (its position and its text) for the session to write as one text
-/// frame, unless it has it already.
+/// frame, unless it has it already; with its message's stamps, to time the write.
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
-pub struct Deliver(pub Frame);
+pub struct Deliver(pub Frame, pub Trace);
 
 /// Keeping a session's feed gap-free around a routing change (see `in_order`).
 #[derive(Message, Clone, Copy, Debug, PartialEq, Eq)]

@@ -24,6 +24,7 @@ use super::stats::Stats;
 use super::topology::{
     self, author_routing_key, session_queue_arguments, session_queue_name, user_routing_key, Route,
 };
+use super::trace::Trace;
 use crate::config::RealtimeSettings;
 
 enum State {
@@ -278,11 +279,13 @@ async fn forward(
             // Routed before the unfollow was applied: not for this session any more.
         } else {
             let text: Arc<str> = String::from_utf8_lossy(&delivery.data).into();
+            let trace = Trace::consumed(delivery.properties.headers().as_ref(), &stats);
+            trace.handing(&stats);
             session.owe();
             // A session that stops reading must not wedge its forwarder: `stop` still wins.
             let handed = tokio::select! {
                 _ = &mut stop => break true,
-                handed = session.deliver.send(Deliver((seq, text))) => handed,
+                handed = session.deliver.send(Deliver((seq, text), trace)) => handed,
             };
             if handed.is_err() {
                 break true; // the session actor is gone; the queue goes with it

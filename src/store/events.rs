@@ -162,6 +162,10 @@ pub struct RelayedEvent {
     /// The position of the author's switch to celebrity, if numbered yet.
     #[diesel(sql_type = Nullable<BigInt>)]
     pub celebrity_seq: Option<i64>,
+    /// When the event was recorded (just before its transaction committed), in microseconds
+    /// since the Unix epoch: where its latency is measured from.
+    #[diesel(sql_type = BigInt)]
+    pub recorded_us: i64,
 }
 
 impl RelayedEvent {
@@ -283,7 +287,9 @@ pub async fn numbered_after(
 ) -> Result<Vec<RelayedEvent>, StoreError> {
     Ok(diesel::sql_query(
         "SELECT e.seq, e.kind, e.author_id, e.follower_id, e.post_id, e.post_text,
-                u.celebrity_seq
+                u.celebrity_seq,
+                (extract(epoch FROM coalesce(e.recorded_at, e.created_at)) * 1000000)::bigint
+                    AS recorded_us
            FROM feed_events e LEFT JOIN users u ON u.id = e.author_id
           WHERE e.seq > $1 ORDER BY e.seq LIMIT $2",
     )

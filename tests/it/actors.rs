@@ -46,6 +46,7 @@ impl Rig {
             &settings.realtime,
             &settings.database,
             pool.clone(),
+            &herald::metrics::Metrics::new(),
         )
         .await
         .expect("realtime");

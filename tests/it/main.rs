@@ -7,10 +7,12 @@ mod support;
 
 mod actors;
 mod api;
+mod browser;
 mod cors;
 mod faults;
 mod feed;
 mod hardening;
+mod metrics;
 mod outages;
 mod process;
 mod store;

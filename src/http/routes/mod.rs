@@ -1,7 +1,9 @@
-//! One file per resource of the contract.
+//! One file per resource of the contract, and the browser client (`client`).
 
+pub mod client;
 pub mod feed_socket;
 pub mod friends;
 pub mod health;
+pub mod metrics;
 pub mod posts;
 pub mod users;

@@ -12,6 +12,7 @@ use crate::realtime::events::Frame;
 use crate::realtime::routing::{ApplyControl, RouteAuthors, RouteEvent, UnrouteAuthors};
 use crate::realtime::session_protocol::{Deliver, Disconnect, DisconnectReason, FeedSync};
 use crate::realtime::topology::Route;
+use crate::realtime::trace::Trace;
 
 enum Handed {
     Ok,
@@ -21,7 +22,7 @@ enum Handed {
 }
 
 impl SessionRegistry {
-    fn deliver(&mut self, session_id: Uuid, frame: &Frame) -> Handed {
+    fn deliver(&mut self, session_id: Uuid, frame: &Frame, trace: &Trace) -> Handed {
         let Some(entry) = self.sessions.get_mut(&session_id) else {
             return Handed::Gone;
         };
@@ -33,7 +34,10 @@ impl SessionRegistry {
             return Handed::TooSlow;
         };
         handle.owe();
-        match handle.deliver.try_send(Deliver(frame.clone())) {
+        match handle
+            .deliver
+            .try_send(Deliver(frame.clone(), trace.clone()))
+        {
             Ok(()) => {
                 self.stats.add_delivered(1);
                 Handed::Ok
@@ -65,9 +69,10 @@ impl SessionRegistry {
     }
 
     /// Hands one event to each of `targets`; closes the ones that cannot keep up.
-    pub(super) fn deliver_all(&mut self, targets: Vec<Uuid>, frame: &Frame) {
+    pub(super) fn deliver_all(&mut self, targets: Vec<Uuid>, frame: &Frame, trace: &Trace) {
+        trace.handing(&self.stats);
         for session_id in targets {
-            match self.deliver(session_id, frame) {
+            match self.deliver(session_id, frame, trace) {
                 Handed::Ok => {}
                 Handed::Gone => {
                     self.remove(session_id);
@@ -90,7 +95,7 @@ impl Handler<RouteEvent> for SessionRegistry {
             return; // a binding on its way out
         };
         let targets: Vec<Uuid> = targets.iter().copied().collect();
-        self.deliver_all(targets, &msg.frame);
+        self.deliver_all(targets, &msg.frame, &msg.trace);
     }
 }
 

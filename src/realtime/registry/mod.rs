@@ -18,6 +18,7 @@ use super::events::Frame;
 use super::routing::{AttachSession, BrokerPort, ReleaseSession, RouteAuthors, RouteUser};
 use super::session_protocol::{Disconnect, DisconnectReason, FeedSync, SessionHandle};
 use super::stats::Stats;
+use super::trace::Trace;
 use super::write_watch::WriteWatch;
 use crate::config::QueueMode;
 
@@ -358,7 +359,8 @@ impl Handler<Register> for SessionRegistry {
             });
         }
         for frame in backlog {
-            self.deliver_all(vec![msg.session_id], &frame);
+            // Untimed: it waited for its session, not in the delivery path.
+            self.deliver_all(vec![msg.session_id], &frame, &Trace::default());
         }
     }
 }

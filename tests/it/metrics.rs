@@ -1,0 +1,117 @@
+//! `/metrics`: the Prometheus text a scraper reads, checked against what really happened on a
+//! fresh instance (its own registry): one session, one post delivered, one close.
+
+use awc::ws::{CloseCode, CloseReason, Message};
+use herald::config::QueueMode;
+
+use crate::support::{FeedClient, TestApp};
+
+in_both_modes!(the_metrics_count_what_happened);
+
+/// The value of the sample `series` (name and labels exactly as rendered), if present.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok())?
+        })
+}
+
+async fn scrape(app: &TestApp) -> String {
+    let answer = app.call("GET", "/metrics", None, None).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let content_type = answer
+        .headers
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    answer.body.as_str().unwrap_or_default().to_owned()
+}
+
+async fn the_metrics_count_what_happened(mode: QueueMode) {
+    let app = TestApp::spawn_in(mode).await;
+    let (author, _reader, mut feed) = app.author_and_follower().await;
+    let post = app.create_post(&author, "measured").await;
+    feed.expect_created(post, &author, "measured").await;
+
+    let mode_label = mode.as_str();
+    let text = scrape(&app).await;
+    let at = |series: &str| sample(&text, series);
+    assert_eq!(
+        at(&format!("herald_sessions{{mode=\"{mode_label}\"}}")),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(at("herald_session_connects_total"), Some(1.0), "{text}");
+    assert_eq!(at("herald_feed_deliveries_total"), Some(1.0), "{text}");
+    assert_eq!(at("herald_broker_link_up"), Some(1.0), "{text}");
+    assert_eq!(at("herald_relay_leading"), Some(1.0), "{text}");
+    assert!(at("herald_broker_messages_published_total").is_some_and(|n| n >= 1.0));
+    assert!(at("herald_broker_confirms_total{outcome=\"ack\"}").is_some_and(|n| n >= 1.0));
+    // The post's frame was timed through every stage, and written once.
+    assert_eq!(
+        at("herald_feed_delivery_seconds_count"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        at("herald_feed_first_delivery_seconds_count"),
+        Some(1.0),
+        "{text}"
+    );
+    for stage in [
+        "pickup", "publish", "broker", "registry", "socket", "confirm",
+    ] {
+        let count = at(&format!(
+            "herald_feed_stage_seconds_count{{stage=\"{stage}\"}}"
+        ));
+        assert!(
+            count.is_some_and(|n| n >= 1.0),
+            "stage {stage}: {count:?}\n{text}"
+        );
+    }
+    // HTTP requests by route pattern (never the raw path) and status.
+    assert_eq!(
+        at("herald_http_requests_total{method=\"POST\",route=\"/post/create\",status=\"200\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(at(
+        "herald_http_request_duration_seconds_count{method=\"POST\",route=\"/post/create\"}"
+    )
+    .is_some_and(|n| n >= 1.0));
+    let (status, _) = app
+        .get(&format!("/user/get/{}", uuid::Uuid::new_v4()), None)
+        .await;
+    assert!(status >= 400, "{status}");
+    let text = scrape(&app).await;
+    let series = format!(
+        "herald_http_requests_total{{method=\"GET\",route=\"/user/get/{{id}}\",status=\"{status}\"}}"
+    );
+    assert_eq!(sample(&text, &series), Some(1.0), "{text}");
+
+    // A client that closes with 1000 is counted under that code once its session stops.
+    close_normally(&mut feed).await;
+    let closed = "herald_session_disconnects_total{code=\"1000\"}";
+    assert!(
+        app.eventually(|| async { sample(&scrape(&app).await, closed) == Some(1.0) })
+            .await,
+        "{}",
+        scrape(&app).await
+    );
+}
+
+async fn close_normally(feed: &mut FeedClient) {
+    feed.send(Message::Close(Some(CloseReason {
+        code: CloseCode::Normal,
+        description: None,
+    })))
+    .await;
+    assert!(feed.close_reason().await.is_some());
+}
