@@ -9,8 +9,9 @@
 //! - responses to those origins carry `Access-Control-Allow-Origin` and expose `X-Feed-Seq`,
 //!   `X-Request-Id` and `Retry-After`; a request from another origin is served as before, only
 //!   without them (the browser then keeps the response from the page);
-//! - a WebSocket upgrade (`/post/feed/posted`) whose `Origin` is not listed is refused with 403:
-//!   browsers apply no same-origin rule to WebSockets, so the server must.
+//! - a WebSocket upgrade (`/post/feed/posted`) whose `Origin` is neither listed nor herald's own
+//!   (the page herald serves at `/`: the origin's host and port are the request's `Host`) is
+//!   refused with 403: browsers apply no same-origin rule to WebSockets, so the server must.
 //!
 //! A request without `Origin` (curl, native clients) is never affected. `*` as the only entry
 //! admits every origin (`Access-Control-Allow-Origin: *`): herald authenticates with bearer
@@ -149,15 +150,39 @@ pub async fn refusals(
     })
 }
 
-/// 403 for a WebSocket upgrade from an origin `http.cors_origins` does not list.
+/// 403 for a WebSocket upgrade from an origin `http.cors_origins` does not list, unless it is
+/// herald's own (its page at `/`).
 pub fn check_socket_origin(req: &HttpRequest, allowed: &AllowedOrigins) -> Result<(), ApiError> {
-    if allowed.admits(req.headers().get(header::ORIGIN)) {
+    let origin = req.headers().get(header::ORIGIN);
+    if allowed.admits(origin) || origin.is_some_and(|origin| same_origin(origin, req)) {
         Ok(())
     } else {
         Err(ApiError::Forbidden(
             "this origin may not open the feed (see http.cors_origins)".into(),
         ))
     }
+}
+
+/// Whether `origin` names the host and port this request was sent to (its `Host`): a page
+/// herald served itself.
+fn same_origin(origin: &header::HeaderValue, req: &HttpRequest) -> bool {
+    let Some(host) = req.headers().get(header::HOST) else {
+        return false;
+    };
+    let (Ok(origin), Ok(host)) = (origin.to_str(), host.to_str()) else {
+        return false;
+    };
+    let Ok(origin) = url::Url::parse(origin) else {
+        return false;
+    };
+    // The Host header read with the origin's scheme, so that a missing port means the same
+    // default on both sides.
+    let Ok(requested) = url::Url::parse(&format!("{}://{host}", origin.scheme())) else {
+        return false;
+    };
+    origin.host().is_some()
+        && origin.host() == requested.host()
+        && origin.port_or_known_default() == requested.port_or_known_default()
 }
 
 #[cfg(test)]
@@ -198,6 +223,29 @@ mod tests {
             assert!(parse(&[bad]).is_err(), "{bad}");
         }
         assert!(parse(&["*", "https://example.com"]).is_err());
+    }
+
+    #[test]
+    fn a_page_herald_served_itself_may_open_the_feed() {
+        use actix_web::test::TestRequest;
+        let listed = parse(&["https://app.example.com"]).expect("valid");
+        let from = |origin: &str, host: &str| {
+            let req = TestRequest::get()
+                .insert_header(("Origin", origin))
+                .insert_header(("Host", host))
+                .to_http_request();
+            super::check_socket_origin(&req, &listed).is_ok()
+        };
+        assert!(from("http://127.0.0.1:8080", "127.0.0.1:8080"));
+        assert!(from("https://herald.example.com", "herald.example.com"));
+        assert!(from("https://herald.example.com", "herald.example.com:443"));
+        assert!(!from(
+            "https://herald.example.com",
+            "herald.example.com:8443"
+        ));
+        assert!(!from("https://evil.example.com", "herald.example.com"));
+        assert!(!from("null", "herald.example.com"));
+        assert!(from("https://app.example.com", "herald.example.com"));
     }
 
     #[test]

@@ -212,6 +212,9 @@ async fn listed_origins_get_cors_and_others_are_refused_where_it_matters() {
         101
     );
     assert_eq!(open_feed(&app, &user.token, None).await, 101);
+    // herald's own page (served at /) is of herald's origin, listed or not.
+    let own = format!("http://127.0.0.1:{}", app.port);
+    assert_eq!(open_feed(&app, &user.token, Some(&own)).await, 101);
 }
 
 #[actix_web::test]
