@@ -293,6 +293,9 @@ impl Application {
                 .default_service(web::to(http::error::not_found))
         })
         .on_connect(ConnectionFd::record)
+        // A feed frame is one small write that must leave at once, not wait for the client's
+        // ACK of the one before (Nagle's algorithm).
+        .tcp_nodelay(true)
         .disable_signals()
         .shutdown_timeout(5);
         if settings.http.workers > 0 {

@@ -12,8 +12,20 @@ pub const PASSWORD_MAX_CHARS: usize = 128;
 pub const POST_MAX_CHARS: usize = 10_000;
 pub const FEED_MAX_LIMIT: i64 = 1_000;
 
-/// Trimmed, non-empty, at most `max` characters.
+/// PostgreSQL's `text` cannot hold U+0000: refused here as a 400, before it reaches a query
+/// and fails there.
+fn no_nul(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.contains('\0') {
+        return Err(ApiError::BadRequest(format!(
+            "{field} must not contain NUL characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Trimmed, non-empty, at most `max` characters, no NUL.
 pub fn required_text<'a>(field: &str, value: &'a str, max: usize) -> Result<&'a str, ApiError> {
+    no_nul(field, value)?;
     let value = value.trim();
     if value.is_empty() {
         return Err(ApiError::BadRequest(format!("{field} must not be empty")));
@@ -26,8 +38,9 @@ pub fn required_text<'a>(field: &str, value: &'a str, max: usize) -> Result<&'a 
     Ok(value)
 }
 
-/// Trimmed, possibly empty, at most `max` characters.
+/// Trimmed, possibly empty, at most `max` characters, no NUL.
 pub fn optional_text<'a>(field: &str, value: &'a str, max: usize) -> Result<&'a str, ApiError> {
+    no_nul(field, value)?;
     let value = value.trim();
     if value.chars().count() > max {
         return Err(ApiError::BadRequest(format!(
@@ -59,8 +72,9 @@ pub fn password(value: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// 1 to 10,000 characters, not only white space. Kept as written (no trimming).
+/// 1 to 10,000 characters, not only white space, no NUL. Kept as written (no trimming).
 pub fn post_text(value: &str) -> Result<(), ApiError> {
+    no_nul("text", value)?;
     if value.trim().is_empty() {
         return Err(ApiError::BadRequest("text must not be empty".into()));
     }
@@ -98,6 +112,9 @@ mod tests {
         assert!(required_text("f", &"я".repeat(11), 10).is_err());
         assert!(required_text("f", &"я".repeat(10), 10).is_ok());
         assert_eq!(optional_text("b", "  ", 10).ok(), Some(""));
+        // PostgreSQL text cannot hold NUL: a 400 here, not a failed query.
+        assert!(required_text("f", "a\0b", 10).is_err());
+        assert!(optional_text("b", "\0", 10).is_err());
     }
 
     #[test]
@@ -118,6 +135,7 @@ mod tests {
         assert!(post_text(" \n").is_err());
         assert!(post_text(&"ж".repeat(10_000)).is_ok());
         assert!(post_text(&"ж".repeat(10_001)).is_err());
+        assert!(post_text("nul \0 inside").is_err());
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //! [`GIVE_UP_AFTER`] gives it up. The leader, on that same connection (so no other instance can
 //! number while it does):
 //!
-//! 1. numbers committed events (`store::events::number_batch`), which gives positions in
-//!    commit order;
+//! 1. numbers committed events and reads them back in the same statement
+//!    (`store::events::number_batch`), which gives positions in commit order;
 //! 2. publishes every numbered event after the last confirmed position: a post event once,
 //!    routed `author.<id>`, if its author switched to celebrity at an earlier position, else
 //!    once per follower, routed `user.<follower>`; a follow or unfollow of a celebrity, and a
@@ -225,6 +225,10 @@ impl Leader {
 
     async fn lead(&mut self, conn: &mut AsyncPgConnection) -> Result<(), RelayError> {
         let mut published = log_store::relay_state(conn).await?.published_seq;
+        // Whether numbered events may wait unpublished (left by an earlier leader, or by a
+        // failed publish): they go first. Once none do, each batch is numbered and read in one
+        // statement, the one round trip an event waits for here.
+        let mut backlog = true;
         let mut last_prune: Option<Instant> = None;
         let mut failing_since: Option<Instant> = None;
         loop {
@@ -235,16 +239,22 @@ impl Leader {
                 self.prune(conn).await?;
                 last_prune = Some(Instant::now());
             }
-            let rows = log_store::numbered_after(conn, published, self.batch).await?;
+            let rows = if backlog {
+                let rows = log_store::numbered_after(conn, published, self.batch).await?;
+                backlog = rows.len() as i64 >= self.batch;
+                rows
+            } else {
+                let rows = log_store::number_batch(conn, self.batch).await?;
+                if rows.is_empty() {
+                    tokio::select! {
+                        _ = self.relay.nudge.notified() => {}
+                        _ = tokio::time::sleep(IDLE_TICK) => {}
+                        _ = self.stopped.wait_for(|stop| *stop) => return Err(RelayError::Stopped),
+                    }
+                }
+                rows
+            };
             if rows.is_empty() {
-                if log_store::number_batch(conn, self.batch).await? > 0 {
-                    continue;
-                }
-                tokio::select! {
-                    _ = self.relay.nudge.notified() => {}
-                    _ = tokio::time::sleep(IDLE_TICK) => {}
-                    _ = self.stopped.wait_for(|stop| *stop) => return Err(RelayError::Stopped),
-                }
                 continue;
             }
             let picked = trace::now_us();
@@ -259,6 +269,7 @@ impl Leader {
                 }
                 Err(PublishError::Store(error)) => return Err(error.into()),
                 Err(error) => {
+                    backlog = true;
                     log::warn!(
                         "publishing feed positions {first}..={last} failed ({error}); \
                          publishing them again"

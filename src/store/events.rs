@@ -114,16 +114,14 @@ impl<'a> NewEvent<'a> {
 /// So a post and a routing change of the same author never overlap, and their events are
 /// inserted (and numbered) in the order they commit.
 pub async fn record(conn: &mut AsyncPgConnection, event: NewEvent<'_>) -> Result<(), StoreError> {
-    if event.kind.is_post() {
-        diesel::sql_query("SELECT 1 FROM users WHERE id = $1 FOR SHARE")
-            .bind::<SqlUuid, _>(event.author_id)
-            .execute(conn)
-            .await?;
-    }
+    // One statement, one round trip on every write's path: the aggregate over `author` takes
+    // the lock (for a post) before the insert's one row is produced.
     diesel::sql_query(
-        "WITH written AS (
+        "WITH author AS (SELECT 1 FROM users WHERE id = $1 AND $7 FOR SHARE),
+         written AS (
              INSERT INTO feed_events (author_id, kind, follower_id, post_id, post_text)
-             VALUES ($1, $2, $3, $4, $5) RETURNING id)
+             SELECT $1, $2, $3, $4, $5 FROM (SELECT count(*) FROM author) locked
+             RETURNING id)
          SELECT pg_notify($6, '') FROM written",
     )
     .bind::<SqlUuid, _>(event.author_id)
@@ -132,6 +130,7 @@ pub async fn record(conn: &mut AsyncPgConnection, event: NewEvent<'_>) -> Result
     .bind::<Nullable<SqlUuid>, _>(event.post_id)
     .bind::<Nullable<Text>, _>(event.post_text)
     .bind::<Text, _>(NOTIFY_CHANNEL)
+    .bind::<diesel::sql_types::Bool, _>(event.kind.is_post())
     .execute(conn)
     .await?;
     Ok(())
@@ -241,10 +240,11 @@ pub async fn try_lead(conn: &mut AsyncPgConnection) -> Result<bool, StoreError> 
     Ok(held.held)
 }
 
-/// Numbers up to `limit` committed events, in insert order, in one statement (so one
-/// transaction): positions continue from the last one given out, and an author's switch to
-/// celebrity records its position. Only the holder of the relay lock may call it. Returns how
-/// many were numbered.
+/// Numbers up to `limit` committed events, in insert order, and returns them, in one
+/// statement (so one transaction and one round trip: this is on every event's path): positions
+/// continue from the last one given out, and an author's switch to celebrity records its
+/// position. Only the holder of the relay lock may call it. Returns what it numbered, in
+/// position order, each with its author's switch position as of the end of the statement.
 ///
 /// Only committed rows are visible, and a row committed after this batch is numbered in a later
 /// one, so a client that has seen position N never later needs an event below N. Insert order
@@ -252,8 +252,14 @@ pub async fn try_lead(conn: &mut AsyncPgConnection) -> Result<bool, StoreError> 
 /// records its event (a post `FOR SHARE`, a follow or unfollow by updating the follower count),
 /// so a post and a routing change of the same author never overlap, and a post committed after
 /// a follow always has the higher position.
-pub async fn number_batch(conn: &mut AsyncPgConnection, limit: i64) -> Result<i64, StoreError> {
-    let numbered: Position = diesel::sql_query(
+pub async fn number_batch(
+    conn: &mut AsyncPgConnection,
+    limit: i64,
+) -> Result<Vec<RelayedEvent>, StoreError> {
+    // Data-modifying CTEs run to completion whether read or not; the final SELECT sees the
+    // `users` rows as they were before `switched`, hence the switch positions taken from this
+    // batch itself where an author switched in it.
+    Ok(diesel::sql_query(
         "WITH batch AS (
              SELECT id, row_number() OVER (ORDER BY id) AS n
                FROM (SELECT id FROM feed_events WHERE seq IS NULL ORDER BY id LIMIT $1) b),
@@ -264,19 +270,26 @@ pub async fn number_batch(conn: &mut AsyncPgConnection, limit: i64) -> Result<i6
          numbered AS (
              UPDATE feed_events e SET seq = head.base + batch.n
                FROM batch, head WHERE e.id = batch.id
-             RETURNING e.seq, e.author_id, e.kind),
+             RETURNING e.seq, e.kind, e.author_id, e.follower_id, e.post_id, e.post_text,
+                       coalesce(e.recorded_at, e.created_at) AS recorded_at),
          switched AS (
              UPDATE users u SET celebrity_seq = numbered.seq
                FROM numbered
               WHERE numbered.kind = 'celebrity' AND u.id = numbered.author_id
                 AND u.celebrity_seq IS NULL
              RETURNING u.id)
-         SELECT (SELECT count(*) FROM numbered) + 0 * (SELECT count(*) FROM switched) AS seq",
+         SELECT n.seq, n.kind, n.author_id, n.follower_id, n.post_id, n.post_text,
+                coalesce(u.celebrity_seq,
+                         (SELECT min(c.seq) FROM numbered c
+                           WHERE c.kind = 'celebrity' AND c.author_id = n.author_id))
+                    AS celebrity_seq,
+                (extract(epoch FROM n.recorded_at) * 1000000)::bigint AS recorded_us
+           FROM numbered n LEFT JOIN users u ON u.id = n.author_id
+          ORDER BY n.seq",
     )
     .bind::<BigInt, _>(limit)
-    .get_result(conn)
-    .await?;
-    Ok(numbered.seq)
+    .load(conn)
+    .await?)
 }
 
 /// Numbered events after `after`, in position order, with their authors' switch positions.

@@ -15,5 +15,6 @@ mod hardening;
 mod metrics;
 mod outages;
 mod process;
+mod spec;
 mod store;
 mod tls;
