@@ -31,6 +31,10 @@ pub struct HttpSettings {
     /// A request body must arrive whole within this long, or the request gets 408.
     pub body_timeout_secs: u64,
     pub workers: usize,
+    /// Origins browsers may call the API and open the feed from (see `http::cors`); empty:
+    /// no CORS. In the environment: comma-separated.
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
 }
 
 /// Deliberately not `Debug`: the URL may carry a password, and settings must never reach a log.
@@ -40,6 +44,16 @@ pub struct DatabaseSettings {
     pub create_if_missing: bool,
     pub pool_size: usize,
     pub acquire_timeout_ms: u64,
+    /// PEM bundle of the CAs `sslmode=verify-ca|verify-full` trusts; unset: the system's.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+}
+
+impl DatabaseSettings {
+    /// `ca_file`, unless unset or empty.
+    pub fn ca_file(&self) -> Option<&str> {
+        non_empty(&self.ca_file)
+    }
 }
 
 #[derive(Clone, Deserialize)]
@@ -49,9 +63,34 @@ pub struct AmqpSettings {
     /// In the environment: `HERALD__AMQP__URLS=amqp://…,amqp://…`.
     #[serde(default)]
     pub urls: Vec<String>,
+    /// PEM bundle of the CAs `amqps://` trusts; unset: the system's.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// A client certificate (PEM, with its chain) and its key, presented to a broker that asks.
+    #[serde(default)]
+    pub cert_file: Option<String>,
+    #[serde(default)]
+    pub key_file: Option<String>,
+}
+
+/// An optional path setting, with an empty value read as unset (handy in the environment).
+fn non_empty(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
 impl AmqpSettings {
+    pub fn ca_file(&self) -> Option<&str> {
+        non_empty(&self.ca_file)
+    }
+
+    pub fn cert_file(&self) -> Option<&str> {
+        non_empty(&self.cert_file)
+    }
+
+    pub fn key_file(&self) -> Option<&str> {
+        non_empty(&self.key_file)
+    }
+
     /// The URLs herald may connect to, in the order it tries them.
     pub fn endpoints(&self) -> Vec<&str> {
         if self.urls.is_empty() {
@@ -152,6 +191,7 @@ impl Settings {
                     .try_parsing(true)
                     .list_separator(",")
                     .with_list_parse_key("amqp.urls")
+                    .with_list_parse_key("http.cors_origins")
                     .source(environment),
             )
             .build()?
@@ -261,7 +301,20 @@ impl Settings {
             &self.database.url,
             &["postgres", "postgresql"],
         )?;
+        crate::store::pg_tls::SslMode::of_url(&self.database.url).map_err(|why| {
+            SettingsError::Invalid(format!(
+                "database.url ({}): {why}",
+                crate::retry::redact(&self.database.url)
+            ))
+        })?;
         check_url("amqp.url", &self.amqp.url, &["amqp", "amqps"])?;
+        if self.amqp.cert_file().is_some() != self.amqp.key_file().is_some() {
+            return Err(SettingsError::Invalid(
+                "amqp.cert_file and amqp.key_file go together: set both or neither".into(),
+            ));
+        }
+        crate::http::cors::AllowedOrigins::parse(&self.http.cors_origins)
+            .map_err(SettingsError::Invalid)?;
         for url in &self.amqp.urls {
             check_url("amqp.urls", url, &["amqp", "amqps"])?;
         }
@@ -387,6 +440,57 @@ mod tests {
         );
         let error = bad.err().expect("refused").to_string();
         assert!(error.contains("amqp.urls"), "{error}");
+    }
+
+    #[test]
+    fn tls_and_cors_settings_are_checked_at_load() {
+        let defaults = Settings::load_from(None, env(&[])).expect("loads");
+        assert!(defaults.http.cors_origins.is_empty());
+        assert_eq!(defaults.database.ca_file(), None);
+        assert_eq!(defaults.amqp.ca_file(), None);
+        let set = Settings::load_from(
+            None,
+            env(&[
+                (
+                    "HERALD__HTTP__CORS_ORIGINS",
+                    "https://app.example.com,http://localhost:3000",
+                ),
+                (
+                    "HERALD__DATABASE__URL",
+                    "postgres://h/db?sslmode=verify-full",
+                ),
+                ("HERALD__DATABASE__CA_FILE", "/etc/herald/pg-ca.pem"),
+                ("HERALD__AMQP__CA_FILE", ""),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(set.http.cors_origins.len(), 2);
+        assert_eq!(set.database.ca_file(), Some("/etc/herald/pg-ca.pem"));
+        assert_eq!(set.amqp.ca_file(), None);
+        for (key, value, named) in [
+            (
+                "HERALD__HTTP__CORS_ORIGINS",
+                "app.example.com",
+                "cors_origins",
+            ),
+            (
+                "HERALD__DATABASE__URL",
+                "postgres://u:hunter2@h/db?sslmode=allow",
+                "sslmode",
+            ),
+            (
+                "HERALD__AMQP__CERT_FILE",
+                "/etc/herald/client.pem",
+                "key_file",
+            ),
+        ] {
+            let error = Settings::load_from(None, env(&[(key, value)]))
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(error.contains(named), "{error}");
+            assert!(!error.contains("hunter2"), "{error}");
+        }
     }
 
     #[test]

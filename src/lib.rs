@@ -18,6 +18,7 @@
 //! - [`retry`]: retrying a start-up dependency with backoff, and masking URLs for logs.
 //! - [`metrics`]: the Prometheus registry of one instance, rendered at `/metrics`.
 //! - [`logging`]: `env_logger` with ceilings on the libraries that could print secrets.
+//! - [`tls`]: the rustls configurations for herald's own connections (RabbitMQ, PostgreSQL).
 
 pub mod auth;
 pub mod config;
@@ -28,3 +29,4 @@ pub mod realtime;
 pub mod retry;
 pub mod startup;
 pub mod store;
+pub mod tls;

@@ -30,6 +30,32 @@ where
     }
 }
 
+/// [`with_backoff`], but an error `permanent` says no retry can fix (a server certificate that
+/// does not verify, say) ends the attempts at once and is returned.
+pub async fn with_backoff_unless<T, E, F, Fut>(
+    what: &str,
+    permanent: impl Fn(&E) -> bool,
+    mut attempt: F,
+) -> Result<T, E>
+where
+    E: Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut delay = FIRST_DELAY;
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(error) if permanent(&error) => return Err(error),
+            Err(error) => {
+                log::warn!("{what} is unavailable ({error}); retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_DELAY);
+            }
+        }
+    }
+}
+
 /// A URL with its password replaced, fit for a log line, whatever the string looks like: one
 /// well-formed URL keeps its shape; anything else (several URLs run together, a malformed one)
 /// has every `user:password@` and `password=` value masked where it appears.
@@ -128,6 +154,23 @@ mod tests {
         })
         .await;
         assert_eq!(value, 3);
+    }
+
+    #[actix_web::test]
+    async fn a_permanent_error_ends_the_retries() {
+        let calls = Cell::new(0);
+        let outcome: Result<(), &str> = super::with_backoff_unless(
+            "thing",
+            |error: &&str| *error == "hopeless",
+            || {
+                calls.set(calls.get() + 1);
+                let n = calls.get();
+                async move { Err(if n < 2 { "down" } else { "hopeless" }) }
+            },
+        )
+        .await;
+        assert_eq!(outcome, Err("hopeless"));
+        assert_eq!(calls.get(), 2);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::{from_fn, Logger};
+use actix_web::middleware::{from_fn, Condition, Logger};
 use actix_web::{web, App, HttpServer};
 use tokio::sync::watch;
 
@@ -15,6 +15,7 @@ use crate::auth::hasher::Hasher;
 use crate::auth::throttle::LoginThrottle;
 use crate::config::{AmqpSettings, DatabaseSettings, RealtimeSettings, Settings};
 use crate::http::connection::ConnectionFd;
+use crate::http::cors::{self, AllowedOrigins};
 use crate::http::metrics::{self as http_metrics, HttpMetrics};
 use crate::http::{self, body_deadline, request_id, AppState};
 use crate::metrics::{Metrics, MetricsError};
@@ -31,7 +32,9 @@ use crate::realtime::{
 };
 use crate::retry::{self, redact};
 use crate::store::events::HistoryBounds;
+use crate::store::pg_tls::PgTls;
 use crate::store::{database, DbPool};
+use crate::tls::TlsError;
 
 /// How long shutdown waits for sessions to close before closing the broker link anyway.
 const SESSION_DRAIN: Duration = Duration::from_secs(3);
@@ -46,6 +49,10 @@ pub enum StartupError {
     Bind(String, std::io::Error),
     #[error("cannot start the password hashing threads: {0}")]
     Threads(std::io::Error),
+    #[error("{0}")]
+    Tls(#[from] TlsError),
+    #[error("configuration: {0}")]
+    Config(String),
     #[error("cannot register the metrics: {0}")]
     Metrics(#[from] MetricsError),
 }
@@ -78,22 +85,25 @@ pub fn raise_open_files_limit() {
 }
 
 /// Creates the database if missing (and allowed), applies migrations, and builds the pool,
-/// retrying with backoff while PostgreSQL is unreachable.
+/// retrying with backoff while PostgreSQL is unreachable. A CA file that cannot be used, or a
+/// server certificate that does not verify, is reported at once instead.
 pub async fn prepare_database(settings: &DatabaseSettings) -> Result<DbPool, StartupError> {
+    let tls = PgTls::new(settings)?;
     let what = format!("PostgreSQL at {}", redact(&settings.url));
-    let applied = retry::with_backoff(&what, || async {
-        if settings.create_if_missing {
-            if let Err(error) = database::create_if_missing(&settings.url).await {
-                log::debug!("could not create the database: {error}");
+    let applied =
+        retry::with_backoff_unless(&what, database::DatabaseError::is_permanent, || async {
+            if settings.create_if_missing {
+                if let Err(error) = database::create_if_missing(&settings.url, &tls).await {
+                    log::debug!("could not create the database: {error}");
+                }
             }
-        }
-        database::run_migrations(&settings.url).await
-    })
-    .await;
+            database::run_migrations(&settings.url, &tls).await
+        })
+        .await?;
     if applied > 0 {
         log::info!("applied {applied} migration(s)");
     }
-    Ok(database::build_pool(settings)?)
+    Ok(database::build_pool(settings, &tls)?)
 }
 
 /// The realtime actors of one node, its relay of the feed log, and the history sessions fill
@@ -122,11 +132,20 @@ impl Realtime {
     ) -> Result<Self, StartupError> {
         let endpoints = Arc::new(link::Endpoints::new(amqp, &settings.exchange)?);
         let what = endpoints.describe();
-        let first_link = retry::with_backoff(&what, || link::open_link(&endpoints, settings)).await;
+        let first_link = retry::with_backoff_unless(&what, BrokerError::is_permanent, || {
+            link::open_link(&endpoints, settings)
+        })
+        .await?;
         let health = BrokerHealth::default();
         let stats = Stats::new(metrics)?;
         let (publish_channel, publishing) = watch::channel(None);
-        let relay = relay::spawn(&database.url, settings, publishing.clone(), stats.clone());
+        let relay = relay::spawn(
+            &database.url,
+            PgTls::new(database)?,
+            settings,
+            publishing.clone(),
+            stats.clone(),
+        );
         let bounds = HistoryBounds {
             max_events: settings.history_max_events,
             ttl: settings.history_ttl(),
@@ -227,6 +246,8 @@ impl Application {
             .map_err(|e| StartupError::Bind(settings.http.bind.clone(), e))?;
         let hasher = Hasher::start(settings.auth.hashers(), settings.auth.hash_queue)
             .map_err(StartupError::Threads)?;
+        let origins =
+            AllowedOrigins::parse(&settings.http.cors_origins).map_err(StartupError::Config)?;
 
         let pool = prepare_database(&settings.database).await?;
         let metrics = Metrics::new();
@@ -252,12 +273,17 @@ impl Application {
             hasher,
             login_throttle: Arc::new(LoginThrottle::new(&settings.auth)),
             body_timeout: Duration::from_secs(settings.http.body_timeout_secs),
+            origins: origins.clone(),
         });
         let request_metrics = web::Data::new(HttpMetrics::new(&state.metrics)?);
         let body_limit = settings.http.body_limit_bytes;
         let mut server = HttpServer::new(move || {
+            // CORS sits inside `stamp`, so its refusals get the JSON error body and a request
+            // id; `refusals` turns them into the API's own errors first.
             App::new()
                 .wrap(from_fn(body_deadline::enforce))
+                .wrap(Condition::new(origins.is_on(), origins.middleware()))
+                .wrap(Condition::new(origins.is_on(), from_fn(cors::refusals)))
                 .wrap(from_fn(request_id::stamp))
                 .wrap(from_fn(http_metrics::observe))
                 .wrap(access_log())

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod body_deadline;
 pub mod connection;
+pub mod cors;
 pub mod error;
 pub mod metrics;
 pub mod request_id;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub hasher: Hasher,
     pub login_throttle: Arc<LoginThrottle>,
     pub body_timeout: Duration,
+    /// `http.cors_origins`: who may open the feed socket from a browser.
+    pub origins: cors::AllowedOrigins,
 }
 
 /// Mounts every route of the contract (plus `/health` and the browser client's files) and the

@@ -1,23 +1,28 @@
 //! The broker link: the endpoints and their connection pools, opening a link (a connection with its two
 //! channels, the exchange and, in node mode, this node's queue), closing one, and the shared
-//! flag that says whether a link is up.
+//! flag that says whether a link is up. `amqps://` endpoints connect over herald's own rustls
+//! configuration (`amqp.ca_file`, and a client certificate if `amqp.cert_file` is set).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use lapin::options::{
     BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions,
 };
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+use lapin::tcp::RustlsConnector;
 use lapin::types::FieldTable;
-use lapin::{Channel, ExchangeKind};
+use lapin::uri::{AMQPScheme, AMQPUri};
+use lapin::{AsyncTcpStream, Channel, Connection, ConnectionProperties, ExchangeKind};
 use uuid::Uuid;
 
 use super::broker_error::BrokerError;
 use super::topology::{node_queue_arguments, node_queue_name};
 use crate::config::{AmqpSettings, QueueMode, RealtimeSettings};
 use crate::retry::redact;
+use crate::tls::{self, CaSource, IdentityFiles, Verify};
 
 /// Deliveries a session's consumer may hold unacked (session mode): enough to keep a socket
 /// busy, small enough that a slow client leaves its backlog in its (length-capped) queue.
@@ -29,20 +34,108 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long closing a connection may take before herald gives up on a clean close.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Names the one failure an operator must act on (wrong user or password) instead of quoting
-/// the pool's nested error.
-fn pool_error(error: deadpool_lapin::PoolError) -> BrokerError {
-    if let deadpool_lapin::PoolError::Backend(backend) = &error {
-        if let lapin::ErrorKind::ProtocolError(amqp) = backend.kind() {
-            if matches!(
-                amqp.kind(),
-                AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)
-            ) {
+/// Connections kept per endpoint (a link uses one; the other is a spare while one reconnects).
+const POOL_SIZE: usize = 2;
+
+/// Names the failures an operator must act on (wrong user or password, a broker certificate
+/// that does not verify) instead of quoting the pool's nested error.
+fn pool_error(error: managed::PoolError<lapin::Error>) -> BrokerError {
+    if let managed::PoolError::Backend(backend) = &error {
+        match backend.kind() {
+            lapin::ErrorKind::ProtocolError(amqp)
+                if matches!(
+                    amqp.kind(),
+                    AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)
+                ) =>
+            {
                 return BrokerError::CredentialsRefused;
             }
+            lapin::ErrorKind::IOError(io) if tls::is_certificate_refusal(io.as_ref()) => {
+                return BrokerError::CertificateRefused(io.to_string());
+            }
+            _ => {}
         }
     }
     BrokerError::Pool(error.to_string())
+}
+
+/// Opens the connections of one endpoint's pool: `amqp://` as lapin does by itself,
+/// `amqps://` over herald's rustls configuration.
+pub struct AmqpConnector {
+    url: String,
+    name: String,
+    tls: Option<RustlsConnector>,
+}
+
+impl managed::Manager for AmqpConnector {
+    type Type = Connection;
+    type Error = lapin::Error;
+
+    async fn create(&self) -> Result<Connection, lapin::Error> {
+        let properties =
+            ConnectionProperties::default().with_connection_name(self.name.as_str().into());
+        let runtime = lapin::runtime::default_runtime()?;
+        let uri: AMQPUri = self
+            .url
+            .parse()
+            .map_err(|e: String| lapin::Error::from(std::io::Error::other(e)))?;
+        let Some(tls) = self.tls.clone().filter(|_| uri.scheme == AMQPScheme::AMQPS) else {
+            return Connection::connect_uri_with_runtime(uri, properties, runtime).await;
+        };
+        Connection::connector(
+            uri,
+            runtime,
+            async move |uri: AMQPUri, runtime| {
+                let host = uri.authority.host.clone();
+                let addresses = runtime.to_socket_addrs((host.clone(), uri.authority.port));
+                let stream = AsyncTcpStream::connect(&runtime, addresses).await?;
+                Ok(stream.into_rustls(&tls, &host).await?)
+            },
+            properties,
+        )
+        .await
+    }
+
+    async fn recycle(
+        &self,
+        connection: &mut Connection,
+        _: &Metrics,
+    ) -> RecycleResult<lapin::Error> {
+        if connection.status().connected() {
+            Ok(())
+        } else {
+            Err(RecycleError::message("the connection is closed"))
+        }
+    }
+}
+
+/// The TLS configuration for `amqps://` endpoints, if any endpoint is one.
+fn amqps_connector(settings: &AmqpSettings) -> Result<Option<RustlsConnector>, BrokerError> {
+    let secure = settings
+        .endpoints()
+        .iter()
+        .any(|url| url::Url::parse(url.trim()).is_ok_and(|url| url.scheme() == "amqps"));
+    if !secure {
+        if settings.ca_file().is_some() || settings.cert_file().is_some() {
+            log::warn!("amqp.ca_file and amqp.cert_file are only used by amqps:// URLs");
+        }
+        return Ok(None);
+    }
+    let ca = CaSource {
+        setting: "amqp.ca_file",
+        ca_file: settings.ca_file(),
+    };
+    let identity = settings
+        .cert_file()
+        .zip(settings.key_file())
+        .map(|(cert_file, key_file)| IdentityFiles {
+            cert_setting: "amqp.cert_file",
+            cert_file,
+            key_setting: "amqp.key_file",
+            key_file,
+        });
+    let config = tls::client_config(Verify::Full, ca, identity)?;
+    Ok(Some(RustlsConnector::from(config)))
 }
 
 /// Whether the broker link is up; cheap to read from any thread.
@@ -62,7 +155,7 @@ impl BrokerHealth {
 /// A live connection with its two channels: one for topology and consuming, one for
 /// publishing with confirms (so a slow confirm never delays an ack).
 pub struct Link {
-    pub connection: deadpool_lapin::Object,
+    pub connection: managed::Object<AmqpConnector>,
     pub topology: Channel,
     pub publish: Channel,
     /// Node mode: this instance's queue, declared with the link.
@@ -90,28 +183,27 @@ pub struct Endpoints {
 struct Endpoint {
     /// The URL with its password masked, for log lines.
     shown: String,
-    pool: deadpool_lapin::Pool,
+    pool: managed::Pool<AmqpConnector>,
 }
 
 impl Endpoints {
+    /// The endpoints' pools; reads `amqp.ca_file` (and the client certificate) if any endpoint
+    /// is `amqps://`, so a file that cannot be used is reported here, at start.
     pub fn new(settings: &AmqpSettings, exchange: &str) -> Result<Self, BrokerError> {
+        let tls = amqps_connector(settings)?;
         let list = settings
             .endpoints()
             .into_iter()
             .map(|url| {
-                let name = format!("herald {exchange}");
-                let config = deadpool_lapin::Config {
-                    url: Some(url.to_owned()),
-                    pool: Some(deadpool_lapin::PoolConfig::new(2)),
+                let connector = AmqpConnector {
+                    url: url.to_owned(),
+                    name: format!("herald {exchange}"),
+                    tls: tls.clone(),
                 };
-                let pool = config
-                    .create_pool(
-                        move || {
-                            lapin::ConnectionProperties::default()
-                                .with_connection_name(name.as_str().into())
-                        },
-                        deadpool_lapin::Runtime::Tokio1,
-                    )
+                let pool = managed::Pool::builder(connector)
+                    .max_size(POOL_SIZE)
+                    .runtime(deadpool::Runtime::Tokio1)
+                    .build()
                     .map_err(|e| BrokerError::Pool(e.to_string()))?;
                 Ok(Endpoint {
                     shown: redact(url),
@@ -177,7 +269,7 @@ pub async fn open_link(
 }
 
 async fn open_on(
-    pool: &deadpool_lapin::Pool,
+    pool: &managed::Pool<AmqpConnector>,
     settings: &RealtimeSettings,
 ) -> Result<Link, BrokerError> {
     let connection = pool.get().await.map_err(pool_error)?;
@@ -233,7 +325,7 @@ async fn open_on(
 /// Closes a link that failed, without waiting: it is taken out of the pool, so the next link is
 /// a fresh connection with one listener.
 pub fn abandon(link: Link) {
-    let connection = deadpool_lapin::Object::take(link.connection);
+    let connection = managed::Object::take(link.connection);
     actix_rt::spawn(async move {
         let _ = tokio::time::timeout(
             CLOSE_TIMEOUT,

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::StreamExt;
 use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Channel, PublisherConfirm};
@@ -40,7 +40,8 @@ use super::topology::{author_routing_key, user_routing_key};
 use super::trace;
 use crate::config::RealtimeSettings;
 use crate::store::events::{self as log_store, Kind, RelayedEvent, NOTIFY_CHANNEL};
-use crate::store::{friends, StoreError};
+use crate::store::pg_tls::PgTls;
+use crate::store::{database, friends, StoreError};
 
 /// How often an instance that does not lead tries to take the lead.
 pub const LEAD_RETRY: Duration = Duration::from_secs(1);
@@ -96,6 +97,7 @@ impl Relay {
 /// waits, and writes keep committing their events meanwhile.
 pub fn spawn(
     database_url: &str,
+    tls: PgTls,
     settings: &RealtimeSettings,
     channel: watch::Receiver<Option<Channel>>,
     stats: Stats,
@@ -108,6 +110,7 @@ pub fn spawn(
     };
     let leader = Leader {
         url: database_url.to_owned(),
+        tls: tls.clone(),
         exchange: settings.exchange.clone(),
         page_size: settings.fanout_page_size,
         batch: settings.relay_batch,
@@ -121,6 +124,7 @@ pub fn spawn(
     actix_rt::spawn(leader.run());
     actix_rt::spawn(listen(
         database_url.to_owned(),
+        tls,
         Arc::clone(&relay.nudge),
         relay.stop.subscribe(),
     ));
@@ -152,6 +156,7 @@ enum PublishError {
 
 struct Leader {
     url: String,
+    tls: PgTls,
     exchange: String,
     page_size: i64,
     batch: i64,
@@ -200,7 +205,7 @@ impl Leader {
     /// Connects, takes the lead if it is free, and relays until something fails. The lock
     /// goes with the connection, when this returns.
     async fn try_lead(&mut self) -> Result<(), RelayError> {
-        let mut conn = AsyncPgConnection::establish(&with_keepalives(&self.url)).await?;
+        let mut conn = database::connect(&with_keepalives(&self.url), &self.tls).await?;
         loop {
             // Only an instance that can publish takes the lead: one without a broker link
             // would hold it and stall every instance.
@@ -510,10 +515,10 @@ async fn confirmed((sent, publish): InFlight, stats: &Stats) -> Result<(), Publi
 
 /// Wakes the local relay whenever another instance commits an event (PostgreSQL `NOTIFY`),
 /// reconnecting after any failure.
-async fn listen(url: String, nudge: Arc<Notify>, mut stopped: watch::Receiver<bool>) {
+async fn listen(url: String, tls: PgTls, nudge: Arc<Notify>, mut stopped: watch::Receiver<bool>) {
     loop {
         let listened = async {
-            let mut conn = AsyncPgConnection::establish(&url).await?;
+            let mut conn = database::connect(&url, &tls).await?;
             conn.batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
                 .await
                 .map_err(StoreError::from)?;

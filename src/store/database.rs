@@ -1,15 +1,18 @@
-//! Database lifecycle: create the database when it is missing, apply the embedded migrations,
-//! and build the connection pool.
+//! Database lifecycle: open a connection (with TLS as `database.url`'s `sslmode` says: see
+//! `pg_tls`), create the database when it is missing, apply the embedded migrations, and build
+//! the connection pool.
 
 use std::time::Duration;
 
 use diesel::prelude::*;
 use diesel::sql_types::Text;
+use diesel::{ConnectionError, ConnectionResult};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
+use super::pg_tls::{PgTls, SslMode};
 use super::DbPool;
 use crate::config::DatabaseSettings;
 
@@ -21,12 +24,100 @@ pub enum DatabaseError {
     BadUrl(String),
     #[error("cannot connect to PostgreSQL: {0}")]
     Connect(#[from] diesel::ConnectionError),
+    /// The server's certificate failed verification: a wrong `database.ca_file` or host name,
+    /// which waiting does not fix.
+    #[error(
+        "PostgreSQL's certificate was refused ({0}): check database.ca_file and the host in \
+         database.url"
+    )]
+    CertificateRefused(String),
     #[error("PostgreSQL query failed: {0}")]
     Query(#[from] diesel::result::Error),
     #[error("migrations failed: {0}")]
     Migrate(String),
     #[error("cannot build the connection pool: {0}")]
     Pool(String),
+}
+
+impl DatabaseError {
+    /// An error no retry can fix, so start-up reports it instead of waiting.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, DatabaseError::CertificateRefused(_))
+    }
+}
+
+/// Opens one connection as `url` and `tls` say: plain for `sslmode` `disable` (or none),
+/// through rustls otherwise. Every connection herald opens comes from here: the pool's, the
+/// relay's, the migrations', database creation's.
+pub async fn connect(url: &str, tls: &PgTls) -> ConnectionResult<AsyncPgConnection> {
+    match open(url, tls).await {
+        Ok(conn) => Ok(conn),
+        Err(Refusal::Certificate(why)) => Err(ConnectionError::BadConnection(why)),
+        Err(Refusal::Other(error)) => Err(error),
+    }
+}
+
+/// Why `open` failed: a refused certificate is told apart from the rest.
+enum Refusal {
+    Certificate(String),
+    Other(ConnectionError),
+}
+
+impl From<Refusal> for DatabaseError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Certificate(why) => DatabaseError::CertificateRefused(why),
+            Refusal::Other(error) => DatabaseError::Connect(error),
+        }
+    }
+}
+
+async fn open(url: &str, tls: &PgTls) -> Result<AsyncPgConnection, Refusal> {
+    let invalid = |why: String| Refusal::Other(ConnectionError::InvalidConnectionUrl(why));
+    let (mode, url) = SslMode::of_url(url).map_err(invalid)?;
+    let connector = match (mode, tls.connector()) {
+        (SslMode::Disable, _) => {
+            return AsyncPgConnection::establish(&url)
+                .await
+                .map_err(Refusal::Other)
+        }
+        (_, Some(connector)) => connector.clone(),
+        (_, None) => {
+            return Err(invalid(format!(
+                "sslmode {mode:?} asks for TLS, which this connection was not set up for"
+            )))
+        }
+    };
+    let config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| invalid(e.to_string()))?;
+    let (client, connection) = config.connect(connector).await.map_err(|error| {
+        let why = with_causes(&error);
+        if crate::tls::is_certificate_refusal(&error) {
+            Refusal::Certificate(why)
+        } else {
+            Refusal::Other(ConnectionError::BadConnection(why))
+        }
+    })?;
+    AsyncPgConnection::try_from_client_and_connection(client, connection)
+        .await
+        .map_err(Refusal::Other)
+}
+
+/// An error with its causes, `error: cause: cause`: tokio-postgres's own message is only its
+/// kind ("error performing TLS handshake").
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let shown = cause.to_string();
+        if !text.ends_with(&shown) {
+            text.push_str(": ");
+            text.push_str(&shown);
+        }
+        next = cause.source();
+    }
+    text
 }
 
 #[derive(QueryableByName)]
@@ -52,9 +143,9 @@ fn maintenance_url(url: &str) -> Result<(String, String), DatabaseError> {
 }
 
 /// Creates the database named in `url` unless it exists. Safe to race with another instance.
-pub async fn create_if_missing(url: &str) -> Result<(), DatabaseError> {
+pub async fn create_if_missing(url: &str, tls: &PgTls) -> Result<(), DatabaseError> {
     let (admin_url, name) = maintenance_url(url)?;
-    let mut conn = AsyncPgConnection::establish(&admin_url).await?;
+    let mut conn = open(&admin_url, tls).await?;
     let exists = |name: String| {
         diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
             .bind::<Text, _>(name)
@@ -78,10 +169,16 @@ pub async fn create_if_missing(url: &str) -> Result<(), DatabaseError> {
     Ok(())
 }
 
-/// Drops the database named in `url`, closing its other connections. Used by tests to clean up.
+/// Drops the database named in `url`, closing its other connections. Used by tests to clean up,
+/// over a plain connection (see [`drop_database_with`]).
 pub async fn drop_database(url: &str) -> Result<(), DatabaseError> {
+    drop_database_with(url, &PgTls::disabled()).await
+}
+
+/// [`drop_database`] over a connection as `tls` says.
+pub async fn drop_database_with(url: &str, tls: &PgTls) -> Result<(), DatabaseError> {
     let (admin_url, name) = maintenance_url(url)?;
-    let mut conn = AsyncPgConnection::establish(&admin_url).await?;
+    let mut conn = open(&admin_url, tls).await?;
     let quoted = format!("\"{}\"", name.replace('"', "\"\""));
     diesel::sql_query(format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
         .execute(&mut conn)
@@ -92,27 +189,36 @@ pub async fn drop_database(url: &str) -> Result<(), DatabaseError> {
 /// Applies pending migrations and returns how many ran.
 ///
 /// diesel's migration harness is synchronous; it runs on a thread of its own (with its own
-/// small runtime inside the connection wrapper) so it never blocks an actix worker.
-pub async fn run_migrations(url: &str) -> Result<usize, DatabaseError> {
-    let url = url.to_owned();
+/// small runtime inside the connection wrapper) so it never blocks an actix worker. The
+/// connection is opened here, so its I/O is driven by the caller's runtime meanwhile.
+pub async fn run_migrations(url: &str, tls: &PgTls) -> Result<usize, DatabaseError> {
+    let conn = open(url, tls).await?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
-        let result = (|| {
-            let mut conn =
-                <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)?;
-            conn.run_pending_migrations(MIGRATIONS)
-                .map(|applied| applied.len())
-                .map_err(|e| DatabaseError::Migrate(e.to_string()))
-        })();
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::from(conn);
+        let result = conn
+            .run_pending_migrations(MIGRATIONS)
+            .map(|applied| applied.len())
+            .map_err(|e| DatabaseError::Migrate(e.to_string()));
         let _ = tx.send(result);
     });
     rx.await
         .map_err(|_| DatabaseError::Migrate("the migration thread died".into()))?
 }
 
-/// Builds the pool. Connections are made lazily; `acquire_timeout_ms` bounds every wait.
-pub fn build_pool(settings: &DatabaseSettings) -> Result<DbPool, DatabaseError> {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(settings.url.clone());
+/// Builds the pool. Connections are made lazily, through `connect`; `acquire_timeout_ms` bounds
+/// every wait.
+pub fn build_pool(settings: &DatabaseSettings, tls: &PgTls) -> Result<DbPool, DatabaseError> {
+    let mut config = ManagerConfig::default();
+    let tls = tls.clone();
+    config.custom_setup = Box::new(move |url| {
+        let (url, tls) = (url.to_owned(), tls.clone());
+        Box::pin(async move { connect(&url, &tls).await })
+    });
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+        settings.url.clone(),
+        config,
+    );
     let timeout = Some(Duration::from_millis(settings.acquire_timeout_ms));
     DbPool::builder(manager)
         .max_size(settings.pool_size)

@@ -6,6 +6,7 @@ pub mod database;
 pub mod events;
 pub mod friends;
 pub mod models;
+pub mod pg_tls;
 pub mod posts;
 pub mod schema;
 pub mod tokens;

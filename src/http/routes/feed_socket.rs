@@ -1,5 +1,5 @@
-//! `GET /post/feed/posted`: the WebSocket upgrade. Before the upgrade completes, the token is
-//! checked, the user's events are routed to this node, and so are those of the celebrities the
+//! `GET /post/feed/posted`: the WebSocket upgrade. Before the upgrade completes, the origin
+//! (when `http.cors_origins` is set) and the token are checked, the user's events are routed to this node, and so are those of the celebrities the
 //! user follows: a client that is connected is subscribed, and one that is refused (401, 503)
 //! leaves nothing behind. A client that resumes names the last position it has, as `?since=`
 //! or the header `Last-Event-ID`; the session first sends what it missed after it (or
@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::http::auth::{authenticate, bearer_token};
 use crate::http::connection::ConnectionFd;
+use crate::http::cors::check_socket_origin;
 use crate::http::error::ApiError;
 use crate::http::AppState;
 use crate::realtime::admission;
@@ -53,6 +54,7 @@ pub async fn connect(
     stream: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    check_socket_origin(&req, &state.origins)?;
     let query = web::Query::<FeedQuery>::from_query(req.query_string())
         .map(web::Query::into_inner)
         .unwrap_or(FeedQuery {

@@ -1,12 +1,15 @@
 //! Test support: whole herald servers on random ports, each test with its own database and its
 //! own exchange (dropped when the test ends, even if it fails), an HTTP client for the API,
-//! a WebSocket feed client, probes that ask RabbitMQ directly what exists, and private
-//! RabbitMQ nodes and clusters for the tests that break their broker.
+//! a WebSocket feed client, probes that ask RabbitMQ directly what exists, private RabbitMQ
+//! nodes and clusters for the tests that break their broker, and, for the TLS tests, private
+//! PostgreSQL servers and a certificate authority made in the test.
 
 mod app;
 mod broker_probes;
+pub mod certs;
 mod feed_client;
 pub mod private_broker;
+pub mod private_postgres;
 mod settings;
 
 use std::future::Future;

@@ -51,11 +51,23 @@ const FIRST_ERRORS: usize = 12;
 /// Set (to anything) to keep nodes' directories after the test, to read their logs.
 const KEEP_DIRS_VAR: &str = "HERALD_KEEP_BROKER_DIRS";
 
+/// What a node that also listens with TLS is given: the CA it trusts for client certificates,
+/// its own certificate and key (PEM files), and whether it demands a client certificate.
+#[derive(Clone, Debug)]
+pub struct BrokerTls {
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub require_client_cert: bool,
+}
+
 /// One private RabbitMQ node, reachable as guest/guest on 127.0.0.1.
 pub struct PrivateBroker {
     node: String,
     port: u16,
     dist_port: u16,
+    /// The TLS listener's port, for a node started with [`PrivateBroker::start_tls`].
+    tls_port: Option<u16>,
     dir: PathBuf,
     /// The `rabbitmq-server` script, while the node's VM runs (it waits for the VM).
     server: Option<tokio::process::Child>,
@@ -77,16 +89,27 @@ impl PrivateBroker {
         Self::start_with_cookie(tag, &new_cookie()).await
     }
 
+    /// [`PrivateBroker::start`], with a TLS listener as well (see [`Self::amqps_url`]); the
+    /// plain one stays, for the readiness probe and `rabbitmqctl`'s fellow tests.
+    pub async fn start_tls(tag: &str, tls: &BrokerTls) -> PrivateBroker {
+        Self::start_with(tag, &new_cookie(), Some(tls)).await
+    }
+
     /// [`PrivateBroker::start`] with a given Erlang cookie: the nodes of a cluster share one.
     async fn start_with_cookie(tag: &str, cookie: &str) -> PrivateBroker {
+        Self::start_with(tag, cookie, None).await
+    }
+
+    async fn start_with(tag: &str, cookie: &str, tls: Option<&BrokerTls>) -> PrivateBroker {
         let mut taken = Vec::new();
         for _ in 0..PORT_ATTEMPTS {
-            let mut broker = Self::prepare(tag, cookie);
+            let mut broker = Self::prepare(tag, cookie, tls);
             match broker.boot().await {
                 Ok(()) => return broker,
-                Err(failure) if failure.ports_taken => {
-                    taken.push(format!("{}/{}", broker.port, broker.dist_port))
-                }
+                Err(failure) if failure.ports_taken => taken.push(format!(
+                    "{}/{}/{:?}",
+                    broker.port, broker.dist_port, broker.tls_port
+                )),
                 Err(failure) => panic!("{}", failure.report),
             }
         }
@@ -95,7 +118,7 @@ impl PrivateBroker {
 
     /// Picks the node's name and ports and writes its directory: configuration of its own,
     /// so nothing is read from /etc/rabbitmq (whose listener is the shared node's 5672).
-    fn prepare(tag: &str, cookie: &str) -> PrivateBroker {
+    fn prepare(tag: &str, cookie: &str, tls: Option<&BrokerTls>) -> PrivateBroker {
         let tag: String = tag
             .chars()
             .map(|c| {
@@ -108,6 +131,12 @@ impl PrivateBroker {
             .collect();
         let short = format!("herald-{tag}-{:08x}", rand::random::<u32>());
         let (port, dist_port) = free_port_pair();
+        let tls_port = tls.map(|_| loop {
+            let (one, _) = free_port_pair();
+            if one != port && one != dist_port {
+                break one;
+            }
+        });
         let dir = std::env::temp_dir().join(&short);
         // 0700: the directory holds the cookie, which lets anyone who reads it run code on
         // the node. Made before the broker exists, so that a name already taken fails here
@@ -120,6 +149,7 @@ impl PrivateBroker {
             node: format!("{short}@localhost"),
             port,
             dist_port,
+            tls_port,
             dir,
             server: None,
             stop_signalled: false,
@@ -138,11 +168,28 @@ impl PrivateBroker {
             .open(&cookie_path)
             .and_then(|mut file| file.write_all(cookie.as_bytes()))
             .unwrap_or_else(|e| panic!("writing {}: {e}", cookie_path.display()));
+        let mut conf = format!("listeners.tcp.default = 127.0.0.1:{port}\n");
+        if let (Some(tls), Some(tls_port)) = (tls, tls_port) {
+            let verify = if tls.require_client_cert {
+                "verify_peer"
+            } else {
+                "verify_none"
+            };
+            conf.push_str(&format!(
+                "listeners.ssl.default = 127.0.0.1:{tls_port}\n\
+                 ssl_options.cacertfile = {}\n\
+                 ssl_options.certfile = {}\n\
+                 ssl_options.keyfile = {}\n\
+                 ssl_options.verify = {verify}\n\
+                 ssl_options.fail_if_no_peer_cert = {}\n",
+                tls.ca_file.display(),
+                tls.cert_file.display(),
+                tls.key_file.display(),
+                tls.require_client_cert,
+            ));
+        }
         let files = [
-            (
-                "rabbitmq.conf",
-                format!("listeners.tcp.default = 127.0.0.1:{port}\n"),
-            ),
+            ("rabbitmq.conf", conf),
             ("advanced.config", "[].\n".to_owned()),
             ("enabled_plugins", "[].\n".to_owned()),
             (
@@ -173,6 +220,15 @@ impl PrivateBroker {
     /// The node's AMQP URL, guest/guest on the default vhost.
     pub fn url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// The node's `amqps://` URL (its TLS listener, on 127.0.0.1), guest/guest on the default
+    /// vhost; panics for a node started without TLS.
+    pub fn amqps_url(&self) -> String {
+        let port = self
+            .tls_port
+            .unwrap_or_else(|| panic!("{}: started without TLS", self.node));
+        format!("amqps://guest:guest@127.0.0.1:{port}/%2f")
     }
 
     /// The node's directory (data, logs, configuration), removed when the node is dropped.
@@ -631,7 +687,7 @@ fn first_errors(path: &Path) -> String {
 }
 
 /// The last [`TAIL_BYTES`] of a file, or why there are none.
-fn tail(path: &Path) -> String {
+pub(crate) fn tail(path: &Path) -> String {
     let read = || -> std::io::Result<String> {
         let mut file = fs::File::open(path)?;
         let length = file.metadata()?.len();
@@ -648,7 +704,7 @@ fn tail(path: &Path) -> String {
 /// node outlives its test run. Strictly it fires when the spawning *thread* exits; nodes are
 /// spawned from the test's own thread (actix's runtime runs on it), which outlives them.
 #[cfg(target_os = "linux")]
-fn stop_with_parent(command: &mut tokio::process::Command) {
+pub(crate) fn stop_with_parent(command: &mut tokio::process::Command) {
     let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
     // SAFETY: the closure runs between fork and exec and makes only async-signal-safe calls
     // (prctl, getppid), allocating nothing.
@@ -667,10 +723,10 @@ fn stop_with_parent(command: &mut tokio::process::Command) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn stop_with_parent(_command: &mut tokio::process::Command) {}
+pub(crate) fn stop_with_parent(_command: &mut tokio::process::Command) {}
 
 /// Sends `signal` to process `pid`; a process already gone is not an error here.
-fn signal(pid: u32, signal: libc::c_int) {
+pub(crate) fn signal(pid: u32, signal: libc::c_int) {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return;
     };

@@ -1,7 +1,8 @@
 //! Settings for one isolated test (its own database, exchange and port) and the guard that
 //! drops that database and exchange when the test ends.
 
-use herald::config::{QueueMode, Settings};
+use herald::config::{DatabaseSettings, QueueMode, Settings};
+use herald::store::pg_tls::PgTls;
 use lapin::{Connection, ConnectionProperties};
 use uuid::Uuid;
 
@@ -43,7 +44,7 @@ pub fn test_settings_in(mode: QueueMode) -> Settings {
 
 /// Drops a test's database and exchange. Runs on a thread of its own with its own runtime, so
 /// it works from `Drop`, even while a failed test unwinds.
-fn drop_test_resources(database_url: String, amqp_url: String, exchange: String) {
+fn drop_test_resources(database: DatabaseSettings, amqp_url: String, exchange: String) {
     let cleanup = std::thread::spawn(move || {
         let runtime = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -53,8 +54,11 @@ fn drop_test_resources(database_url: String, amqp_url: String, exchange: String)
             Err(_) => return,
         };
         runtime.block_on(async move {
-            if let Err(error) = herald::store::database::drop_database(&database_url).await {
-                eprintln!("cleanup: dropping {database_url}: {error}");
+            // Over TLS if the test's database asks for it (a plain connection otherwise).
+            let tls = PgTls::new(&database).unwrap_or_else(|_| PgTls::disabled());
+            let url = &database.url;
+            if let Err(error) = herald::store::database::drop_database_with(url, &tls).await {
+                eprintln!("cleanup: dropping {url}: {error}");
             }
             if let Ok(conn) = Connection::connect(&amqp_url, ConnectionProperties::default()).await
             {
@@ -76,7 +80,7 @@ pub struct Cleanup(pub Settings);
 impl Drop for Cleanup {
     fn drop(&mut self) {
         drop_test_resources(
-            self.0.database.url.clone(),
+            self.0.database.clone(),
             self.0.amqp.url.clone(),
             self.0.realtime.exchange.clone(),
         );
