@@ -167,7 +167,10 @@ pub async fn run(mut args: RunArgs, interrupt: &Interrupt) -> Result<Finished> {
         let workers = std::thread::available_parallelism().map_or(1, usize::from);
         args.url = floor::start(&plan.graph, workers)?;
         plan.ws_url = feed_url(&args.url)?;
-        eprintln!("floor mode: a trivial broadcaster at {} stands in for herald", args.url);
+        eprintln!(
+            "floor mode: a trivial broadcaster at {} stands in for herald",
+            args.url
+        );
     }
     let rng_seed = plan.rng_seed;
     let mut figures = RunFigures::default();
