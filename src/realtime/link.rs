@@ -59,8 +59,8 @@ fn pool_error(error: managed::PoolError<lapin::Error>) -> BrokerError {
     BrokerError::Pool(error.to_string())
 }
 
-/// Opens the connections of one endpoint's pool: `amqp://` as lapin does by itself,
-/// `amqps://` over herald's rustls configuration.
+/// Opens the connections of an `amqps://` endpoint's pool over herald's rustls configuration
+/// (an `amqp://` one, should it get here, as lapin does by itself).
 pub struct AmqpConnector {
     url: String,
     name: String,
@@ -155,7 +155,7 @@ impl BrokerHealth {
 /// A live connection with its two channels: one for topology and consuming, one for
 /// publishing with confirms (so a slow confirm never delays an ack).
 pub struct Link {
-    pub connection: managed::Object<AmqpConnector>,
+    pub connection: PooledConnection,
     pub topology: Channel,
     pub publish: Channel,
     /// Node mode: this instance's queue, declared with the link.
@@ -183,7 +183,50 @@ pub struct Endpoints {
 struct Endpoint {
     /// The URL with its password masked, for log lines.
     shown: String,
-    pool: managed::Pool<AmqpConnector>,
+    pool: EndpointPool,
+}
+
+/// One endpoint's connection pool: deadpool-lapin's for `amqp://`, herald's own manager for
+/// `amqps://` (deadpool-lapin connects with lapin's default TLS settings only).
+enum EndpointPool {
+    Plain(deadpool_lapin::Pool),
+    Tls(managed::Pool<AmqpConnector>),
+}
+
+impl EndpointPool {
+    async fn get(&self) -> Result<PooledConnection, managed::PoolError<lapin::Error>> {
+        Ok(match self {
+            EndpointPool::Plain(pool) => PooledConnection::Plain(pool.get().await?),
+            EndpointPool::Tls(pool) => PooledConnection::Tls(pool.get().await?),
+        })
+    }
+}
+
+/// A connection out of either kind of pool.
+pub enum PooledConnection {
+    Plain(deadpool_lapin::Object),
+    Tls(managed::Object<AmqpConnector>),
+}
+
+impl PooledConnection {
+    /// Takes the connection out of its pool (which then opens a fresh one when asked).
+    fn take(self) -> Connection {
+        match self {
+            PooledConnection::Plain(object) => managed::Object::take(object),
+            PooledConnection::Tls(object) => managed::Object::take(object),
+        }
+    }
+}
+
+impl std::ops::Deref for PooledConnection {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        match self {
+            PooledConnection::Plain(object) => object,
+            PooledConnection::Tls(object) => object,
+        }
+    }
 }
 
 impl Endpoints {
@@ -195,16 +238,38 @@ impl Endpoints {
             .endpoints()
             .into_iter()
             .map(|url| {
-                let connector = AmqpConnector {
-                    url: url.to_owned(),
-                    name: format!("herald {exchange}"),
-                    tls: tls.clone(),
+                let name = format!("herald {exchange}");
+                let secure = url::Url::parse(url.trim()).is_ok_and(|url| url.scheme() == "amqps");
+                let pool = if secure {
+                    let connector = AmqpConnector {
+                        url: url.to_owned(),
+                        name,
+                        tls: tls.clone(),
+                    };
+                    EndpointPool::Tls(
+                        managed::Pool::builder(connector)
+                            .max_size(POOL_SIZE)
+                            .runtime(deadpool::Runtime::Tokio1)
+                            .build()
+                            .map_err(|e| BrokerError::Pool(e.to_string()))?,
+                    )
+                } else {
+                    let config = deadpool_lapin::Config {
+                        url: Some(url.to_owned()),
+                        pool: Some(deadpool_lapin::PoolConfig::new(POOL_SIZE)),
+                    };
+                    EndpointPool::Plain(
+                        config
+                            .create_pool(
+                                move || {
+                                    ConnectionProperties::default()
+                                        .with_connection_name(name.as_str().into())
+                                },
+                                deadpool_lapin::Runtime::Tokio1,
+                            )
+                            .map_err(|e| BrokerError::Pool(e.to_string()))?,
+                    )
                 };
-                let pool = managed::Pool::builder(connector)
-                    .max_size(POOL_SIZE)
-                    .runtime(deadpool::Runtime::Tokio1)
-                    .build()
-                    .map_err(|e| BrokerError::Pool(e.to_string()))?;
                 Ok(Endpoint {
                     shown: redact(url),
                     pool,
@@ -268,10 +333,7 @@ pub async fn open_link(
     }
 }
 
-async fn open_on(
-    pool: &managed::Pool<AmqpConnector>,
-    settings: &RealtimeSettings,
-) -> Result<Link, BrokerError> {
+async fn open_on(pool: &EndpointPool, settings: &RealtimeSettings) -> Result<Link, BrokerError> {
     let connection = pool.get().await.map_err(pool_error)?;
     let topology = connection.create_channel().await?;
     let prefetch = match settings.queue_mode {
@@ -325,7 +387,7 @@ async fn open_on(
 /// Closes a link that failed, without waiting: it is taken out of the pool, so the next link is
 /// a fresh connection with one listener.
 pub fn abandon(link: Link) {
-    let connection = managed::Object::take(link.connection);
+    let connection = link.connection.take();
     actix_rt::spawn(async move {
         let _ = tokio::time::timeout(
             CLOSE_TIMEOUT,
