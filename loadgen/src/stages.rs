@@ -50,16 +50,20 @@ pub struct StageFigure {
 
 /// The order the stages of a feed event's path come in, with what each one spans.
 pub const STAGES: &[(&str, &str)] = &[
-    ("stage:pickup", "recorded (commit) → relay read it"),
+    (
+        "stage:commit",
+        "recorded in the log → committed (as the writer saw it)",
+    ),
+    ("stage:pickup", "committed → relay read it"),
     ("stage:publish", "relay read → published"),
     ("stage:broker", "published → node consumed"),
     ("stage:registry", "consumed → handed to sessions"),
     ("stage:socket", "handed → written to the WebSocket"),
     (
         "first_delivery",
-        "recorded → first frame written (per message)",
+        "committed → first frame written (per message)",
     ),
-    ("delivery", "recorded → frame written (every delivery)"),
+    ("delivery", "committed → frame written (every delivery)"),
     ("stage:confirm", "published → broker confirm (off the path)"),
 ];
 

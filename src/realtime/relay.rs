@@ -37,7 +37,7 @@ use super::events::frame_of;
 use super::pipeline::{self, Started};
 use super::stats::{Stage, Stats};
 use super::topology::{author_routing_key, user_routing_key};
-use super::trace;
+use super::trace::{self, Commits, Sent};
 use crate::config::RealtimeSettings;
 use crate::store::events::{self as log_store, Kind, RelayedEvent, NOTIFY_CHANNEL};
 use crate::store::pg_tls::PgTls;
@@ -71,13 +71,16 @@ const PRUNE_BATCH: i64 = 10_000;
 #[derive(Clone)]
 pub struct Relay {
     nudge: Arc<Notify>,
+    commits: Commits,
     leading: Arc<AtomicBool>,
     stop: Arc<watch::Sender<bool>>,
 }
 
 impl Relay {
-    /// A committed write has an event waiting: wake this instance's relay now.
+    /// A committed write has an event waiting: wake this instance's relay now (and note when,
+    /// to time the event from its commit).
     pub fn nudge(&self) {
+        self.commits.note();
         self.nudge.notify_one();
     }
 
@@ -105,6 +108,7 @@ pub fn spawn(
     let (stop, stopped) = watch::channel(false);
     let relay = Relay {
         nudge: Arc::new(Notify::new()),
+        commits: Commits::default(),
         leading: Arc::new(AtomicBool::new(false)),
         stop: Arc::new(stop),
     };
@@ -332,12 +336,16 @@ impl Leader {
             in_flight: VecDeque::new(),
             max_in_flight: self.max_in_flight,
             stats: &self.stats,
-            stamps: (0, 0),
+            sent: Sent::default(),
         };
         for row in rows {
             let event = &row.event;
             let seq = event.seq;
-            out.stamps = (row.recorded_us, picked);
+            out.sent = Sent {
+                recorded_us: row.recorded_us,
+                committed_us: self.relay.commits.after(row.recorded_us),
+                picked_us: picked,
+            };
             let Some(kind) = Kind::parse(&event.kind) else {
                 log::warn!(
                     "feed position {seq} has an unknown kind {:?}; skipped",
@@ -449,8 +457,8 @@ struct Outbox<'a> {
     in_flight: VecDeque<InFlight>,
     max_in_flight: usize,
     stats: &'a Stats,
-    /// The current event's stamps: when it was recorded, when the relay read it.
-    stamps: (i64, i64),
+    /// The current event's stamps.
+    sent: Sent,
 }
 
 impl Outbox<'_> {
@@ -465,7 +473,7 @@ impl Outbox<'_> {
                 confirmed(oldest, self.stats).await?;
             }
         }
-        let properties = properties.with_headers(trace::headers(self.stamps.0, self.stamps.1));
+        let properties = properties.with_headers(trace::headers(self.sent));
         let publish = {
             let (channel, exchange) = (self.channel.clone(), self.exchange.to_owned());
             let payload = payload.to_vec();

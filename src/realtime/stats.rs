@@ -15,7 +15,10 @@ use crate::metrics::{Metrics, MetricsError, STAGE_BUCKETS};
 /// [`Stage::ALL`] order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
-    /// Recorded in the log (just before its transaction commits) → read by the relay.
+    /// Recorded in the log → committed, as the writer saw it (writes through the relaying
+    /// instance only).
+    Commit,
+    /// Committed (where known; else recorded) → read by the relay.
     Pickup,
     /// Read by the relay → its message handed to the AMQP client.
     Publish,
@@ -30,7 +33,8 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 6] = [
+    pub const ALL: [Stage; 7] = [
+        Stage::Commit,
         Stage::Pickup,
         Stage::Publish,
         Stage::Confirm,
@@ -41,6 +45,7 @@ impl Stage {
 
     pub fn label(self) -> &'static str {
         match self {
+            Stage::Commit => "commit",
             Stage::Pickup => "pickup",
             Stage::Publish => "publish",
             Stage::Confirm => "confirm",
@@ -65,7 +70,7 @@ struct Figures {
     connects: IntCounter,
     disconnects: IntCounterVec,
     reconnects: IntCounter,
-    stages: [Histogram; 6],
+    stages: [Histogram; 7],
     delivery: Histogram,
     first_delivery: Histogram,
     /// Set when scraped.
@@ -106,8 +111,9 @@ impl Stats {
     pub fn new(metrics: &Metrics) -> Result<Stats, MetricsError> {
         let stage_vec = metrics.histogram_vec(
             "herald_feed_stage_seconds",
-            "Time a feed event spends in each stage of its path: pickup (recorded in the log, \
-             just before commit, to read by the relay), publish (read to published), confirm \
+            "Time a feed event spends in each stage of its path: commit (recorded in the log to \
+             committed, as its writer saw it, for writes through the relaying instance), pickup \
+             (committed, or else recorded, to read by the relay), publish (read to published), confirm \
              (published to confirmed by the broker), broker (published to consumed by a node), \
              registry (consumed to handed to sessions), socket (handed to written to a WebSocket).",
             &["stage"],
@@ -172,14 +178,14 @@ impl Stats {
             stages,
             delivery: metrics.histogram(
                 "herald_feed_delivery_seconds",
-                "From an event recorded in the feed log (just before its commit) to its frame \
-                 written to a session's WebSocket, per live delivery.",
+                "From an event's commit (where known; else its recording in the feed log, just \
+                 before) to its frame written to a session's WebSocket, per live delivery.",
                 STAGE_BUCKETS,
             )?,
             first_delivery: metrics.histogram(
                 "herald_feed_first_delivery_seconds",
-                "From an event recorded in the feed log to the first of its frames written on \
-                 this node, per broker message.",
+                "From an event's commit (else its recording) to the first of its frames written \
+                 on this node, per broker message.",
                 STAGE_BUCKETS,
             )?,
             sessions: metrics.gauge_vec(

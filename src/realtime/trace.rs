@@ -1,13 +1,23 @@
 //! Where a feed event's time goes, stage by stage (see [`Stage`]): wall-clock stamps taken as
-//! it moves (recorded in the log, read by the relay, published, consumed, handed to sessions,
-//! written), carried between processes in AMQP headers, and observed into the
+//! it moves (recorded in the log, committed, read by the relay, published, consumed, handed to
+//! sessions, written), carried between processes in AMQP headers, and observed into the
 //! `herald_feed_stage_seconds` histograms where each stage ends.
+//!
+//! The log row holds when the event was recorded (its insert, the last statement before the
+//! commit). When it committed is known to the writer only: a writer on the relaying instance
+//! notes it as it wakes the relay ([`Commits`]), and the relay stamps an event with the first
+//! such note at or after its recording: for an event written through the relaying instance,
+//! never later than its own commit, so a stage from the commit is never understated. An event
+//! written through another instance is measured from its recording, unless a local write
+//! committed in between lends it its stamp (the stamps are exact on one instance, as in the
+//! benchmark, and an estimate across several).
 //!
 //! Stamps from two hosts are only as comparable as their clocks: a stage that would come out
 //! negative (a clock behind) is observed as zero. On one host (the benchmark) they are exact.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use lapin::types::{AMQPValue, FieldTable, ShortString};
@@ -15,6 +25,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use super::stats::{Stage, Stats};
 
 const RECORDED: &str = "x-herald-recorded-us";
+const COMMITTED: &str = "x-herald-committed-us";
 const PICKED: &str = "x-herald-picked-us";
 const PUBLISHED: &str = "x-herald-published-us";
 
@@ -30,15 +41,61 @@ fn seconds(from: i64, to: i64) -> f64 {
     (to - from).max(0) as f64 / 1e6
 }
 
-/// The headers of a message whose event was recorded at `recorded_us`, read by the relay at
-/// `picked_us` and published now.
-pub fn headers(recorded_us: i64, picked_us: i64) -> FieldTable {
+/// How many recent commits [`Commits`] remembers.
+const COMMITS_KEPT: usize = 1024;
+
+/// When this instance's writes committed, as they wake the relay: recent stamps, in order.
+#[derive(Clone, Default)]
+pub struct Commits(Arc<Mutex<VecDeque<i64>>>);
+
+impl Commits {
+    /// A write committed just now.
+    pub fn note(&self) {
+        let now = now_us();
+        if let Ok(mut stamps) = self.0.lock() {
+            if stamps.len() >= COMMITS_KEPT {
+                stamps.pop_front();
+            }
+            // Writers on several threads may note out of order by a hair: keep it sorted.
+            let at = stamps.partition_point(|&stamp| stamp <= now);
+            stamps.insert(at, now);
+        }
+    }
+
+    /// The first commit noted at or after `recorded_us`: the commit of the event recorded
+    /// then, or an earlier one (never a later one), if it was written through this instance.
+    pub fn after(&self, recorded_us: i64) -> Option<i64> {
+        let stamps = self.0.lock().ok()?;
+        let at = stamps.partition_point(|&stamp| stamp < recorded_us);
+        stamps.get(at).copied()
+    }
+}
+
+/// What the relay knows of an event's time when it publishes it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sent {
+    pub recorded_us: i64,
+    pub committed_us: Option<i64>,
+    pub picked_us: i64,
+}
+
+/// The headers of a message whose event has the stamps `sent`, published now.
+pub fn headers(sent: Sent) -> FieldTable {
     let mut table = FieldTable::default();
     table.insert(
         ShortString::from(RECORDED),
-        AMQPValue::LongLongInt(recorded_us),
+        AMQPValue::LongLongInt(sent.recorded_us),
     );
-    table.insert(ShortString::from(PICKED), AMQPValue::LongLongInt(picked_us));
+    if let Some(committed) = sent.committed_us {
+        table.insert(
+            ShortString::from(COMMITTED),
+            AMQPValue::LongLongInt(committed),
+        );
+    }
+    table.insert(
+        ShortString::from(PICKED),
+        AMQPValue::LongLongInt(sent.picked_us),
+    );
     table.insert(
         ShortString::from(PUBLISHED),
         AMQPValue::LongLongInt(now_us()),
@@ -63,7 +120,8 @@ fn stamp(headers: &FieldTable, name: &str) -> Option<i64> {
 pub struct Trace(Option<Arc<Stamps>>);
 
 struct Stamps {
-    recorded: i64,
+    /// The commit, or where unknown the recording: where a delivery is measured from.
+    origin: i64,
     handed: AtomicI64,
     /// Whether one of its frames has been written on this node.
     written: AtomicBool,
@@ -84,11 +142,16 @@ impl Trace {
             return Trace(None);
         };
         let consumed = now_us();
-        stats.observe(Stage::Pickup, seconds(recorded, picked));
+        let committed = stamp(headers, COMMITTED);
+        if let Some(committed) = committed {
+            stats.observe(Stage::Commit, seconds(recorded, committed));
+        }
+        let origin = committed.unwrap_or(recorded);
+        stats.observe(Stage::Pickup, seconds(origin, picked));
         stats.observe(Stage::Publish, seconds(picked, published));
         stats.observe(Stage::Broker, seconds(published, consumed));
         Trace(Some(Arc::new(Stamps {
-            recorded,
+            origin,
             handed: AtomicI64::new(consumed),
             written: AtomicBool::new(false),
         })))
@@ -113,23 +176,57 @@ impl Trace {
                 seconds(stamps.handed.load(Ordering::Relaxed), now),
             );
             let first = !stamps.written.swap(true, Ordering::Relaxed);
-            stats.observe_delivery(seconds(stamps.recorded, now), first);
+            stats.observe_delivery(seconds(stamps.origin, now), first);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{headers, now_us, stamp, PICKED, PUBLISHED, RECORDED};
+    use super::{headers, now_us, stamp, Commits, Sent, COMMITTED, PICKED, PUBLISHED, RECORDED};
 
     #[test]
     fn stamps_travel_in_headers() {
         let before = now_us();
-        let table = headers(10, 20);
+        let sent = Sent {
+            recorded_us: 10,
+            committed_us: Some(15),
+            picked_us: 20,
+        };
+        let table = headers(sent);
         assert_eq!(stamp(&table, RECORDED), Some(10));
+        assert_eq!(stamp(&table, COMMITTED), Some(15));
         assert_eq!(stamp(&table, PICKED), Some(20));
         assert!(stamp(&table, PUBLISHED).is_some_and(|at| at >= before));
         assert_eq!(stamp(&table, "x-other"), None);
+        let remote = headers(Sent {
+            committed_us: None,
+            ..sent
+        });
+        assert_eq!(stamp(&remote, COMMITTED), None);
+    }
+
+    #[test]
+    fn an_event_takes_the_first_commit_noted_after_its_recording() {
+        let commits = Commits::default();
+        let recorded = now_us();
+        assert_eq!(commits.after(recorded), None, "nothing noted yet");
+        commits.note();
+        let first = commits
+            .after(recorded)
+            .expect("a commit after the recording");
+        assert!(first >= recorded);
+        commits.note();
+        assert_eq!(
+            commits.after(recorded),
+            Some(first),
+            "the first, not the latest"
+        );
+        assert_eq!(
+            commits.after(now_us() + 1_000_000),
+            None,
+            "none after a later recording"
+        );
     }
 
     #[test]

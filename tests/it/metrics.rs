@@ -74,7 +74,7 @@ async fn the_metrics_count_what_happened(mode: QueueMode) {
         "{text}"
     );
     for stage in [
-        "pickup", "publish", "broker", "registry", "socket", "confirm",
+        "commit", "pickup", "publish", "broker", "registry", "socket", "confirm",
     ] {
         let series = format!("herald_feed_stage_seconds_count{{stage=\"{stage}\"}}");
         assert!(grew(&series) >= 1.0, "stage {stage}\n{text}");
