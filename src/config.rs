@@ -301,7 +301,7 @@ impl Settings {
             &self.database.url,
             &["postgres", "postgresql"],
         )?;
-        crate::store::pg_tls::SslMode::of_url(&self.database.url).map_err(|why| {
+        crate::store::sslmode::SslMode::of_url(&self.database.url).map_err(|why| {
             SettingsError::Invalid(format!(
                 "database.url ({}): {why}",
                 crate::retry::redact(&self.database.url)
@@ -313,7 +313,7 @@ impl Settings {
                 "amqp.cert_file and amqp.key_file go together: set both or neither".into(),
             ));
         }
-        crate::http::cors::AllowedOrigins::parse(&self.http.cors_origins)
+        crate::http::origins::AllowedOrigins::parse(&self.http.cors_origins)
             .map_err(SettingsError::Invalid)?;
         for url in &self.amqp.urls {
             check_url("amqp.urls", url, &["amqp", "amqps"])?;

@@ -115,16 +115,18 @@ async fn create(req: HttpRequest, body: web::Json<Post>, hub: web::Data<Arc<Hub>
         return HttpResponse::BadRequest().finish();
     };
     let post_id = Uuid::new_v4();
-    let frame: Arc<str> = serde_json::json!({
-        "type": "post.created",
-        "postId": post_id,
-        "postText": body.text,
-        "author_user_id": author_id,
-        "seq": hub.seq.fetch_add(1, Ordering::Relaxed) + 1,
-    })
-    .to_string()
-    .into();
+    // The position is taken under the lock that hands the frame out, so positions reach every
+    // session in order even with several workers posting.
     if let Ok(sessions) = hub.sessions.lock() {
+        let frame: Arc<str> = serde_json::json!({
+            "type": "post.created",
+            "postId": post_id,
+            "postText": body.text,
+            "author_user_id": author_id,
+            "seq": hub.seq.fetch_add(1, Ordering::Relaxed) + 1,
+        })
+        .to_string()
+        .into();
         for follower in followers {
             for session in sessions.get(follower).into_iter().flatten() {
                 session.do_send(Frame(Arc::clone(&frame)));

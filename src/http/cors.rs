@@ -25,6 +25,8 @@ use actix_web::http::{header, Method};
 use actix_web::middleware::Next;
 use actix_web::HttpRequest;
 
+pub use super::origins::AllowedOrigins;
+
 use super::error::ApiError;
 use super::request_id::X_REQUEST_ID;
 
@@ -34,62 +36,7 @@ const PREFLIGHT_MAX_AGE_SECS: usize = 3600;
 /// `X-Feed-Seq` (`FEED_SEQ_HEADER`), as a header name.
 const FEED_SEQ: header::HeaderName = header::HeaderName::from_static("x-feed-seq");
 
-/// The origins `http.cors_origins` admits, each as browsers send it (`scheme://host[:port]`,
-/// lower case, no default port, no trailing slash).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AllowedOrigins {
-    /// No CORS: no headers, no `Origin` checked.
-    Off,
-    /// `*`: every origin.
-    Any,
-    /// Exactly these.
-    Listed(Vec<String>),
-}
-
 impl AllowedOrigins {
-    /// Reads `http.cors_origins`; an entry that is not an origin is an error naming it.
-    pub fn parse(entries: &[String]) -> Result<Self, String> {
-        let entries: Vec<&str> = entries
-            .iter()
-            .map(|entry| entry.trim())
-            .filter(|entry| !entry.is_empty())
-            .collect();
-        if entries.is_empty() {
-            return Ok(AllowedOrigins::Off);
-        }
-        if entries.contains(&"*") {
-            if entries.len() > 1 {
-                return Err(
-                    "http.cors_origins: \"*\" (any origin) must be the only entry".to_owned(),
-                );
-            }
-            return Ok(AllowedOrigins::Any);
-        }
-        let mut listed = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let origin = canonical_origin(entry)
-                .map_err(|why| format!("http.cors_origins: {entry:?} {why}"))?;
-            if !listed.contains(&origin) {
-                listed.push(origin);
-            }
-        }
-        Ok(AllowedOrigins::Listed(listed))
-    }
-
-    pub fn is_on(&self) -> bool {
-        !matches!(self, AllowedOrigins::Off)
-    }
-
-    /// Whether a request from `origin` (its `Origin` header, if any) may open the feed socket.
-    pub fn admits(&self, origin: Option<&header::HeaderValue>) -> bool {
-        match (self, origin) {
-            (AllowedOrigins::Off | AllowedOrigins::Any, _) | (_, None) => true,
-            (AllowedOrigins::Listed(listed), Some(origin)) => origin
-                .to_str()
-                .is_ok_and(|origin| listed.iter().any(|allowed| allowed == origin)),
-        }
-    }
-
     /// The middleware, for an `Off` list too (then `Condition` keeps it out of the way).
     pub fn middleware(&self) -> Cors {
         let cors = Cors::default()
@@ -105,22 +52,6 @@ impl AllowedOrigins {
                 .fold(cors, |cors, origin| cors.allowed_origin(origin)),
         }
     }
-}
-
-/// `entry` as browsers send an origin, or why it is not one.
-fn canonical_origin(entry: &str) -> Result<String, &'static str> {
-    let url =
-        url::Url::parse(entry).map_err(|_| "is not an origin such as https://app.example.com")?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err("must start with http:// or https://");
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("must not hold a user or password");
-    }
-    if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
-        return Err("must be scheme://host[:port] only, with no path, query or fragment");
-    }
-    Ok(url.origin().ascii_serialization())
 }
 
 /// Turns the CORS middleware's refusals into the API's own errors: 403 for an origin, method or

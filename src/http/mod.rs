@@ -7,6 +7,7 @@ pub mod connection;
 pub mod cors;
 pub mod error;
 pub mod metrics;
+pub mod origins;
 pub mod request_id;
 pub mod routes;
 pub mod validation;

@@ -337,6 +337,7 @@ impl Leader {
             max_in_flight: self.max_in_flight,
             stats: &self.stats,
             sent: Sent::default(),
+            first_of_event: false,
         };
         for row in rows {
             let event = &row.event;
@@ -346,6 +347,8 @@ impl Leader {
                 committed_us: self.relay.commits.after(row.recorded_us),
                 picked_us: picked,
             };
+            // Stages are timed for what sessions see (post events), not for routing changes.
+            out.first_of_event = Kind::parse(&event.kind).is_some_and(Kind::is_post);
             let Some(kind) = Kind::parse(&event.kind) else {
                 log::warn!(
                     "feed position {seq} has an unknown kind {:?}; skipped",
@@ -459,6 +462,8 @@ struct Outbox<'a> {
     stats: &'a Stats,
     /// The current event's stamps.
     sent: Sent,
+    /// Whether the current event's first message is still to go (its stages are observed then).
+    first_of_event: bool,
 }
 
 impl Outbox<'_> {
@@ -472,6 +477,9 @@ impl Outbox<'_> {
             if let Some(oldest) = self.in_flight.pop_front() {
                 confirmed(oldest, self.stats).await?;
             }
+        }
+        if std::mem::take(&mut self.first_of_event) {
+            trace::observe_relayed(&self.sent, self.stats);
         }
         let properties = properties.with_headers(trace::headers(self.sent));
         let publish = {

@@ -282,6 +282,8 @@ async fn forward(
             let trace = Trace::consumed(delivery.properties.headers().as_ref(), &stats);
             trace.handing(&stats);
             session.owe();
+            // Counted as handed, before the session writes it (as in node mode).
+            stats.add_delivered(1);
             // A session that stops reading must not wedge its forwarder: `stop` still wins.
             let handed = tokio::select! {
                 _ = &mut stop => break true,
@@ -290,7 +292,6 @@ async fn forward(
             if handed.is_err() {
                 break true; // the session actor is gone; the queue goes with it
             }
-            stats.add_delivered(1);
         }
         if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
             log::warn!("acking on {queue}: {error}");

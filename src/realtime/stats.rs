@@ -115,7 +115,9 @@ impl Stats {
              committed, as its writer saw it, for writes through the relaying instance), pickup \
              (committed, or else recorded, to read by the relay), publish (read to published), confirm \
              (published to confirmed by the broker), broker (published to consumed by a node), \
-             registry (consumed to handed to sessions), socket (handed to written to a WebSocket).",
+             registry (consumed to handed to sessions), socket (handed to put on the session's WebSocket \
+             stream). Commit, pickup and publish are observed once per post event by the relaying \
+             instance, the others per consumed message.",
             &["stage"],
             STAGE_BUCKETS,
         )?;
@@ -253,11 +255,28 @@ impl Stats {
         self.0.connects.inc();
     }
 
+    /// Counts a session's end under its close code: the codes herald sends or the protocol
+    /// defines, by number; the rest (a client may pick any of 3000–4999) as `other`, so clients
+    /// cannot grow the series.
     pub fn count_disconnect(&self, code: u16) {
-        self.0
-            .disconnects
-            .with_label_values(&[code.to_string().as_str()])
-            .inc();
+        let label = match code {
+            1000 => "1000",
+            1001 => "1001",
+            1002 => "1002",
+            1003 => "1003",
+            1005 => "1005",
+            1006 => "1006",
+            1007 => "1007",
+            1008 => "1008",
+            1009 => "1009",
+            1010 => "1010",
+            1011 => "1011",
+            1012 => "1012",
+            1013 => "1013",
+            1014 => "1014",
+            _ => "other",
+        };
+        self.0.disconnects.with_label_values(&[label]).inc();
     }
 
     pub fn count_reconnect(&self) {
@@ -269,8 +288,8 @@ impl Stats {
         self.0.stages[stage as usize].observe(seconds);
     }
 
-    /// Observes a live delivery written `seconds` after its event was recorded, and whether it
-    /// was the first frame of its message on this node.
+    /// Observes a live delivery written `seconds` after its event's commit (else its
+    /// recording), and whether it was the first frame of its message on this node.
     pub fn observe_delivery(&self, seconds: f64, first: bool) {
         self.0.delivery.observe(seconds);
         if first {
@@ -280,10 +299,12 @@ impl Stats {
 
     /// The readings `/metrics` takes when scraped.
     pub fn set_gauges(&self, gauges: Gauges<'_>) {
-        self.0
-            .sessions
-            .with_label_values(&[gauges.mode])
-            .set(gauges.sessions as i64);
+        if let Some(sessions) = gauges.sessions {
+            self.0
+                .sessions
+                .with_label_values(&[gauges.mode])
+                .set(sessions as i64);
+        }
         self.0.link_up.set(i64::from(gauges.link_up));
         self.0.relay_leading.set(i64::from(gauges.relay_leading));
         if let Some(lag) = gauges.relay_lag {
@@ -310,7 +331,8 @@ impl Stats {
 /// Readings taken when `/metrics` is scraped.
 pub struct Gauges<'a> {
     pub mode: &'a str,
-    pub sessions: usize,
+    /// `None` when the registry could not be asked: the last reading stays.
+    pub sessions: Option<usize>,
     pub link_up: bool,
     pub relay_leading: bool,
     /// `None` when the database could not be asked: the last reading stays.

@@ -38,7 +38,7 @@ pub fn now_us() -> i64 {
 
 /// Seconds from stamp `from` to stamp `to`, never negative.
 fn seconds(from: i64, to: i64) -> f64 {
-    (to - from).max(0) as f64 / 1e6
+    to.saturating_sub(from).max(0) as f64 / 1e6
 }
 
 /// How many recent commits [`Commits`] remembers.
@@ -46,28 +46,43 @@ const COMMITS_KEPT: usize = 1024;
 
 /// When this instance's writes committed, as they wake the relay: recent stamps, in order.
 #[derive(Clone, Default)]
-pub struct Commits(Arc<Mutex<VecDeque<i64>>>);
+pub struct Commits(Arc<Mutex<Noted>>);
+
+#[derive(Default)]
+struct Noted {
+    stamps: VecDeque<i64>,
+    /// The newest stamp let go: an event recorded before it may have committed among those
+    /// forgotten, so it gets none rather than a later one.
+    forgotten: i64,
+}
 
 impl Commits {
     /// A write committed just now.
     pub fn note(&self) {
         let now = now_us();
-        if let Ok(mut stamps) = self.0.lock() {
-            if stamps.len() >= COMMITS_KEPT {
-                stamps.pop_front();
+        if let Ok(mut noted) = self.0.lock() {
+            if noted.stamps.len() >= COMMITS_KEPT {
+                if let Some(oldest) = noted.stamps.pop_front() {
+                    noted.forgotten = noted.forgotten.max(oldest);
+                }
             }
             // Writers on several threads may note out of order by a hair: keep it sorted.
-            let at = stamps.partition_point(|&stamp| stamp <= now);
-            stamps.insert(at, now);
+            let at = noted.stamps.partition_point(|&stamp| stamp <= now);
+            noted.stamps.insert(at, now);
         }
     }
 
     /// The first commit noted at or after `recorded_us`: the commit of the event recorded
     /// then, or an earlier one (never a later one), if it was written through this instance.
+    /// `None` when that commit may have been forgotten (a backlog of more than
+    /// [`COMMITS_KEPT`] writes), or none was noted.
     pub fn after(&self, recorded_us: i64) -> Option<i64> {
-        let stamps = self.0.lock().ok()?;
-        let at = stamps.partition_point(|&stamp| stamp < recorded_us);
-        stamps.get(at).copied()
+        let noted = self.0.lock().ok()?;
+        if recorded_us <= noted.forgotten {
+            return None;
+        }
+        let at = noted.stamps.partition_point(|&stamp| stamp < recorded_us);
+        noted.stamps.get(at).copied()
     }
 }
 
@@ -103,6 +118,18 @@ pub fn headers(sent: Sent) -> FieldTable {
     table
 }
 
+/// The relay publishes an event's first message now: observes the stages up to here, once per
+/// event (commit where known, pickup, publish).
+pub fn observe_relayed(sent: &Sent, stats: &Stats) {
+    let now = now_us();
+    if let Some(committed) = sent.committed_us {
+        stats.observe(Stage::Commit, seconds(sent.recorded_us, committed));
+    }
+    let origin = sent.committed_us.unwrap_or(sent.recorded_us);
+    stats.observe(Stage::Pickup, seconds(origin, sent.picked_us));
+    stats.observe(Stage::Publish, seconds(sent.picked_us, now));
+}
+
 fn stamp(headers: &FieldTable, name: &str) -> Option<i64> {
     headers
         .inner()
@@ -128,27 +155,20 @@ struct Stamps {
 }
 
 impl Trace {
-    /// Reads a message's stamps as this node's consumer receives it, and observes the stages
-    /// that ended by now: pickup, publish and broker.
+    /// Reads a message's stamps as this node's consumer receives it, and observes the broker
+    /// stage (per consumed message; the stages before it are the relay's, once per event:
+    /// [`observe_relayed`]).
     pub fn consumed(headers: Option<&FieldTable>, stats: &Stats) -> Trace {
         let Some(headers) = headers else {
             return Trace(None);
         };
-        let (Some(recorded), Some(picked), Some(published)) = (
-            stamp(headers, RECORDED),
-            stamp(headers, PICKED),
-            stamp(headers, PUBLISHED),
-        ) else {
+        let (Some(recorded), Some(published)) =
+            (stamp(headers, RECORDED), stamp(headers, PUBLISHED))
+        else {
             return Trace(None);
         };
         let consumed = now_us();
-        let committed = stamp(headers, COMMITTED);
-        if let Some(committed) = committed {
-            stats.observe(Stage::Commit, seconds(recorded, committed));
-        }
-        let origin = committed.unwrap_or(recorded);
-        stats.observe(Stage::Pickup, seconds(origin, picked));
-        stats.observe(Stage::Publish, seconds(picked, published));
+        let origin = stamp(headers, COMMITTED).unwrap_or(recorded);
         stats.observe(Stage::Broker, seconds(published, consumed));
         Trace(Some(Arc::new(Stamps {
             origin,
@@ -227,6 +247,14 @@ mod tests {
             None,
             "none after a later recording"
         );
+        // Past the stamps kept, an event recorded before the oldest kept gets none.
+        for _ in 0..super::COMMITS_KEPT {
+            commits.note();
+        }
+        assert_eq!(commits.after(recorded), None, "its commit may be forgotten");
+        let late = now_us();
+        commits.note();
+        assert!(commits.after(late).is_some_and(|at| at >= late));
     }
 
     #[test]

@@ -341,14 +341,16 @@ impl QueryFragment<Pg> for NumberBatch {
                FROM numbered
               WHERE numbered.kind = 'celebrity' AND u.id = numbered.author_id
                 AND u.celebrity_seq IS NULL
-             RETURNING u.id)
+             RETURNING u.id),
+         batch_switches AS (
+             SELECT author_id, min(seq) AS seq FROM numbered
+              WHERE kind = 'celebrity' GROUP BY author_id)
          SELECT n.seq, n.kind, n.author_id, n.follower_id, n.post_id, n.post_text,
-                coalesce(u.celebrity_seq,
-                         (SELECT min(c.seq) FROM numbered c
-                           WHERE c.kind = 'celebrity' AND c.author_id = n.author_id))
-                    AS celebrity_seq,
+                coalesce(u.celebrity_seq, s.seq) AS celebrity_seq,
                 (extract(epoch FROM n.recorded_at) * 1000000)::bigint AS recorded_us
-           FROM numbered n LEFT JOIN users u ON u.id = n.author_id
+           FROM numbered n
+           LEFT JOIN users u ON u.id = n.author_id
+           LEFT JOIN batch_switches s ON s.author_id = n.author_id
           ORDER BY n.seq",
         );
         Ok(())

@@ -9,6 +9,7 @@ pub mod models;
 pub mod pg_tls;
 pub mod posts;
 pub mod schema;
+pub mod sslmode;
 pub mod tokens;
 pub mod users;
 

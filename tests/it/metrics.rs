@@ -45,6 +45,16 @@ async fn the_metrics_count_what_happened(mode: QueueMode) {
     let post = app.create_post(&author, "measured").await;
     feed.expect_created(post, &author, "measured").await;
 
+    // The frame is counted and timed before it is written; the relay's confirm may come later.
+    let confirmed = "herald_feed_stage_seconds_count{stage=\"confirm\"}";
+    assert!(
+        app.eventually(|| async {
+            let text = scrape(&app).await;
+            sample(&text, confirmed).unwrap_or(0.0) > sample(&before, confirmed).unwrap_or(0.0)
+        })
+        .await,
+        "the measured post's confirm was never timed"
+    );
     let mode_label = mode.as_str();
     let text = scrape(&app).await;
     let at = |series: &str| sample(&text, series);

@@ -20,7 +20,7 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
             .map(|relay| relay.lag()),
         Err(_) => None,
     };
-    let sessions = state.registry.send(SessionCount).await.unwrap_or_default();
+    let sessions = state.registry.send(SessionCount).await.ok();
     state.stats.set_gauges(Gauges {
         mode: state.realtime.queue_mode.as_str(),
         sessions,
