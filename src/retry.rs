@@ -17,15 +17,10 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    let mut delay = FIRST_DELAY;
+    // No error is permanent here, so the inner loop only ever ends with a value.
     loop {
-        match attempt().await {
-            Ok(value) => return value,
-            Err(error) => {
-                log::warn!("{what} is unavailable ({error}); retrying in {delay:?}");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(MAX_DELAY);
-            }
+        if let Ok(value) = with_backoff_unless(what, |_: &E| false, &mut attempt).await {
+            return value;
         }
     }
 }

@@ -347,8 +347,6 @@ impl Leader {
                 committed_us: self.relay.commits.after(row.recorded_us),
                 picked_us: picked,
             };
-            // Stages are timed for what sessions see (post events), not for routing changes.
-            out.first_of_event = Kind::parse(&event.kind).is_some_and(Kind::is_post);
             let Some(kind) = Kind::parse(&event.kind) else {
                 log::warn!(
                     "feed position {seq} has an unknown kind {:?}; skipped",
@@ -356,6 +354,8 @@ impl Leader {
                 );
                 continue;
             };
+            // Stages are timed for what sessions see (post events), not for routing changes.
+            out.first_of_event = kind.is_post();
             match kind {
                 Kind::PostCreated | Kind::PostUpdated | Kind::PostDeleted => {
                     let Some((_, frame)) = frame_of(event) else {

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use awc::http::header::HeaderMap;
-use serde_json::Value;
 
 use crate::support::{test_settings, Answer, TestApp};
 
@@ -23,18 +22,7 @@ async fn send(app: &TestApp, method: &str, path: &str, headers: &[(&str, &str)])
         request = request.insert_header((*name, *value));
     }
     let mut response = request.send().await.expect("request sent");
-    let bytes = response.body().await.expect("body");
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-    };
-    Answer {
-        status: response.status().as_u16(),
-        body,
-        headers: response.headers().clone(),
-    }
+    Answer::read(&mut response).await
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

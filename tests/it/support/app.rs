@@ -38,6 +38,28 @@ pub struct Answer {
     pub headers: HeaderMap,
 }
 
+impl Answer {
+    /// Reads `response` whole (up to 16 MiB).
+    pub async fn read<S>(response: &mut awc::ClientResponse<S>) -> Answer
+    where
+        S: futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>>
+            + Unpin,
+    {
+        let bytes = response.body().limit(16 << 20).await.expect("body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Answer {
+            status: response.status().as_u16(),
+            body,
+            headers: response.headers().clone(),
+        }
+    }
+}
+
 pub struct TestUser {
     pub id: Uuid,
     pub token: String,
@@ -113,18 +135,7 @@ impl TestApp {
                 .expect("request sent"),
             None => request.send().await.expect("request sent"),
         };
-        let bytes = response.body().limit(16 << 20).await.expect("body");
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        };
-        Answer {
-            status: response.status().as_u16(),
-            body,
-            headers: response.headers().clone(),
-        }
+        Answer::read(&mut response).await
     }
 
     /// `GET`; returns the status and the body (see [`Answer`]).
