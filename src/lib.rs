@@ -23,6 +23,7 @@
 pub mod auth;
 pub mod config;
 pub mod http;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod realtime;

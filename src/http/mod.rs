@@ -3,9 +3,11 @@
 
 pub mod auth;
 pub mod body_deadline;
+pub mod client_address;
 pub mod connection;
 pub mod cors;
 pub mod error;
+pub mod listeners;
 pub mod metrics;
 pub mod origins;
 pub mod request_id;
@@ -21,6 +23,7 @@ use actix_web::{web, HttpRequest, HttpResponse, Resource, Route};
 use crate::auth::hasher::Hasher;
 use crate::auth::throttle::LoginThrottle;
 use crate::config::{AuthSettings, RealtimeSettings};
+use crate::limits::per_address::AddressLimiter;
 use crate::metrics::Metrics;
 use crate::realtime::history::FeedHistory;
 use crate::realtime::relay::Relay;
@@ -43,6 +46,12 @@ pub struct AppState {
     pub body_timeout: Duration,
     /// `http.cors_origins`: who may open the feed socket from a browser.
     pub origins: cors::AllowedOrigins,
+    /// `http.trusted_proxies`: whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: client_address::TrustedProxies,
+    /// `auth.registrations_per_address`.
+    pub registration_limit: AddressLimiter,
+    /// `http.searches_per_address`.
+    pub search_limit: AddressLimiter,
 }
 
 /// Mounts every route of the contract (plus `/health` and the browser client's files) and the

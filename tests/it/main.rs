@@ -5,6 +5,7 @@
 #[macro_use]
 mod support;
 
+mod abuse;
 mod actors;
 mod api;
 mod browser;

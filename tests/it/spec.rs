@@ -271,7 +271,7 @@ async fn http_answers_match_the_openapi_document() {
     openapi.conforms("POST", "/login", 408, &slow_body(app.port).await);
     let wrong = json!({ "id": other.id, "password": "not the password" }).to_string();
     let mut throttled = None;
-    for _ in 0..=app.settings.auth.login_failures_per_user {
+    for _ in 0..=app.settings.auth.login_failures_per_user_address {
         let answer = app.call("POST", "/login", None, Some(wrong.clone())).await;
         if answer.status == 429 {
             throttled = Some(answer);
