@@ -22,8 +22,8 @@ use crate::auth::hasher::Hasher;
 use crate::auth::throttle::LoginThrottle;
 use crate::config::{AuthSettings, RealtimeSettings};
 use crate::metrics::Metrics;
-use crate::realtime::history::FeedHistory;
 use crate::realtime::relay::Relay;
+use crate::realtime::session::history::FeedHistory;
 use crate::realtime::{BrokerHealth, SessionRegistry, Stats};
 use crate::store::DbPool;
 
