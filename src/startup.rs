@@ -22,17 +22,16 @@ use crate::http::metrics::{self as http_metrics, HttpMetrics};
 use crate::http::{self, body_deadline, request_id, AppState};
 use crate::limits::per_address::AddressLimiter;
 use crate::metrics::{Metrics, MetricsError};
-use crate::realtime::broker::{Close, LinkUp};
-use crate::realtime::history::FeedHistory;
-use crate::realtime::link;
-use crate::realtime::registry::upkeep::{DisconnectAll, SessionCount};
+use crate::realtime::broker::actor::{Close, LinkUp};
+use crate::realtime::broker::link;
 use crate::realtime::relay::{self, Relay};
-use crate::realtime::relink;
 use crate::realtime::routing::{BrokerPort, RegistryPort};
-use crate::realtime::session_protocol::DisconnectReason;
-use crate::realtime::{
-    watchdog, BrokerActor, BrokerError, BrokerHealth, SessionRegistry, Stats, Watchdog,
-};
+use crate::realtime::session::history::FeedHistory;
+use crate::realtime::session::protocol::DisconnectReason;
+use crate::realtime::session::registry::upkeep::{DisconnectAll, SessionCount};
+use crate::realtime::session::relink;
+use crate::realtime::session::watchdog;
+use crate::realtime::{BrokerActor, BrokerError, BrokerHealth, SessionRegistry, Stats, Watchdog};
 use crate::retry::{self, redact};
 use crate::store::events::HistoryBounds;
 use crate::store::pg_tls::PgTls;

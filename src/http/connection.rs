@@ -1,6 +1,6 @@
 //! What herald keeps of each accepted TCP connection (set by `HttpServer::on_connect`): its
 //! socket's descriptor, so a WebSocket session can watch and, if its client stops reading,
-//! drop its connection without the help of its frozen actor (see `realtime::write_watch`).
+//! drop its connection without the help of its frozen actor (see `realtime::session::write_watch`).
 
 use std::any::Any;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};

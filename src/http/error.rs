@@ -8,7 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError};
 
 use super::body_deadline::BodyTimedOut;
 use crate::auth::password::PasswordError;
-use crate::realtime::admission::AdmissionError;
+use crate::realtime::session::admission::AdmissionError;
 use crate::realtime::BrokerError;
 use crate::store::StoreError;
 

@@ -25,8 +25,8 @@ use crate::auth::throttle::LoginThrottle;
 use crate::config::{AuthSettings, RealtimeSettings};
 use crate::limits::per_address::AddressLimiter;
 use crate::metrics::Metrics;
-use crate::realtime::history::FeedHistory;
 use crate::realtime::relay::Relay;
+use crate::realtime::session::history::FeedHistory;
 use crate::realtime::{BrokerHealth, SessionRegistry, Stats};
 use crate::store::DbPool;
 

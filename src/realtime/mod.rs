@@ -3,6 +3,12 @@
 //! `realtime.queue_mode`), the fan-out that publishes them, and the watchdog that keeps
 //! sessions, queues and bindings honest.
 //!
+//! Its rooms: `relay/` (the publishing side: the feed log to RabbitMQ), `broker/` (the link,
+//! its topology and the node or session queues that route events here), `session/` (the
+//! session core whatever the transport: admission, positions, gap fills, the registry, the
+//! watchdog), `transport/` (the framings a client reads). Beside them: the wire's events and
+//! control messages, the ports between registry and broker (`routing`), stats and traces.
+//!
 //! One session's life, as the WebSocket route (`http::routes::feed_socket`) drives it:
 //!
 //! ```text
@@ -24,37 +30,22 @@
 //! The registry and the broker never import each other: each holds the other's port of
 //! `Recipient`s (`routing`), wired in `startup`.
 
-pub mod admission;
 pub mod broker;
-pub mod broker_error;
 pub mod control;
 pub mod events;
-pub mod frame_guard;
-pub mod history;
-pub mod in_order;
-pub mod link;
-pub mod node_queue;
-pub mod pipeline;
 pub mod probes;
-pub mod queue_routing;
-pub mod registry;
 pub mod relay;
-pub mod relink;
 pub mod routing;
 pub mod session;
-pub mod session_protocol;
-pub mod session_queues;
 pub mod stats;
-pub mod topology;
 pub mod trace;
-pub mod watchdog;
-pub mod write_watch;
+pub mod transport;
 
-pub use broker::BrokerActor;
-pub use broker_error::BrokerError;
+pub use broker::actor::BrokerActor;
+pub use broker::error::BrokerError;
+pub use broker::link::BrokerHealth;
 pub use events::FeedEvent;
-pub use link::BrokerHealth;
-pub use registry::SessionRegistry;
-pub use session::WsSession;
+pub use session::registry::SessionRegistry;
+pub use session::watchdog::Watchdog;
 pub use stats::{Stats, StatsSnapshot};
-pub use watchdog::Watchdog;
+pub use transport::json_socket::WsSession;

@@ -4,8 +4,8 @@
 use actix::prelude::*;
 use uuid::Uuid;
 
-use super::broker::BrokerActor;
-use super::registry::SessionRegistry;
+use crate::realtime::broker::actor::BrokerActor;
+use crate::realtime::session::registry::SessionRegistry;
 
 /// The queues this node consumes: the node queue, or every session queue.
 #[derive(Message)]

@@ -15,12 +15,12 @@ use actix::prelude::*;
 use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
-use super::broker_error::BrokerError;
 use super::control::Control;
 use super::events::Frame;
-use super::session_protocol::SessionHandle;
-use super::topology::Route;
 use super::trace::Trace;
+use crate::realtime::broker::error::BrokerError;
+use crate::realtime::broker::topology::Route;
+use crate::realtime::session::protocol::SessionHandle;
 
 /// Route `user.<id>` to this node for a session about to start (node mode: bind it to the node
 /// queue; session mode: declare the session's queue, bound to it). Resolves once in place, with

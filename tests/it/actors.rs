@@ -6,15 +6,15 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use herald::config::{QueueMode, Settings};
-use herald::realtime::admission;
+use herald::realtime::broker::topology::{session_queue_name, user_routing_key};
 use herald::realtime::probes::{BoundKeys, Queues, UserSessions};
-use herald::realtime::registry::upkeep::SessionCount;
-use herald::realtime::registry::{Deregister, Register, SessionRegistry};
-use herald::realtime::session_protocol::{
+use herald::realtime::session::admission;
+use herald::realtime::session::protocol::{
     Deliver, Disconnect, DisconnectReason, FeedSync, Heartbeat, SessionHandle,
 };
-use herald::realtime::topology::{session_queue_name, user_routing_key};
-use herald::realtime::watchdog::{Round, RoundReport};
+use herald::realtime::session::registry::upkeep::SessionCount;
+use herald::realtime::session::registry::{Deregister, Register, SessionRegistry};
+use herald::realtime::session::watchdog::{Round, RoundReport};
 use herald::realtime::FeedEvent;
 use herald::startup::{prepare_database, Realtime};
 use herald::store::models::NewUser;

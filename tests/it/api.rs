@@ -533,7 +533,7 @@ async fn writes_outlast_the_broker_and_a_lost_database_gives_503_with_retry_afte
     // the health check says the broker is down.
     app.realtime
         .broker
-        .send(herald::realtime::broker::Close)
+        .send(herald::realtime::broker::actor::Close)
         .await
         .expect("broker answers");
     let Answer { status, body, .. } = app

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use herald::config::QueueMode;
-use herald::realtime::topology::user_routing_key;
+use herald::realtime::broker::topology::user_routing_key;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};

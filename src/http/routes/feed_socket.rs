@@ -19,11 +19,11 @@ use crate::http::connection::ConnectionFd;
 use crate::http::cors::check_socket_origin;
 use crate::http::error::ApiError;
 use crate::http::AppState;
-use crate::realtime::admission;
-use crate::realtime::frame_guard::FrameGuard;
-use crate::realtime::registry::Deregister;
-use crate::realtime::session::FeedStart;
-use crate::realtime::write_watch::WriteWatch;
+use crate::realtime::session::admission;
+use crate::realtime::session::registry::Deregister;
+use crate::realtime::session::write_watch::WriteWatch;
+use crate::realtime::transport::frame_guard::FrameGuard;
+use crate::realtime::transport::json_socket::FeedStart;
 use crate::realtime::WsSession;
 
 #[derive(Deserialize)]

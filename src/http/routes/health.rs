@@ -7,7 +7,7 @@ use actix_web::{web, HttpResponse};
 
 use crate::http::error::ApiError;
 use crate::http::AppState;
-use crate::realtime::registry::upkeep::SessionCount;
+use crate::realtime::session::registry::upkeep::SessionCount;
 use crate::store::events;
 
 pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

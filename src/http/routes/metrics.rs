@@ -8,7 +8,7 @@ use actix_web::{web, HttpResponse};
 use crate::http::error::ApiError;
 use crate::http::AppState;
 use crate::metrics::CONTENT_TYPE;
-use crate::realtime::registry::upkeep::SessionCount;
+use crate::realtime::session::registry::upkeep::SessionCount;
 use crate::realtime::stats::Gauges;
 use crate::store::events;
 

@@ -257,7 +257,7 @@ impl TestApp {
     pub async fn session_count(&self) -> usize {
         self.realtime
             .registry
-            .send(herald::realtime::registry::upkeep::SessionCount)
+            .send(herald::realtime::session::registry::upkeep::SessionCount)
             .await
             .expect("registry answers")
     }

@@ -6,7 +6,7 @@
 //! live events; when the fill comes back both are merged by position, and anything at or below
 //! the last position written is dropped as already sent.
 
-use super::events::Frame;
+use crate::realtime::events::Frame;
 
 /// What a step let through: frames to write now, in order, and how many were dropped as
 /// duplicates.

@@ -6,12 +6,12 @@ use actix::prelude::*;
 use uuid::Uuid;
 
 use super::{AuthorsBound, SessionRegistry, ADMISSION_BACKLOG};
-use crate::realtime::broker_error::BrokerError;
+use crate::realtime::broker::error::BrokerError;
+use crate::realtime::broker::topology::Route;
 use crate::realtime::control::Control;
 use crate::realtime::events::Frame;
 use crate::realtime::routing::{ApplyControl, RouteAuthors, RouteEvent, UnrouteAuthors};
-use crate::realtime::session_protocol::{Deliver, Disconnect, DisconnectReason, FeedSync};
-use crate::realtime::topology::Route;
+use crate::realtime::session::protocol::{Deliver, Disconnect, DisconnectReason, FeedSync};
 use crate::realtime::trace::Trace;
 
 enum Handed {

@@ -13,14 +13,16 @@ use std::time::Instant;
 use actix::prelude::*;
 use uuid::Uuid;
 
-use super::broker_error::BrokerError;
-use super::events::Frame;
-use super::routing::{AttachSession, BrokerPort, ReleaseSession, RouteAuthors, RouteUser};
-use super::session_protocol::{Disconnect, DisconnectReason, FeedSync, SessionHandle};
-use super::stats::Stats;
-use super::trace::Trace;
+use super::protocol::{Disconnect, DisconnectReason, FeedSync, SessionHandle};
 use super::write_watch::WriteWatch;
 use crate::config::QueueMode;
+use crate::realtime::broker::error::BrokerError;
+use crate::realtime::events::Frame;
+use crate::realtime::routing::{
+    AttachSession, BrokerPort, ReleaseSession, RouteAuthors, RouteUser,
+};
+use crate::realtime::stats::Stats;
+use crate::realtime::trace::Trace;
 
 mod delivery;
 pub mod upkeep;
@@ -79,7 +81,7 @@ impl SessionRegistry {
     }
 
     /// The ids of one user's sessions on this node (running or being admitted): see `probes`.
-    pub(super) fn sessions_of(&self, user_id: Uuid) -> Vec<Uuid> {
+    pub(in crate::realtime) fn sessions_of(&self, user_id: Uuid) -> Vec<Uuid> {
         self.by_user
             .get(&user_id)
             .map(|set| set.iter().copied().collect())

@@ -9,9 +9,9 @@ use actix::dev::ToEnvelope;
 use actix::prelude::*;
 use uuid::Uuid;
 
-use super::events::Frame;
-use super::trace::Trace;
 use super::write_watch::WriteWatch;
+use crate::realtime::events::Frame;
+use crate::realtime::trace::Trace;
 
 /// One live feed event (its position and its text) for the session to write as one text
 /// frame, unless it has it already; with its message's stamps, to time the write.

@@ -19,13 +19,13 @@ use lapin::types::FieldTable;
 use lapin::Channel;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::broker_error::BrokerError;
-use super::control::{is_control, seq_of, Control};
+use super::error::BrokerError;
 use super::pipeline;
-use super::routing::{ApplyControl, RegistryPort, RouteEvent};
-use super::stats::Stats;
 use super::topology::{self, Route};
-use super::trace::Trace;
+use crate::realtime::control::{is_control, seq_of, Control};
+use crate::realtime::routing::{ApplyControl, RegistryPort, RouteEvent};
+use crate::realtime::stats::Stats;
+use crate::realtime::trace::Trace;
 
 /// Bind/unbind requests sent in one round trip at most.
 const BINDING_BATCH: usize = 512;

@@ -16,15 +16,15 @@ use futures_util::FutureExt;
 use lapin::Channel;
 use uuid::Uuid;
 
-use super::broker_error::BrokerError;
+use super::error::BrokerError;
 use super::link::Link;
 use super::node_queue::NodeBindings;
-use super::routing::ReleaseSession;
-use super::session_protocol::{Disconnect, DisconnectReason, SessionHandle};
 use super::session_queues::{self, SessionQueues};
-use super::stats::Stats;
 use super::topology::{self, author_routing_key, user_routing_key};
 use crate::config::{QueueMode, RealtimeSettings};
+use crate::realtime::routing::ReleaseSession;
+use crate::realtime::session::protocol::{Disconnect, DisconnectReason, SessionHandle};
+use crate::realtime::stats::Stats;
 
 /// Session mode: a session's queue is declared and bound; the broker records it (unless the link
 /// it was declared on is gone, and the queue with it).

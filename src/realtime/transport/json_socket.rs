@@ -12,16 +12,16 @@ use actix::prelude::*;
 use actix_web_actors::ws::{self, CloseCode, CloseReason};
 use uuid::Uuid;
 
-use super::events::{reset_frame, Frame};
 use super::frame_guard::FrameLimit;
-use super::history::{FeedHistory, Fill};
-use super::in_order::InOrder;
-use super::registry::{Deregister, Register, SessionRegistry};
-use super::session_protocol::{
+use crate::realtime::events::{reset_frame, Frame};
+use crate::realtime::session::history::{FeedHistory, Fill};
+use crate::realtime::session::in_order::InOrder;
+use crate::realtime::session::protocol::{
     Deliver, Disconnect, DisconnectReason, FeedSync, Heartbeat, SessionHandle,
 };
-use super::stats::Stats;
-use super::write_watch::WriteWatch;
+use crate::realtime::session::registry::{Deregister, Register, SessionRegistry};
+use crate::realtime::session::write_watch::WriteWatch;
+use crate::realtime::stats::Stats;
 use crate::store::StoreError;
 
 /// How long a fill that failed (PostgreSQL unreachable) waits before it is tried again; live

@@ -3,8 +3,8 @@
 
 use uuid::Uuid;
 
-use super::events::{frame_of, Frame};
-use super::stats::Stats;
+use crate::realtime::events::{frame_of, Frame};
+use crate::realtime::stats::Stats;
 use crate::store::events::{self, History, HistoryBounds};
 use crate::store::{self, DbPool, StoreError};
 

@@ -34,11 +34,11 @@ use uuid::Uuid;
 
 use super::control::{self, Control};
 use super::events::frame_of;
-use super::pipeline::{self, Started};
 use super::stats::{Stage, Stats};
-use super::topology::{author_routing_key, user_routing_key};
 use super::trace::{self, Commits, Sent};
 use crate::config::RealtimeSettings;
+use crate::realtime::broker::pipeline::{self, Started};
+use crate::realtime::broker::topology::{author_routing_key, user_routing_key};
 use crate::store::events::{self as log_store, Kind, RelayedEvent, NOTIFY_CHANNEL};
 use crate::store::pg_tls::PgTls;
 use crate::store::{database, friends, StoreError};

@@ -10,10 +10,10 @@ use actix::prelude::*;
 use uuid::Uuid;
 
 use super::SessionRegistry;
+use crate::realtime::broker::topology::{author_routing_key, user_routing_key};
 use crate::realtime::routing::LinkLost;
-use crate::realtime::session_protocol::{Disconnect, DisconnectReason, FeedSync, SessionHandle};
-use crate::realtime::topology::{author_routing_key, user_routing_key};
-use crate::realtime::write_watch::WriteWatch;
+use crate::realtime::session::protocol::{Disconnect, DisconnectReason, FeedSync, SessionHandle};
+use crate::realtime::session::write_watch::WriteWatch;
 
 /// Every running session, for the watchdog's rounds.
 #[derive(Message)]

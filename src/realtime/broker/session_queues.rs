@@ -17,15 +17,17 @@ use lapin::Channel;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::broker_error::BrokerError;
-use super::control::{is_control, seq_of, Control};
-use super::session_protocol::{Deliver, Disconnect, DisconnectReason, FeedSync, SessionHandle};
-use super::stats::Stats;
+use super::error::BrokerError;
 use super::topology::{
     self, author_routing_key, session_queue_arguments, session_queue_name, user_routing_key, Route,
 };
-use super::trace::Trace;
 use crate::config::RealtimeSettings;
+use crate::realtime::control::{is_control, seq_of, Control};
+use crate::realtime::session::protocol::{
+    Deliver, Disconnect, DisconnectReason, FeedSync, SessionHandle,
+};
+use crate::realtime::stats::Stats;
+use crate::realtime::trace::Trace;
 
 enum State {
     /// Queue declared and bound; events wait in it until the session attaches.

@@ -18,7 +18,7 @@ use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{AsyncTcpStream, Channel, Connection, ConnectionProperties, ExchangeKind};
 use uuid::Uuid;
 
-use super::broker_error::BrokerError;
+use super::error::BrokerError;
 use super::topology::{node_queue_arguments, node_queue_name};
 use crate::config::{AmqpSettings, QueueMode, RealtimeSettings};
 use crate::retry::redact;

@@ -7,8 +7,8 @@
 use actix::Addr;
 use uuid::Uuid;
 
-use super::broker_error::BrokerError;
 use super::registry::{Admit, Deregister, Reroute, SessionRegistry, WatchAuthors};
+use crate::realtime::broker::error::BrokerError;
 use crate::store::{self, celebrities, events, DbPool, StoreError};
 
 #[derive(Debug, thiserror::Error)]

@@ -12,10 +12,10 @@ use actix::prelude::*;
 use futures_util::future::join_all;
 use uuid::Uuid;
 
-use super::broker::{BrokerActor, CheckLink, Sweep};
+use super::protocol::{Disconnect, DisconnectReason, Heartbeat};
 use super::registry::upkeep::{NeededKeys, Prune, ReapStalled, Snapshot};
 use super::registry::{Deregister, SessionRegistry};
-use super::session_protocol::{Disconnect, DisconnectReason, Heartbeat};
+use crate::realtime::broker::actor::{BrokerActor, CheckLink, Sweep};
 
 pub struct Watchdog {
     registry: Addr<SessionRegistry>,

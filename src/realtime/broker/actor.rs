@@ -18,15 +18,15 @@ use lapin::Channel;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::broker_error::BrokerError;
+use super::error::BrokerError;
 use super::link::{self, BrokerHealth, Endpoints, Link};
 use super::node_queue;
 use super::queue_routing::{QueuePrepared, QueueRouting, ReleaseKeys, Reports};
-use super::routing::{
+use crate::config::RealtimeSettings;
+use crate::realtime::routing::{
     AttachSession, LinkLost, RegistryPort, ReleaseSession, RouteAuthors, RouteUser, UnrouteAuthors,
 };
-use super::stats::Stats;
-use crate::config::RealtimeSettings;
+use crate::realtime::stats::Stats;
 use crate::retry;
 
 pub struct BrokerActor {
@@ -370,11 +370,11 @@ impl Handler<Close> for BrokerActor {
 
 /// What `probes` reads.
 impl BrokerActor {
-    pub(super) fn queues(&self) -> Vec<String> {
+    pub(in crate::realtime) fn queues(&self) -> Vec<String> {
         self.routing.queues(self.link.as_ref())
     }
 
-    pub(super) fn bound_keys(&self) -> usize {
+    pub(in crate::realtime) fn bound_keys(&self) -> usize {
         self.routing.bound_keys()
     }
 }

@@ -1,0 +1,15 @@
+//! The session core, whatever the transport: admitting a session (`admission`), the messages
+//! every session actor answers (`protocol`), keeping its frames in position order
+//! (`in_order`), filling its gaps from the log (`history`), the registry of this node's
+//! sessions (`registry`), the watchdog that keeps them honest (`watchdog`), noticing a client
+//! that stopped reading (`write_watch`), and routing them again after a lost broker link
+//! (`relink`).
+
+pub mod admission;
+pub mod history;
+pub mod in_order;
+pub mod protocol;
+pub mod registry;
+pub mod relink;
+pub mod watchdog;
+pub mod write_watch;
