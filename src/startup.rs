@@ -26,10 +26,12 @@ use crate::realtime::broker::actor::{Close, LinkUp};
 use crate::realtime::broker::link;
 use crate::realtime::relay::{self, Relay};
 use crate::realtime::routing::{BrokerPort, RegistryPort};
+use crate::realtime::session::caps::SessionCaps;
 use crate::realtime::session::history::FeedHistory;
 use crate::realtime::session::protocol::DisconnectReason;
 use crate::realtime::session::registry::upkeep::{DisconnectAll, SessionCount};
 use crate::realtime::session::relink;
+use crate::realtime::session::token_watch::TokenWatch;
 use crate::realtime::session::watchdog;
 use crate::realtime::{BrokerActor, BrokerError, BrokerHealth, SessionRegistry, Stats, Watchdog};
 use crate::retry::{self, redact};
@@ -299,6 +301,8 @@ impl Application {
                 settings.http.searches_per_address,
                 Duration::from_secs(settings.http.search_window_secs),
             ),
+            session_caps: SessionCaps::new(&settings.realtime),
+            token_watch: TokenWatch::new(pool.clone(), settings.realtime.ping_interval()).start(),
         });
         let listener_split = web::Data::new(MetricsListener(
             metrics_listener.as_ref().map(|(_, address)| *address),

@@ -26,7 +26,9 @@ use crate::config::{AuthSettings, RealtimeSettings};
 use crate::limits::per_address::AddressLimiter;
 use crate::metrics::Metrics;
 use crate::realtime::relay::Relay;
+use crate::realtime::session::caps::SessionCaps;
 use crate::realtime::session::history::FeedHistory;
+use crate::realtime::session::token_watch::TokenWatch;
 use crate::realtime::{BrokerHealth, SessionRegistry, Stats};
 use crate::store::DbPool;
 
@@ -52,6 +54,10 @@ pub struct AppState {
     pub registration_limit: AddressLimiter,
     /// `http.searches_per_address`.
     pub search_limit: AddressLimiter,
+    /// `realtime.max_sessions_per_user`, `max_sessions_per_address`, `max_sessions`.
+    pub session_caps: SessionCaps,
+    /// Closes sessions whose token expires or is revoked.
+    pub token_watch: Addr<TokenWatch>,
 }
 
 /// Mounts every route of the contract (plus `/health` and the browser client's files) and the
@@ -72,6 +78,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
         web::post().to(routes::users::register),
     ))
     .service(one("/login", "POST", web::post().to(routes::users::login)))
+    .service(one("/logout", "POST", web::post().to(auth::logout)))
     .service(one(
         "/user/get/{id}",
         "GET",

@@ -12,6 +12,7 @@ mod browser;
 mod cors;
 mod faults;
 mod feed;
+mod feed_abuse;
 mod hardening;
 mod metrics;
 mod outages;

@@ -68,7 +68,7 @@ pub async fn register(
     state
         .registration_limit
         .admit(client_ip(&req, &state))
-        .map_err(too_many)?;
+        .map_err(|wait| too_many(wait, "too many registrations from this address"))?;
     let first_name = validation::required_text("first_name", &body.first_name, NAME_MAX_CHARS)?;
     let second_name = validation::required_text("second_name", &body.second_name, NAME_MAX_CHARS)?;
     let birthdate = validation::birthdate(&body.birthdate)?;
@@ -114,7 +114,7 @@ pub async fn login(
     let attempt = state
         .login_throttle
         .begin(id, client_ip(&req, &state))
-        .map_err(too_many)?;
+        .map_err(|wait| too_many(wait, "too many failed logins"))?;
     let stored = async {
         let mut conn = store::connection(&state.pool).await?;
         users::password_hash(&mut conn, id).await
@@ -183,7 +183,7 @@ pub async fn search(
     state
         .search_limit
         .admit(client_ip(&req, &state))
-        .map_err(too_many)?;
+        .map_err(|wait| too_many(wait, "too many searches from this address"))?;
     let mut conn = store::connection(&state.pool).await?;
     let found = users::search(&mut conn, first_name, last_name, SEARCH_MAX_ROWS).await?;
     Ok(HttpResponse::Ok()
@@ -217,6 +217,6 @@ pub(crate) fn client_ip(req: &HttpRequest, state: &AppState) -> Option<IpAddr> {
     ClientAddress::of_request(req, &state.trusted_proxies).map(|a| a.client)
 }
 
-fn too_many(wait: std::time::Duration) -> ApiError {
-    ApiError::TooManyRequests(limits::whole_seconds(wait))
+fn too_many(wait: std::time::Duration, why: &'static str) -> ApiError {
+    ApiError::TooManyRequests(limits::whole_seconds(wait), why)
 }

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::frame_guard::FrameLimit;
 use crate::realtime::events::{reset_frame, Frame};
+use crate::realtime::session::caps::SessionPermit;
 use crate::realtime::session::history::{FeedHistory, Fill};
 use crate::realtime::session::in_order::InOrder;
 use crate::realtime::session::protocol::{
@@ -55,6 +56,8 @@ pub struct WsSession {
     resumed: bool,
     /// The close code this session ended with, once known (sent or received).
     close_code: Option<u16>,
+    /// Its place under the session caps, given back when the actor is dropped.
+    _permit: Option<SessionPermit>,
 }
 
 impl WsSession {
@@ -79,7 +82,14 @@ impl WsSession {
             stats: feed.stats,
             resumed: feed.resumed,
             close_code: None,
+            _permit: None,
         }
+    }
+
+    /// The session's place under the caps (see `session::caps`), held for its life.
+    pub fn with_permit(mut self, permit: SessionPermit) -> Self {
+        self._permit = Some(permit);
+        self
     }
 
     /// The guard in front of this session's frame codec, which says when a client frame was
@@ -258,6 +268,10 @@ impl Handler<Disconnect> for WsSession {
             DisconnectReason::ServerShutdown => (CloseCode::Away, "server shutting down"),
             DisconnectReason::BrokerLost => (CloseCode::Again, "event broker unavailable"),
             DisconnectReason::TooSlow => (CloseCode::Policy, "too slow: reconnect and reload"),
+            DisconnectReason::Unauthorized => (
+                CloseCode::Other(4001),
+                "token expired or revoked: log in again",
+            ),
         };
         self.close(ctx, code, why);
     }
