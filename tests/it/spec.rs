@@ -1,10 +1,10 @@
 //! The protocol as documented, checked against a live herald. `docs/openapi.json`: schemathesis
-//! (installed once by `bash tests/spec/install`) generates requests for every operation, with
-//! a logged-in user's token and ids that exist, and checks every answer's status, content
-//! type, headers and body against the document. `docs/asyncapi.yaml`: the frames real feed
-//! sessions receive (live creates, edits and deletes, a resume, a `feed.reset`) are validated
-//! against the document's message payloads, and frames herald must never send are shown to
-//! fail that validation.
+//! (installed by `bash tests/spec/install`, which `bash tests/run` runs first) generates
+//! requests for every operation, with a logged-in user's token and ids that exist, and checks
+//! every answer's status, content type, headers and body against the document.
+//! `docs/asyncapi.yaml`: the frames real feed sessions receive (live creates, edits and
+//! deletes, a resume, a `feed.reset`) are validated against the document's message payloads,
+//! and frames herald must never send are shown to fail that validation.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -41,8 +41,9 @@ fn schemathesis() -> PathBuf {
     let tool = Path::new(REPO).join(".venv-tools/bin/schemathesis");
     assert!(
         tool.is_file(),
-        "schemathesis is not installed at {}: run `bash tests/spec/install` once (it pins the \
-         version in tests/spec/requirements.txt)",
+        "schemathesis is not installed at {}: run the tests with `bash tests/run`, which \
+         installs it (or `bash tests/spec/install` alone; it pins the version in \
+         tests/spec/requirements.txt)",
         tool.display()
     );
     tool
