@@ -186,6 +186,10 @@ pub struct AuthSettings {
     /// this user wait ever longer. Others are never refused.
     pub login_failures_per_user: u32,
     pub login_failure_window_secs: u64,
+    /// Password checks one user, and one address, may have under way at once; past it, 429
+    /// (retry in a second). 0: no limit.
+    pub login_checks_in_flight_per_user: u32,
+    pub login_checks_in_flight_per_address: u32,
     /// Registrations one client address may make per `registration_window_secs`; 0: unlimited.
     pub registrations_per_address: u32,
     pub registration_window_secs: u64,

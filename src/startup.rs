@@ -278,6 +278,7 @@ impl Application {
         )
         .await?;
 
+        let session_caps = SessionCaps::new(&settings.realtime);
         let state = web::Data::new(AppState {
             pool: pool.clone(),
             relay: realtime.relay.clone(),
@@ -301,7 +302,7 @@ impl Application {
                 settings.http.searches_per_address,
                 Duration::from_secs(settings.http.search_window_secs),
             ),
-            session_caps: SessionCaps::new(&settings.realtime),
+            session_caps: session_caps.clone(),
             token_watch: TokenWatch::new(pool.clone(), settings.realtime.ping_interval()).start(),
         });
         let listener_split = web::Data::new(MetricsListener(
@@ -332,9 +333,15 @@ impl Application {
         .tcp_nodelay(true)
         .disable_signals()
         .shutdown_timeout(5);
-        if settings.http.workers > 0 {
-            server = server.workers(settings.http.workers);
-        }
+        let workers = match settings.http.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        // Connections past the cap wait in the listen backlog rather than take descriptors the
+        // sessions need (see `SessionCaps::within`). The cap is per worker.
+        server = server
+            .workers(workers)
+            .max_connections(session_caps.connection_cap().div_ceil(workers));
         server = server
             .listen(listener)
             .map_err(|e| StartupError::Bind(settings.http.bind.clone(), e))?;
