@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::events::{reset_frame, Frame};
 use super::frame_guard::FrameLimit;
 use super::history::{FeedHistory, Fill};
-use super::in_order::InOrder;
+use super::in_order::{InOrder, Released};
 use super::registry::{Deregister, Register, SessionRegistry};
 use super::session_protocol::{
     Deliver, Disconnect, DisconnectReason, FeedSync, Heartbeat, SessionHandle,
@@ -161,7 +161,7 @@ impl Handler<Deliver> for WsSession {
         let released = self.gate.live(frame);
         // Timed only when written now, not when held for a fill or dropped as a duplicate.
         let written = released.frames.iter().any(|(at, _)| *at == seq);
-        self.write(released.frames, released.duplicates, ctx);
+        self.write_released(released, ctx);
         if written {
             trace.written(&self.stats);
         }
@@ -216,7 +216,7 @@ impl Handler<Filled> for WsSession {
             }
         };
         match self.gate.filled(frames) {
-            Some(released) => self.write(released.frames, released.duplicates, ctx),
+            Some(released) => self.write_released(released, ctx),
             None => {
                 // It held more than it may while the fill ran: order can no longer be
                 // promised, so the client reloads from the newest position it was sent.
@@ -232,6 +232,19 @@ impl Handler<Filled> for WsSession {
 }
 
 impl WsSession {
+    /// Writes what the gate let through, and starts the check it asks for, if any.
+    fn write_released(&mut self, released: Released, ctx: &mut ws::WebsocketContext<Self>) {
+        self.write(released.frames, released.duplicates, ctx);
+        if let Some(after) = released.check_after {
+            log::info!(
+                "session {}: positions jumped past {after} (a new epoch of the feed log?); \
+                 checking its position",
+                self.id
+            );
+            self.fill(after, ctx);
+        }
+    }
+
     /// Tells the client to reload and continue from `seq`.
     fn reset(&mut self, seq: i64, ctx: &mut ws::WebsocketContext<Self>) {
         self.stats.count_reset();

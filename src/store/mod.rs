@@ -3,10 +3,12 @@
 
 pub mod celebrities;
 pub mod database;
+pub mod epochs;
 pub mod events;
 pub mod friends;
 pub mod models;
 pub mod pg_tls;
+pub mod pg_url;
 pub mod posts;
 pub mod schema;
 pub mod sslmode;
@@ -39,16 +41,41 @@ impl From<PoolError> for StoreError {
 }
 
 impl StoreError {
-    /// A query that failed because the server went away is an outage, not a bug.
+    /// A query that failed because the server went away (or stopped taking writes) is an
+    /// outage, not a bug: the client is told to retry (503), a write it sent may or may not
+    /// have committed (the `Idempotency-Key` header makes the retry safe).
     pub fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Unavailable(_) => true,
-            StoreError::Query(diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::ClosedConnection,
-                _,
-            )) => true,
-            StoreError::Query(_) | StoreError::NoSuchUser => false,
+            StoreError::Query(error) => is_outage(error),
+            StoreError::NoSuchUser => false,
         }
+    }
+}
+
+/// Whether `error` says the connection or the server failed rather than the query: the
+/// connection closed or broke (mid-transaction too, even at its commit), the server is shutting
+/// down, starting or recovering, or it is a standby (read-only) during a failover.
+fn is_outage(error: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match error {
+        Error::DatabaseError(kind, info) => match kind {
+            DatabaseErrorKind::ClosedConnection
+            | DatabaseErrorKind::UnableToSendCommand
+            | DatabaseErrorKind::ReadOnlyTransaction => true,
+            // SQLSTATE class 57 (operator intervention): the server terminates the session
+            // for a shutdown, a crash of another backend, or it is not ready yet. diesel-async
+            // keeps only the message of these.
+            DatabaseErrorKind::Unknown => {
+                let message = info.message();
+                message.starts_with("terminating connection")
+                    || message.starts_with("the database system is")
+            }
+            _ => false,
+        },
+        Error::RollbackErrorOnCommit { commit_error, .. } => is_outage(commit_error),
+        Error::BrokenTransactionManager => true,
+        _ => false,
     }
 }
 
