@@ -274,7 +274,9 @@ impl Application {
             login_throttle: Arc::new(LoginThrottle::new(&settings.auth)),
             body_timeout: Duration::from_secs(settings.http.body_timeout_secs),
             origins: origins.clone(),
+            idempotency_ttl: settings.http.idempotency_ttl(),
         });
+        http::idempotency::spawn_pruner(pool.clone(), settings.http.idempotency_ttl());
         let request_metrics = web::Data::new(HttpMetrics::new(&state.metrics)?);
         let body_limit = settings.http.body_limit_bytes;
         let mut server = HttpServer::new(move || {

@@ -31,6 +31,10 @@ pub enum ApiError {
     BodyTimeout(BodyTimedOut),
     #[error("request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    /// A well-formed request that cannot be served as sent (an `Idempotency-Key` reused for a
+    /// different request).
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("too many failed logins; retry in {0} seconds")]
     TooManyRequests(u64),
     #[error("{0}")]
@@ -49,6 +53,7 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed(..) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -6,6 +6,7 @@ pub mod body_deadline;
 pub mod connection;
 pub mod cors;
 pub mod error;
+pub mod idempotency;
 pub mod metrics;
 pub mod origins;
 pub mod request_id;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub body_timeout: Duration,
     /// `http.cors_origins`: who may open the feed socket from a browser.
     pub origins: cors::AllowedOrigins,
+    /// How long a write's `Idempotency-Key` is remembered.
+    pub idempotency_ttl: Duration,
 }
 
 /// Mounts every route of the contract (plus `/health` and the browser client's files) and the

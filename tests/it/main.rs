@@ -12,6 +12,7 @@ mod cors;
 mod faults;
 mod feed;
 mod hardening;
+mod idempotency;
 mod metrics;
 mod outages;
 mod process;
