@@ -9,6 +9,7 @@ mod actors;
 mod api;
 mod browser;
 mod cors;
+mod failover;
 mod faults;
 mod feed;
 mod hardening;

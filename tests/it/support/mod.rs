@@ -8,6 +8,7 @@ mod app;
 mod broker_probes;
 pub mod certs;
 mod feed_client;
+pub mod pg_cluster;
 pub mod private_broker;
 pub mod private_postgres;
 mod settings;
