@@ -32,6 +32,10 @@ const STOP_DEADLINE: Duration = Duration::from_secs(20);
 /// Set (to anything) to keep the servers' directories after the test, to read their logs.
 const KEEP_DIRS_VAR: &str = "HERALD_KEEP_BROKER_DIRS";
 
+/// Positions below this were numbered one by one since the log began; an epoch's jump goes far
+/// beyond it (to about the clock in microseconds).
+pub const SMALL_POSITIONS: i64 = 1 << 32;
+
 /// Replication as the test wants it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Replication {
@@ -121,16 +125,21 @@ impl PgNode {
         self.stop_with(libc::SIGINT).await;
     }
 
-    /// A crash: SIGKILL to the postmaster (its backends notice and exit), awaited.
+    /// A crash: SIGKILL to the postmaster and then to every process it had started (as a
+    /// machine crash would take them all), awaited, so the server can be started again.
     pub async fn kill(&mut self) {
+        let children = self.postmaster().map(children_of).unwrap_or_default();
         self.stop_with(libc::SIGKILL).await;
-        // Backends orphaned by the kill leave soon after; until then the data directory is
-        // theirs. Nothing here starts it again, but wait so the port is free.
+        for child in &children {
+            signal(*child, libc::SIGKILL);
+        }
         let started = Instant::now();
-        while started.elapsed() < STOP_DEADLINE
-            && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        while children
+            .iter()
+            .any(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+            && started.elapsed() < STOP_DEADLINE
         {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -250,6 +259,24 @@ impl PgNode {
     }
 }
 
+/// The processes whose parent is `parent` (read from `/proc`).
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = fs::read_to_string(entry.path().join("stat")).ok()?;
+            // `pid (comm) state ppid …`: the command may hold blanks and parentheses.
+            let after_comm = &stat[stat.rfind(')')? + 1..];
+            let ppid: u32 = after_comm.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == parent).then_some(pid)
+        })
+        .collect()
+}
+
 /// A primary and its standby.
 pub struct PgCluster {
     dir: PathBuf,
@@ -258,9 +285,18 @@ pub struct PgCluster {
 }
 
 impl PgCluster {
+    /// A primary alone (its standby is never made), for the crash tests.
+    pub async fn primary_only(tag: &str) -> PgCluster {
+        Self::make(tag, Replication::Asynchronous, false).await
+    }
+
     /// initdb, start the primary, `pg_basebackup -R` the standby from it, start the standby and
     /// wait until it streams.
     pub async fn start(tag: &str, replication: Replication) -> PgCluster {
+        Self::make(tag, replication, true).await
+    }
+
+    async fn make(tag: &str, replication: Replication, with_standby: bool) -> PgCluster {
         let dir =
             std::env::temp_dir().join(format!("herald-pgha-{tag}-{:08x}", rand::random::<u32>()));
         fs::DirBuilder::new()
@@ -312,6 +348,9 @@ impl PgCluster {
         };
         cluster.init_primary().await;
         cluster.primary.start().await;
+        if !with_standby {
+            return cluster;
+        }
         cluster.base_backup().await;
         cluster.standby.start().await;
         cluster.await_streaming().await;
