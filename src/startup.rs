@@ -24,9 +24,9 @@ use crate::realtime::history::FeedHistory;
 use crate::realtime::link;
 use crate::realtime::registry::upkeep::{DisconnectAll, SessionCount};
 use crate::realtime::relay::{self, Relay};
-use crate::realtime::relink;
 use crate::realtime::routing::{BrokerPort, RegistryPort};
 use crate::realtime::session_protocol::DisconnectReason;
+use crate::realtime::{epoch_watch, relink};
 use crate::realtime::{
     watchdog, BrokerActor, BrokerError, BrokerHealth, SessionRegistry, Stats, Watchdog,
 };
@@ -169,6 +169,7 @@ impl Realtime {
             publish_channel,
         ));
         broker.do_send(LinkUp(first_link));
+        actix_rt::spawn(epoch_watch::run(registry.clone(), db.clone()));
         actix_rt::spawn(relink::run(registry.clone(), db, publishing));
         let watchdog = Watchdog::new(
             registry.clone(),

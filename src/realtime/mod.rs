@@ -28,6 +28,7 @@ pub mod admission;
 pub mod broker;
 pub mod broker_error;
 pub mod control;
+pub mod epoch_watch;
 pub mod events;
 pub mod frame_guard;
 pub mod history;

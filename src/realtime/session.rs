@@ -55,6 +55,9 @@ pub struct WsSession {
     resumed: bool,
     /// The close code this session ended with, once known (sent or received).
     close_code: Option<u16>,
+    /// How many `feed.reset` frames it has sent: a fill that answers "reset" after another
+    /// reset went out meanwhile adds nothing (the client reloads from a later position already).
+    resets_sent: u64,
 }
 
 impl WsSession {
@@ -79,6 +82,7 @@ impl WsSession {
             stats: feed.stats,
             resumed: feed.resumed,
             close_code: None,
+            resets_sent: 0,
         }
     }
 
@@ -108,9 +112,14 @@ impl WsSession {
     /// [`Filled`].
     fn fill(&self, after: i64, ctx: &mut ws::WebsocketContext<Self>) {
         let (history, user_id, me) = (self.history.clone(), self.user_id, ctx.address());
+        let resets_before = self.resets_sent;
         actix_rt::spawn(async move {
             let outcome = history.fill(user_id, after).await;
-            me.do_send(Filled { after, outcome });
+            me.do_send(Filled {
+                after,
+                outcome,
+                resets_before,
+            });
         });
     }
 
@@ -186,6 +195,7 @@ impl Handler<FeedSync> for WsSession {
 #[rtype(result = "()")]
 struct Filled {
     after: i64,
+    resets_before: u64,
     outcome: Result<Fill, StoreError>,
 }
 
@@ -195,9 +205,11 @@ impl Handler<Filled> for WsSession {
     fn handle(&mut self, msg: Filled, ctx: &mut Self::Context) {
         let frames = match msg.outcome {
             Ok(Fill::Frames(frames)) => frames,
+            Ok(Fill::Reset(_)) if self.resets_sent != msg.resets_before => Vec::new(),
             Ok(Fill::Reset(head)) => {
                 log::info!(
-                    "session {}: the gap after {} is beyond the history kept; resetting it to {head}",
+                    "session {}: the gap after {} cannot be filled (beyond the history kept, or \
+                     from a history the database lost); resetting it to {head}",
                     self.id,
                     msg.after
                 );
@@ -247,6 +259,7 @@ impl WsSession {
 
     /// Tells the client to reload and continue from `seq`.
     fn reset(&mut self, seq: i64, ctx: &mut ws::WebsocketContext<Self>) {
+        self.resets_sent += 1;
         self.stats.count_reset();
         self.gate.reset_to(seq);
         ctx.text(reset_frame(seq));

@@ -137,6 +137,21 @@ pub async fn in_skipped_range(
     Ok(found.skipped)
 }
 
+#[derive(QueryableByName)]
+struct Newest {
+    #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
+    id: Option<i64>,
+}
+
+/// The newest epoch that moved the numbering (none before the first failover).
+pub async fn newest_jump(conn: &mut AsyncPgConnection) -> Result<Option<i64>, StoreError> {
+    let newest: Newest =
+        diesel::sql_query("SELECT max(id) AS id FROM feed_epochs WHERE base > branched_at")
+            .get_result(conn)
+            .await?;
+    Ok(newest.id)
+}
+
 /// Makes this connection's commits durable on this server before they return, if the server
 /// would let them return earlier (`synchronous_commit = off`): positions the relay numbers are
 /// published right after, and must survive a crash of the server (a restart keeps the epoch,

@@ -352,6 +352,11 @@ async fn lost_commits(front: Front) {
         feeds.push(app.feed(&reader).await);
         readers.push(reader);
     }
+    // A follower of an author who posts nothing after the failover: it learns of it anyway.
+    let quiet = app.user("Quiet").await;
+    let watcher = app.user("Watcher").await;
+    app.follow(&watcher, &quiet).await;
+    let mut watching = app.feed(&watcher).await;
 
     // Replicated: both servers have these.
     for n in 0..3 {
@@ -375,6 +380,10 @@ async fn lost_commits(front: Front) {
         }
     }
     let lost_position = feeds[0].last_seq().expect("a position");
+    let quiet_post = app.create_post(&quiet, "lost, quietly").await;
+    watching
+        .expect_created(quiet_post, &quiet, "lost, quietly")
+        .await;
     cluster.primary.kill().await;
     let died = Instant::now();
 
@@ -424,6 +433,9 @@ async fn lost_commits(front: Front) {
         assert!(feed.last_seq().is_some_and(|seq| seq >= last_after));
     }
     let reset_within = died.elapsed();
+    let first = next(&mut watching, "the quiet author's follower").await;
+    assert_eq!(first["type"], "feed.reset", "{first}");
+    let quiet_reset_within = died.elapsed();
 
     // A resume from the lost history is reset; one from before it continues with the new
     // primary's events, without a reset.
@@ -441,10 +453,12 @@ async fn lost_commits(front: Front) {
     println!(
         "failover cost (asynchronous, lost commits, {front:?}): promoted {:.1} s after the kill, \
          writes back {:.1} s after it, every session reset within {:.1} s: {resets} resets of \
-         {READERS} sessions, 0 closed; positions jumped from {lost_position} (lost) to {}",
+         {READERS} sessions, 0 closed; a session with no event after the failover reset within \
+         {:.1} s; positions jumped from {lost_position} (lost) to {}",
         promoted.as_secs_f64(),
         back.as_secs_f64(),
         reset_within.as_secs_f64(),
+        quiet_reset_within.as_secs_f64(),
         positions[0]
     );
 }

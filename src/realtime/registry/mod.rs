@@ -23,6 +23,7 @@ use super::write_watch::WriteWatch;
 use crate::config::QueueMode;
 
 mod delivery;
+pub mod recheck;
 pub mod upkeep;
 
 /// Events kept for a session admitted but not yet running (its upgrade response is on its way);
