@@ -18,11 +18,12 @@ use std::time::{Duration, Instant};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
-use crate::idempotency::keyed;
-use crate::support::pg_cluster::{Forwarder, PgCluster, Replication};
+use crate::idempotency::{count_posts, post_counting, post_retrying};
+use crate::support::forwarder::Forwarder;
+use crate::support::pg_cluster::{PgCluster, Replication};
 use crate::support::{test_settings, FeedClient, Received, TestApp, TestUser};
 
 /// How long anything may take across a failover on a busy two-core machine.
@@ -137,48 +138,6 @@ async fn writes_cut_off_by_a_crash_answer_503_and_their_retries_write_once() {
     );
 }
 
-/// [`post_retrying`], counting the 503s.
-async fn post_counting(
-    app: &TestApp,
-    author: &TestUser,
-    text: &str,
-    key: &str,
-    unavailable: &Cell<usize>,
-) -> Uuid {
-    let started = Instant::now();
-    loop {
-        let answer = keyed(
-            app,
-            "POST",
-            "/post/create",
-            author,
-            key,
-            Some(json!({"text": text})),
-        )
-        .await;
-        match answer.status {
-            200 => {
-                return answer
-                    .body
-                    .as_str()
-                    .expect("bare id")
-                    .parse()
-                    .expect("uuid")
-            }
-            503 => {
-                assert!(answer.headers.contains_key("retry-after"));
-                unavailable.set(unavailable.get() + 1);
-            }
-            other => panic!("post {text:?} answered {other}: {}", answer.body),
-        }
-        assert!(
-            started.elapsed() < FAILOVER_DEADLINE,
-            "post {text:?}: writes did not come back within {FAILOVER_DEADLINE:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The test's database name (from the isolated settings).
 fn database_name(app_url: &str) -> String {
     url::Url::parse(app_url)
@@ -198,12 +157,6 @@ async fn audience(app: &TestApp) -> (TestUser, Vec<FeedClient>) {
         feeds.push(app.feed(&reader).await);
     }
     (author, feeds)
-}
-
-/// Posts `text` with `key`, retrying (same key) while the database is unavailable (503) or the
-/// connection fails; any other answer fails the test. Returns the post's id.
-async fn post_retrying(app: &TestApp, author: &TestUser, text: &str, key: &str) -> Uuid {
-    post_counting(app, author, text, key, &Cell::new(0)).await
 }
 
 /// The position the log gave `post`'s creation, once numbered.
@@ -233,22 +186,6 @@ async fn position_of(app: &TestApp, post: Uuid) -> i64 {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn count_posts(app: &TestApp, author: &TestUser) -> i64 {
-    #[derive(QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = BigInt)]
-        count: i64,
-    }
-    let mut conn = app.pool.get().await.expect("connection");
-    let found: Count =
-        diesel::sql_query("SELECT count(*) AS count FROM posts WHERE author_id = $1")
-            .bind::<SqlUuid, _>(author.id)
-            .get_result(&mut conn)
-            .await
-            .expect("count");
-    found.count
 }
 
 /// The next frame of `feed` within the failover deadline; a close or silence fails the test.

@@ -3,10 +3,17 @@
 //! another write; a key reused for a different request is refused; a malformed key is a 400.
 //! (Retrying through a crashed database is in the `failover` suite.)
 
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::support::{Answer, TestApp, TestUser};
+
+/// How long a keyed write may keep answering 503 before its retries fail the test (a failover
+/// on a busy two-core machine).
+const RETRY_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Sends `method path` as `user` with `key` as its `Idempotency-Key` and `body`.
 pub async fn keyed(
@@ -33,7 +40,7 @@ pub async fn keyed(
     Answer::read(&mut response).await
 }
 
-async fn count_posts(app: &TestApp, author: &TestUser) -> i64 {
+pub async fn count_posts(app: &TestApp, author: &TestUser) -> i64 {
     use diesel::prelude::*;
     use diesel_async::RunQueryDsl;
     #[derive(QueryableByName)]
@@ -49,6 +56,54 @@ async fn count_posts(app: &TestApp, author: &TestUser) -> i64 {
             .await
             .expect("count");
     found.count
+}
+
+/// Posts `text` with `key`, retrying (same key) while the database is unavailable (503) or the
+/// connection fails; any other answer fails the test. Returns the post's id.
+pub async fn post_retrying(app: &TestApp, author: &TestUser, text: &str, key: &str) -> Uuid {
+    post_counting(app, author, text, key, &Cell::new(0)).await
+}
+
+/// [`post_retrying`], counting the 503s.
+pub async fn post_counting(
+    app: &TestApp,
+    author: &TestUser,
+    text: &str,
+    key: &str,
+    unavailable: &Cell<usize>,
+) -> Uuid {
+    let started = Instant::now();
+    loop {
+        let answer = keyed(
+            app,
+            "POST",
+            "/post/create",
+            author,
+            key,
+            Some(json!({"text": text})),
+        )
+        .await;
+        match answer.status {
+            200 => {
+                return answer
+                    .body
+                    .as_str()
+                    .expect("bare id")
+                    .parse()
+                    .expect("uuid")
+            }
+            503 => {
+                assert!(answer.headers.contains_key("retry-after"));
+                unavailable.set(unavailable.get() + 1);
+            }
+            other => panic!("post {text:?} answered {other}: {}", answer.body),
+        }
+        assert!(
+            started.elapsed() < RETRY_DEADLINE,
+            "post {text:?}: writes did not come back within {RETRY_DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[actix_web::test]
