@@ -23,7 +23,8 @@ pub struct Released {
     pub duplicates: usize,
     /// The session must fill its gap after this position (its last one) before anything more
     /// is written: a frame jumped as only a new epoch makes positions jump. The gate holds
-    /// meanwhile, as for any fill, until [`InOrder::filled`].
+    /// meanwhile, as for any fill, until [`InOrder::filled`]: a session that ignored this
+    /// would hold its events for good.
     pub check_after: Option<i64>,
 }
 

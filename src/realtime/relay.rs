@@ -5,7 +5,9 @@
 //! (its connection closes and PostgreSQL frees the lock) another takes over within seconds. Only
 //! an instance with a broker link takes the lead, and a leader that cannot publish for
 //! [`GIVE_UP_AFTER`] gives it up. The leader, on that same connection (so no other instance can
-//! number while it does):
+//! number while it does), first enters the log's epoch (`store::epochs`: on a server whose
+//! history differs from the one the log was numbered on, a promoted standby, the numbering jumps
+//! past anything the old history gave out), then loops:
 //!
 //! 1. numbers committed events and reads them back in the same statement
 //!    (`store::events::number_batch`), which gives positions in commit order;
