@@ -78,7 +78,7 @@ impl From<Refusal> for DatabaseError {
 
 async fn open(url: &str, tls: &PgTls) -> Result<AsyncPgConnection, Refusal> {
     let invalid = |why: String| Refusal::Other(ConnectionError::InvalidConnectionUrl(why));
-    let url = with_host_timeout(url);
+    let url = with_multi_host_defaults(url);
     let (mode, url) = SslMode::of_url(&url).map_err(invalid)?;
     let connector = match (mode, tls.connector()) {
         (SslMode::Disable, _) => {
@@ -109,17 +109,32 @@ async fn open(url: &str, tls: &PgTls) -> Result<AsyncPgConnection, Refusal> {
         .map_err(Refusal::Other)
 }
 
-/// `url` with a `connect_timeout` when it names several hosts and sets none: a host that has
-/// died without a trace (no answer at all, rather than a refusal) would otherwise hold every new
-/// connection for the kernel's TCP timeout, minutes, before the next host is tried.
-fn with_host_timeout(url: &str) -> String {
-    match PgUrl::parse(url) {
-        Ok(parsed) if parsed.has_several_hosts() && !parsed.sets("connect_timeout") => {
-            let separator = if url.contains('?') { '&' } else { '?' };
-            format!("{url}{separator}connect_timeout={MULTI_HOST_CONNECT_TIMEOUT_SECS}")
-        }
-        _ => url.to_owned(),
+/// `url` with what a URL naming several hosts needs and does not set:
+/// `target_session_attrs=read-write` (herald writes: a standby must be skipped, not kept in the
+/// pool refusing every write), and a `connect_timeout` (a host that died without a trace, no
+/// answer rather than a refusal, would otherwise hold every new connection for the kernel's TCP
+/// timeout, minutes, before the next host is tried).
+fn with_multi_host_defaults(url: &str) -> String {
+    let Ok(parsed) = PgUrl::parse(url) else {
+        return url.to_owned();
+    };
+    if !parsed.has_several_hosts() {
+        return url.to_owned();
     }
+    let mut url = url.to_owned();
+    for (key, value) in [
+        ("target_session_attrs", "read-write".to_owned()),
+        (
+            "connect_timeout",
+            MULTI_HOST_CONNECT_TIMEOUT_SECS.to_string(),
+        ),
+    ] {
+        if !parsed.sets(key) {
+            let separator = if url.contains('?') { '&' } else { '?' };
+            url = format!("{url}{separator}{key}={value}");
+        }
+    }
+    url
 }
 
 /// An error with its causes, `error: cause: cause`: tokio-postgres's own message is only its
@@ -262,20 +277,27 @@ mod tests {
     }
 
     #[test]
-    fn several_hosts_keep_their_list_and_get_a_connect_timeout() {
-        let url = "postgres://u@a:5432,b:5433/herald?target_session_attrs=read-write";
+    fn several_hosts_keep_their_list_and_get_what_they_need() {
+        let url = "postgres://u@a:5432,b:5433/herald?target_session_attrs=any";
         let (admin, name) = maintenance_url(url).expect("valid url");
         assert_eq!(
             admin,
-            "postgres://u@a:5432,b:5433/postgres?target_session_attrs=read-write"
+            "postgres://u@a:5432,b:5433/postgres?target_session_attrs=any"
         );
         assert_eq!(name, "herald");
         assert_eq!(
-            super::with_host_timeout(url),
+            super::with_multi_host_defaults(url),
             format!("{url}&connect_timeout=5")
         );
-        let own = "postgres://a,b/herald?connect_timeout=2";
-        assert_eq!(super::with_host_timeout(own), own);
-        assert_eq!(super::with_host_timeout("postgres://a/h"), "postgres://a/h");
+        assert_eq!(
+            super::with_multi_host_defaults("postgres://a,b/herald"),
+            "postgres://a,b/herald?target_session_attrs=read-write&connect_timeout=5"
+        );
+        let own = "postgres://a,b/herald?connect_timeout=2&target_session_attrs=read-write";
+        assert_eq!(super::with_multi_host_defaults(own), own);
+        assert_eq!(
+            super::with_multi_host_defaults("postgres://a/h"),
+            "postgres://a/h"
+        );
     }
 }
