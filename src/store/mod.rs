@@ -84,3 +84,52 @@ fn is_outage(error: &diesel::result::Error) -> bool {
 pub async fn connection(pool: &DbPool) -> Result<DbConn, StoreError> {
     Ok(pool.get().await?)
 }
+
+#[cfg(test)]
+mod tests {
+    use diesel::result::{DatabaseErrorKind, Error};
+
+    use super::StoreError;
+
+    fn database(kind: DatabaseErrorKind, message: &str) -> StoreError {
+        StoreError::Query(Error::DatabaseError(kind, Box::new(message.to_owned())))
+    }
+
+    #[test]
+    fn a_lost_server_is_an_outage_and_a_bad_query_is_not() {
+        for outage in [
+            database(DatabaseErrorKind::UnableToSendCommand, "connection closed"),
+            database(DatabaseErrorKind::ClosedConnection, "closed"),
+            database(
+                DatabaseErrorKind::ReadOnlyTransaction,
+                "cannot execute INSERT in a read-only transaction",
+            ),
+            database(
+                DatabaseErrorKind::Unknown,
+                "terminating connection due to administrator command",
+            ),
+            database(
+                DatabaseErrorKind::Unknown,
+                "the database system is in recovery mode",
+            ),
+            StoreError::Query(Error::RollbackErrorOnCommit {
+                rollback_error: Box::new(Error::BrokenTransactionManager),
+                commit_error: Box::new(Error::DatabaseError(
+                    DatabaseErrorKind::UnableToSendCommand,
+                    Box::new("connection closed".to_owned()),
+                )),
+            }),
+            StoreError::Unavailable("timed out".into()),
+        ] {
+            assert!(outage.is_unavailable(), "{outage}");
+        }
+        for bug in [
+            database(DatabaseErrorKind::UniqueViolation, "duplicate key"),
+            database(DatabaseErrorKind::Unknown, "syntax error at or near"),
+            StoreError::Query(Error::NotFound),
+            StoreError::NoSuchUser,
+        ] {
+            assert!(!bug.is_unavailable(), "{bug}");
+        }
+    }
+}
