@@ -48,7 +48,10 @@ impl Forwarder {
             .process_group(0);
         self.socat = Some(command.spawn().expect("socat runs"));
         let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
             assert!(started.elapsed() < DEADLINE, "socat does not listen");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
