@@ -6,9 +6,10 @@
 //!   session is closed or reset; a post retried with its `Idempotency-Key` through the failover
 //!   is written once.
 //! - Asynchronous replication with commits the standby never got: no session receives a
-//!   position twice or out of order (the feed clients check every position); each gets
-//!   `feed.reset` (its position is in the lost history) and then the new primary's events; a
-//!   resume from the lost history gets `feed.reset`, one from before it gets the new events.
+//!   position twice or out of order (the feed clients check every position); each that saw a
+//!   lost event gets `feed.reset` (even with no event after the failover) and then the new
+//!   primary's events, one that saw nothing lost continues without a reset; a resume from the
+//!   lost history gets `feed.reset`, one from before it gets the new events.
 //!
 //! Each test prints what the failover cost: seconds until writes succeeded again, and resets.
 
@@ -313,6 +314,15 @@ async fn lost_commits(front: Front) {
     let watcher = app.user("Watcher").await;
     app.follow(&watcher, &quiet).await;
     let mut watching = app.feed(&watcher).await;
+    // A follower of an author who posts nothing in the lost history: it continues, no reset.
+    let steady = app.user("Steady").await;
+    let calm = app.user("Calm").await;
+    app.follow(&calm, &steady).await;
+    let mut calm_feed = app.feed(&calm).await;
+    let steady_post = app.create_post(&steady, "kept, steadily").await;
+    calm_feed
+        .expect_created(steady_post, &steady, "kept, steadily")
+        .await;
 
     // Replicated: both servers have these.
     for n in 0..3 {
@@ -392,6 +402,15 @@ async fn lost_commits(front: Front) {
     let first = next(&mut watching, "the quiet author's follower").await;
     assert_eq!(first["type"], "feed.reset", "{first}");
     let quiet_reset_within = died.elapsed();
+    let steady_after = post_retrying(&app, &steady, "after, steadily", "steady-after").await;
+    let event = next(&mut calm_feed, "the steady author's follower").await;
+    crate::support::assert_event(
+        &event,
+        "post.created",
+        steady_after,
+        steady.id,
+        Some("after, steadily"),
+    );
 
     // A resume from the lost history is reset; one from before it continues with the new
     // primary's events, without a reset.
@@ -410,7 +429,7 @@ async fn lost_commits(front: Front) {
         "failover cost (asynchronous, lost commits, {front:?}): promoted {:.1} s after the kill, \
          writes back {:.1} s after it, every session reset within {:.1} s: {resets} resets of \
          {READERS} sessions, 0 closed; a session with no event after the failover reset within \
-         {:.1} s; positions jumped from {lost_position} (lost) to {}",
+         {:.1} s; a session that saw nothing lost continued without a reset; positions jumped from {lost_position} (lost) to {}",
         promoted.as_secs_f64(),
         back.as_secs_f64(),
         reset_within.as_secs_f64(),
