@@ -27,6 +27,7 @@ use crate::realtime::broker::link;
 use crate::realtime::relay::{self, Relay};
 use crate::realtime::routing::{BrokerPort, RegistryPort};
 use crate::realtime::session::caps::SessionCaps;
+use crate::realtime::session::epoch_watch;
 use crate::realtime::session::history::FeedHistory;
 use crate::realtime::session::protocol::DisconnectReason;
 use crate::realtime::session::registry::upkeep::{DisconnectAll, SessionCount};
@@ -173,6 +174,7 @@ impl Realtime {
             publish_channel,
         ));
         broker.do_send(LinkUp(first_link));
+        actix_rt::spawn(epoch_watch::run(registry.clone(), db.clone()));
         actix_rt::spawn(relink::run(registry.clone(), db, publishing));
         let watchdog = Watchdog::new(
             registry.clone(),
@@ -304,7 +306,9 @@ impl Application {
             ),
             session_caps: session_caps.clone(),
             token_watch: TokenWatch::new(pool.clone(), settings.realtime.ping_interval()).start(),
+            idempotency_ttl: settings.http.idempotency_ttl(),
         });
+        http::idempotency::spawn_pruner(pool.clone(), settings.http.idempotency_ttl());
         let listener_split = web::Data::new(MetricsListener(
             metrics_listener.as_ref().map(|(_, address)| *address),
         ));

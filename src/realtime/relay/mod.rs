@@ -5,7 +5,9 @@
 //! (its connection closes and PostgreSQL frees the lock) another takes over within seconds. Only
 //! an instance with a broker link takes the lead, and a leader that cannot publish for
 //! [`GIVE_UP_AFTER`] gives it up. The leader, on that same connection (so no other instance can
-//! number while it does):
+//! number while it does), first enters the log's epoch (`store::epochs`: on a server whose
+//! history differs from the one the log was numbered on, a promoted standby, the numbering jumps
+//! past anything the old history gave out), then loops:
 //!
 //! 1. numbers committed events and reads them back in the same statement
 //!    (`store::events::number_batch`), which gives positions in commit order;
@@ -39,6 +41,7 @@ use super::trace::{self, Commits, Sent};
 use crate::config::RealtimeSettings;
 use crate::realtime::broker::pipeline::{self, Started};
 use crate::realtime::broker::topology::{author_routing_key, user_routing_key};
+use crate::store::epochs::{self, Epoch};
 use crate::store::events::{self as log_store, Kind, RelayedEvent, NOTIFY_CHANNEL};
 use crate::store::pg_tls::PgTls;
 use crate::store::{database, friends, StoreError};
@@ -218,16 +221,29 @@ impl Leader {
             }
             self.pause(LEAD_RETRY).await?;
         }
+        // Before anything is numbered: positions must survive a crash of this server, and
+        // must not repeat ones a lost history gave out (see `store::epochs`).
+        epochs::durable_commits(&mut conn).await?;
+        let epoch = epochs::enter(&mut conn).await?;
+        if epoch.started {
+            log::warn!(
+                "the database's history changed (a promoted standby or a restored backup): \
+                 feed positions continue after {} instead of {}; clients past {} get feed.reset",
+                epoch.base,
+                epoch.branched_at,
+                epoch.branched_at
+            );
+        }
         self.relay.leading.store(true, Ordering::Relaxed);
         log::info!("this instance relays the feed log");
-        self.lead(&mut conn).await
+        self.lead(&mut conn, epoch).await
     }
 
     fn has_channel(&self) -> bool {
         usable(&self.channel.borrow())
     }
 
-    async fn lead(&mut self, conn: &mut AsyncPgConnection) -> Result<(), RelayError> {
+    async fn lead(&mut self, conn: &mut AsyncPgConnection, epoch: Epoch) -> Result<(), RelayError> {
         let mut published = log_store::relay_state(conn).await?.published_seq;
         // Whether numbered events may wait unpublished (left by an earlier leader, or by a
         // failed publish): they go first. Once none do, each batch is numbered and read in one
@@ -266,8 +282,8 @@ impl Leader {
             let (first, last) = (rows[0].event.seq, rows[rows.len() - 1].event.seq);
             match self.publish(conn, &channel, &rows, picked).await {
                 Ok(()) => {
-                    log_store::mark_published(conn, last).await?;
-                    published = last;
+                    published = epoch.published_mark(last);
+                    log_store::mark_published(conn, published).await?;
                     failing_since = None;
                     self.stats.add_relayed(rows.len() as u64);
                 }

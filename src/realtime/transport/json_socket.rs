@@ -16,7 +16,7 @@ use super::frame_guard::FrameLimit;
 use crate::realtime::events::{reset_frame, Frame};
 use crate::realtime::session::caps::SessionPermit;
 use crate::realtime::session::history::{FeedHistory, Fill};
-use crate::realtime::session::in_order::InOrder;
+use crate::realtime::session::in_order::{InOrder, Released};
 use crate::realtime::session::protocol::{
     Deliver, Disconnect, DisconnectReason, FeedSync, Heartbeat, SessionHandle,
 };
@@ -58,6 +58,9 @@ pub struct WsSession {
     close_code: Option<u16>,
     /// Its place under the session caps, given back when the actor is dropped.
     _permit: Option<SessionPermit>,
+    /// How many `feed.reset` frames it has sent: a fill that answers "reset" after another
+    /// reset went out meanwhile adds nothing (the client reloads from a later position already).
+    resets_sent: u64,
 }
 
 impl WsSession {
@@ -83,6 +86,7 @@ impl WsSession {
             resumed: feed.resumed,
             close_code: None,
             _permit: None,
+            resets_sent: 0,
         }
     }
 
@@ -118,9 +122,14 @@ impl WsSession {
     /// [`Filled`].
     fn fill(&self, after: i64, ctx: &mut ws::WebsocketContext<Self>) {
         let (history, user_id, me) = (self.history.clone(), self.user_id, ctx.address());
+        let resets_before = self.resets_sent;
         actix_rt::spawn(async move {
             let outcome = history.fill(user_id, after).await;
-            me.do_send(Filled { after, outcome });
+            me.do_send(Filled {
+                after,
+                outcome,
+                resets_before,
+            });
         });
     }
 
@@ -171,7 +180,7 @@ impl Handler<Deliver> for WsSession {
         let released = self.gate.live(frame);
         // Timed only when written now, not when held for a fill or dropped as a duplicate.
         let written = released.frames.iter().any(|(at, _)| *at == seq);
-        self.write(released.frames, released.duplicates, ctx);
+        self.write_released(released, ctx);
         if written {
             trace.written(&self.stats);
         }
@@ -196,6 +205,7 @@ impl Handler<FeedSync> for WsSession {
 #[rtype(result = "()")]
 struct Filled {
     after: i64,
+    resets_before: u64,
     outcome: Result<Fill, StoreError>,
 }
 
@@ -205,9 +215,11 @@ impl Handler<Filled> for WsSession {
     fn handle(&mut self, msg: Filled, ctx: &mut Self::Context) {
         let frames = match msg.outcome {
             Ok(Fill::Frames(frames)) => frames,
+            Ok(Fill::Reset(_)) if self.resets_sent != msg.resets_before => Vec::new(),
             Ok(Fill::Reset(head)) => {
                 log::info!(
-                    "session {}: the gap after {} is beyond the history kept; resetting it to {head}",
+                    "session {}: the gap after {} cannot be filled (beyond the history kept, or \
+                     from a history the database lost); resetting it to {head}",
                     self.id,
                     msg.after
                 );
@@ -226,7 +238,7 @@ impl Handler<Filled> for WsSession {
             }
         };
         match self.gate.filled(frames) {
-            Some(released) => self.write(released.frames, released.duplicates, ctx),
+            Some(released) => self.write_released(released, ctx),
             None => {
                 // It held more than it may while the fill ran: order can no longer be
                 // promised, so the client reloads from the newest position it was sent.
@@ -242,8 +254,22 @@ impl Handler<Filled> for WsSession {
 }
 
 impl WsSession {
+    /// Writes what the gate let through, and starts the check it asks for, if any.
+    fn write_released(&mut self, released: Released, ctx: &mut ws::WebsocketContext<Self>) {
+        self.write(released.frames, released.duplicates, ctx);
+        if let Some(after) = released.check_after {
+            log::info!(
+                "session {}: positions jumped past {after} (a new epoch of the feed log?); \
+                 checking its position",
+                self.id
+            );
+            self.fill(after, ctx);
+        }
+    }
+
     /// Tells the client to reload and continue from `seq`.
     fn reset(&mut self, seq: i64, ctx: &mut ws::WebsocketContext<Self>) {
+        self.resets_sent += 1;
         self.stats.count_reset();
         self.gate.reset_to(seq);
         ctx.text(reset_frame(seq));

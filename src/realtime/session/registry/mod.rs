@@ -25,6 +25,7 @@ use crate::realtime::stats::Stats;
 use crate::realtime::trace::Trace;
 
 mod delivery;
+pub mod recheck;
 pub mod upkeep;
 
 /// Events kept for a session admitted but not yet running (its upgrade response is on its way);
