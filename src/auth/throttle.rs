@@ -393,7 +393,7 @@ mod tests {
             login_failures_per_user: 0,
             login_failure_window_secs: 300,
             login_checks_in_flight_per_user: 2,
-            login_checks_in_flight_per_address: 3,
+            login_checks_in_flight_per_address: 2,
             registrations_per_address: 0,
             registration_window_secs: 60,
         }));

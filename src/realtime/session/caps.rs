@@ -60,15 +60,15 @@ impl SessionCaps {
         Self::within(settings, open_files_limit())
     }
 
-    /// The caps for a process allowed `descriptors` open files. A tenth of them (at most
-    /// 1,000) is kept for everything but connections: the database pool, the broker, the
+    /// The caps for a process allowed `descriptors` open files. A tenth of them (at least 128,
+    /// at most 1,000) is kept for everything but connections: the database pool, the broker, the
     /// listeners, files. Of the rest, each session takes two (its connection, and the
     /// duplicate its write watch keeps), and connections that are not sessions (HTTP requests,
     /// upgrades under way) get half the reserve: so sessions at their cap plus connections at
     /// theirs never reach the limit, and a flood of connections waits in the listen backlog
     /// instead of failing inside with `EMFILE`.
     fn within(settings: &RealtimeSettings, descriptors: usize) -> Self {
-        let reserve = (descriptors / 10).min(1_000);
+        let reserve = (descriptors / 10).clamp(128, 1_000).min(descriptors / 2);
         let total = match settings.max_sessions {
             0 => (descriptors - reserve) / 2,
             n => n,
