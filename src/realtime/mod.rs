@@ -48,4 +48,4 @@ pub use events::FeedEvent;
 pub use session::registry::SessionRegistry;
 pub use session::watchdog::Watchdog;
 pub use stats::{Stats, StatsSnapshot};
-pub use transport::json_socket::WsSession;
+pub use transport::ws_session::WsSession;

@@ -20,10 +20,12 @@ use crate::http::cors::check_socket_origin;
 use crate::http::error::ApiError;
 use crate::http::AppState;
 use crate::realtime::session::admission;
+use crate::realtime::session::core::{FeedDeps, FeedStart, SessionCore};
 use crate::realtime::session::registry::Deregister;
 use crate::realtime::session::write_watch::WriteWatch;
 use crate::realtime::transport::frame_guard::FrameGuard;
-use crate::realtime::transport::json_socket::FeedStart;
+use crate::realtime::transport::json::JsonFeed;
+use crate::realtime::transport::ws_session::Admission;
 use crate::realtime::WsSession;
 
 #[derive(Deserialize)]
@@ -33,7 +35,10 @@ struct FeedQuery {
 }
 
 /// The position a resuming client names, from `?since=` or `Last-Event-ID` (the query wins).
-fn resume_position(req: &HttpRequest, since: Option<&str>) -> Result<Option<i64>, ApiError> {
+pub(crate) fn resume_position(
+    req: &HttpRequest,
+    since: Option<&str>,
+) -> Result<Option<i64>, ApiError> {
     let header = req
         .headers()
         .get("last-event-id")
@@ -74,21 +79,24 @@ pub async fn connect(
     let max_frame = state.realtime.max_frame_bytes;
     let (stream, frame_limit) = FrameGuard::new(stream, max_frame);
     let watch = WriteWatch::new(connection_socket(&req, &state));
-    let feed = FeedStart {
+    let deps = FeedDeps {
         history: state.history.clone(),
         stats: state.stats.clone(),
-        after: since.unwrap_or(head),
-        resumed: since.is_some(),
         held_max: state.realtime.held_max(),
     };
+    let core = SessionCore::new(session_id, state.registry.clone(), deps)
+        .with_write_watch(Some(Arc::clone(&watch)));
+    let start = FeedStart {
+        after: since.unwrap_or(head),
+        resumed: since.is_some(),
+    };
     let session = WsSession::new(
-        (session_id, user_id),
-        state.registry.clone(),
+        core,
+        JsonFeed,
+        Admission::Done { user_id, start },
         state.realtime.session_mailbox,
-        feed,
     )
-    .with_frame_limit(frame_limit)
-    .with_write_watch(Arc::clone(&watch));
+    .with_frame_limit(frame_limit);
     let response = ws::WsResponseBuilder::new(session, &req, stream)
         .frame_size(max_frame)
         .start()
@@ -103,7 +111,7 @@ pub async fn connect(
 
 /// A duplicate of this connection's socket, for the session's write watch, with the configured
 /// send buffer. `None` (the watch then only reports) if the connection's socket is unknown.
-fn connection_socket(req: &HttpRequest, state: &AppState) -> Option<socket2::Socket> {
+pub(crate) fn connection_socket(req: &HttpRequest, state: &AppState) -> Option<socket2::Socket> {
     let fd = req.conn_data::<ConnectionFd>()?;
     // SAFETY: called synchronously from the upgrade handler of this very connection.
     let socket = match unsafe { fd.duplicate() } {
