@@ -109,6 +109,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
         "GET",
         web::get().to(routes::feed_socket::connect),
     ))
+    .service(one(
+        "/stomp",
+        "GET",
+        web::get().to(routes::stomp_socket::connect),
+    ))
     .service(one("/health", "GET", web::get().to(routes::health::health)))
     .service(one(
         "/metrics",

@@ -18,3 +18,4 @@ mod process;
 mod spec;
 mod store;
 mod tls;
+mod transports;

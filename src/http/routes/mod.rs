@@ -6,4 +6,5 @@ pub mod friends;
 pub mod health;
 pub mod metrics;
 pub mod posts;
+pub mod stomp_socket;
 pub mod users;

@@ -92,6 +92,14 @@ impl<F: Framing> WsSession<F> {
         ctx.stop();
     }
 
+    /// A client frame over `realtime.max_frame_bytes`: the framing's last word, then 1009.
+    fn too_large(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if let Some(text) = self.framing.refused("frame too large") {
+            ctx.text(text);
+        }
+        self.close(ctx, CloseCode::Size, "frame too large");
+    }
+
     /// Refuses an in-band client: the framing's last word, then a close.
     fn refuse(&mut self, why: &str, ctx: &mut ws::WebsocketContext<Self>) {
         log::info!("{} session {}: refused: {why}", F::NAME, self.core.id());
@@ -270,16 +278,14 @@ impl<F: Framing> StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSes
     fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         let message = match item {
             Ok(message) => message,
-            Err(ws::ProtocolError::Overflow) => {
-                return self.close(ctx, CloseCode::Size, "frame too large");
-            }
+            Err(ws::ProtocolError::Overflow) => return self.too_large(ctx),
             Err(_) if self.frame_limit.exceeded() => {
                 log::info!(
                     "{} session {}: refused a frame declared above the limit",
                     F::NAME,
                     self.core.id()
                 );
-                return self.close(ctx, CloseCode::Size, "frame too large");
+                return self.too_large(ctx);
             }
             Err(error) => {
                 log::debug!(

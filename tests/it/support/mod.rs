@@ -8,6 +8,7 @@ mod app;
 mod broker_probes;
 pub mod certs;
 mod feed_client;
+mod node_client;
 pub mod private_broker;
 pub mod private_postgres;
 mod settings;
@@ -21,6 +22,7 @@ pub use broker_probes::{
     queue_exists, queue_listing,
 };
 pub use feed_client::{assert_event, raw_close_reason, FeedClient, Received};
+pub use node_client::NodeClient;
 pub use private_broker::{PrivateBroker, PrivateCluster};
 pub use settings::{test_settings, test_settings_in, Cleanup};
 

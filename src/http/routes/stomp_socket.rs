@@ -1,0 +1,119 @@
+//! `GET /stomp`: the feed over STOMP on a WebSocket (§4). The upgrade needs no token: the client
+//! may authenticate in its CONNECT frame, and the session is admitted and registered only once
+//! it has, on its first SUBSCRIBE. The handshake's token (`?token=`, `Authorization: Bearer`) and
+//! resume position (`?since=`, `Last-Event-ID`) are used when CONNECT and SUBSCRIBE carry none.
+//! Of the subprotocols `v10.stomp`, `v11.stomp`, `v12.stomp` the highest offered is chosen.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web_actors::ws;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::feed_socket::{connection_socket, resume_position};
+use crate::http::auth::{authenticate, bearer_token};
+use crate::http::cors::check_socket_origin;
+use crate::http::error::ApiError;
+use crate::http::AppState;
+use crate::realtime::session::core::{FeedDeps, SessionCore};
+use crate::realtime::session::write_watch::WriteWatch;
+use crate::realtime::transport::frame_guard::FrameGuard;
+use crate::realtime::transport::stomp::codec::Version;
+use crate::realtime::transport::stomp::framing::{Stomp, StompSettings};
+use crate::realtime::transport::ws_session::{Admission, Authenticator, InBand, WsSession};
+
+#[derive(Deserialize)]
+struct StompQuery {
+    token: Option<String>,
+    since: Option<String>,
+}
+
+/// The STOMP subprotocols, highest first.
+const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
+
+/// The highest STOMP subprotocol the client offers, if any.
+fn chosen_subprotocol(req: &HttpRequest) -> Option<&'static str> {
+    let offered: Vec<String> = req
+        .headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|protocol| protocol.trim().to_ascii_lowercase())
+        .collect();
+    SUBPROTOCOLS
+        .into_iter()
+        .find(|protocol| offered.iter().any(|offer| offer == protocol))
+}
+
+/// Checks tokens for in-band sessions against the database.
+pub fn token_checker(state: &AppState) -> Authenticator {
+    let pool = state.pool.clone();
+    Rc::new(move |token: String| {
+        let pool = pool.clone();
+        Box::pin(async move {
+            match authenticate(&pool, &token).await {
+                Ok(user_id) => Ok(user_id),
+                Err(ApiError::Unauthorized) => Err("a missing, unknown or expired token".into()),
+                Err(_) => Err("authentication is unavailable right now; try again".into()),
+            }
+        })
+    })
+}
+
+pub async fn connect(
+    req: HttpRequest,
+    stream: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    check_socket_origin(&req, &state.origins)?;
+    let query = web::Query::<StompQuery>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .unwrap_or(StompQuery {
+            token: None,
+            since: None,
+        });
+    ws::handshake(&req)
+        .map_err(|error| ApiError::BadRequest(format!("not a WebSocket upgrade: {error}")))?;
+    let since = resume_position(&req, query.since.as_deref())?;
+    let token = bearer_token(&req).or(query.token);
+
+    let session_id = Uuid::new_v4();
+    let max_frame = state.realtime.max_frame_bytes;
+    let (stream, frame_limit) = FrameGuard::new(stream, max_frame);
+    let watch = WriteWatch::new(connection_socket(&req, &state));
+    let deps = FeedDeps {
+        history: state.history.clone(),
+        stats: state.stats.clone(),
+        held_max: state.realtime.held_max(),
+    };
+    let core = SessionCore::new(session_id, state.registry.clone(), deps)
+        .with_write_watch(Some(Arc::clone(&watch)));
+    let framing = Stomp::new(StompSettings {
+        max_frame,
+        heartbeat: state.realtime.ping_interval(),
+        exchange: state.realtime.exchange.clone(),
+        versions: vec![Version::V10, Version::V11, Version::V12],
+    });
+    let admission = Admission::InBand(InBand {
+        pool: state.pool.clone(),
+        authenticate: token_checker(&state),
+        token,
+        since,
+        deadline: state.realtime.client_timeout(),
+        user_id: None,
+    });
+    let session = WsSession::new(core, framing, admission, state.realtime.session_mailbox)
+        .with_frame_limit(frame_limit);
+    let protocols: Vec<&str> = chosen_subprotocol(&req).into_iter().collect();
+    let response = ws::WsResponseBuilder::new(session, &req, stream)
+        .frame_size(max_frame)
+        .protocols(&protocols)
+        .start()
+        .map_err(|error| ApiError::BadRequest(format!("WebSocket upgrade failed: {error}")))?;
+    Ok(response
+        .map_body(|_, body| watch.watch_body(body))
+        .map_into_boxed_body())
+}

@@ -1,0 +1,357 @@
+//! The feed over the other transports (§4, §5), read by clients nobody at herald wrote:
+//! `@stomp/stompjs` 7 over `ws` at `/stomp`, and, for what a client library would never send,
+//! a raw WebSocket speaking bad STOMP. Each client checks that positions only increase.
+
+use awc::ws::{Frame, Message};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::support::{
+    assert_event, eventually, test_settings, FeedClient, NodeClient, TestApp, TestUser,
+};
+
+/// Creates, edits and deletes a post of `author`: the three events, in this order.
+async fn create_update_delete(app: &TestApp, author: &TestUser) -> Uuid {
+    let post = app.create_post(author, "hello").await;
+    let (status, _) = app
+        .put(
+            "/post/update",
+            Some(&author.token),
+            Some(&json!({"id": post, "text": "edited"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = app
+        .put(&format!("/post/delete/{post}"), Some(&author.token), None)
+        .await;
+    assert_eq!(status, 200);
+    post
+}
+
+async fn expect_create_update_delete(client: &mut NodeClient, post: Uuid, author: &TestUser) {
+    assert_event(
+        &client.event().await,
+        "post.created",
+        post,
+        author.id,
+        Some("hello"),
+    );
+    assert_event(
+        &client.event().await,
+        "post.updated",
+        post,
+        author.id,
+        Some("edited"),
+    );
+    assert_event(&client.event().await, "post.deleted", post, author.id, None);
+}
+
+#[actix_web::test]
+async fn stompjs_reads_friends_posts_in_order_with_the_token_in_each_place() {
+    let app = TestApp::spawn().await;
+    let author = app.user("Author").await;
+    let stranger = app.user("Stranger").await;
+    for token_in in ["passcode", "authorization", "token", "url"] {
+        let reader = app.user("Reader").await;
+        app.follow(&reader, &author).await;
+        let mut client =
+            NodeClient::start(&app, "stompjs-ws", &reader, json!({ "tokenIn": token_in })).await;
+        client.ready().await;
+        app.create_post(&stranger, "not followed").await;
+        let post = create_update_delete(&app, &author).await;
+        expect_create_update_delete(&mut client, post, &author).await;
+        client.stop().await;
+    }
+}
+
+#[actix_web::test]
+async fn stompjs_is_refused_without_a_valid_token_or_on_another_users_destination() {
+    let app = TestApp::spawn().await;
+    let reader = app.user("Reader").await;
+    let other = app.user("Other").await;
+    let forged = TestUser {
+        id: reader.id,
+        token: "0".repeat(64),
+    };
+    let mut client = NodeClient::start(&app, "stompjs-ws", &forged, json!({})).await;
+    assert!(client.error().await.contains("token"));
+    client.stop().await;
+
+    let destination = format!("/topic/user.{}", other.id);
+    let mut client = NodeClient::start(
+        &app,
+        "stompjs-ws",
+        &reader,
+        json!({ "destination": destination }),
+    )
+    .await;
+    assert!(client.error().await.contains("destination"));
+    client.stop().await;
+    assert!(eventually(|| async { app.session_count().await == 0 }).await);
+}
+
+#[actix_web::test]
+async fn stompjs_resumes_after_since_and_is_reset_beyond_the_history() {
+    let mut settings = test_settings();
+    settings.realtime.history_max_events = 3;
+    let app = TestApp::spawn_with(settings).await;
+    let author = app.user("Author").await;
+    let reader = app.user("Reader").await;
+    app.follow(&reader, &author).await;
+    app.create_post(&author, "one").await;
+    app.relay_idle().await;
+    let after_first = app.relay_state().await.numbered_seq;
+    let second = app.create_post(&author, "two").await;
+    app.relay_idle().await;
+
+    let mut client = NodeClient::start(
+        &app,
+        "stompjs-ws",
+        &reader,
+        json!({ "since": after_first, "ack": "client" }),
+    )
+    .await;
+    client.ready().await;
+    assert_event(
+        &client.event().await,
+        "post.created",
+        second,
+        author.id,
+        Some("two"),
+    );
+    let live = app.create_post(&author, "three").await;
+    assert_event(
+        &client.event().await,
+        "post.created",
+        live,
+        author.id,
+        Some("three"),
+    );
+    client.stop().await;
+
+    for i in 0..5 {
+        app.create_post(&author, &format!("more {i}")).await;
+    }
+    app.relay_idle().await;
+    let head = app.relay_state().await.numbered_seq;
+    let mut client = NodeClient::start(&app, "stompjs-ws", &reader, json!({ "since": 0 })).await;
+    client.ready().await;
+    assert_eq!(
+        client.event().await,
+        json!({ "type": "feed.reset", "seq": head })
+    );
+    client.stop().await;
+}
+
+#[actix_web::test]
+async fn a_json_socket_and_stomp_of_one_user_on_two_instances_both_receive() {
+    let app = TestApp::spawn().await;
+    let sibling = app.sibling().await;
+    let author = app.user("Author").await;
+    let reader = app.user("Reader").await;
+    app.follow(&reader, &author).await;
+    let mut json_feed = app.feed(&reader).await;
+    let mut stomp = NodeClient::start(&sibling, "stompjs-ws", &reader, json!({})).await;
+    stomp.ready().await;
+    let post = create_update_delete(&app, &author).await;
+    expect_create_update_delete(&mut stomp, post, &author).await;
+    json_feed.expect_created(post, &author, "hello").await;
+    stomp.stop().await;
+    sibling.stop().await;
+}
+
+/// A raw STOMP client on `/stomp`, for input no library would send.
+async fn raw_stomp(app: &TestApp) -> FeedClient {
+    let url = format!("ws://127.0.0.1:{}/stomp", app.port);
+    let (response, framed) = awc::Client::new()
+        .ws(url)
+        .protocols(["v12.stomp", "v10.stomp"])
+        .max_frame_size(1 << 20)
+        .connect()
+        .await
+        .expect("websocket connects");
+    assert_eq!(response.status().as_u16(), 101);
+    assert_eq!(
+        response
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok()),
+        Some("v12.stomp")
+    );
+    FeedClient::answering(framed)
+}
+
+/// The next text frame, as text.
+async fn next_text(client: &mut FeedClient) -> String {
+    loop {
+        match client.next_frame().await {
+            Frame::Text(bytes) | Frame::Binary(bytes) => {
+                return String::from_utf8_lossy(&bytes).into_owned()
+            }
+            Frame::Close(reason) => panic!("closed while waiting for a frame: {reason:?}"),
+            _ => {}
+        }
+    }
+}
+
+async fn send(client: &mut FeedClient, text: &str) {
+    client.send(Message::Text(text.to_owned().into())).await;
+}
+
+/// A raw client of `user`, connected and subscribed.
+async fn subscribed(app: &TestApp, user: &TestUser) -> FeedClient {
+    let mut client = raw_stomp(app).await;
+    send(
+        &mut client,
+        &format!(
+            "CONNECT\naccept-version:1.2\nhost:x\npasscode:{}\n\n\0",
+            user.token
+        ),
+    )
+    .await;
+    let connected = next_text(&mut client).await;
+    assert!(connected.starts_with("CONNECTED\n"), "{connected}");
+    assert!(connected.contains("version:1.2\n"), "{connected}");
+    send(
+        &mut client,
+        "SUBSCRIBE\nid:s\ndestination:/queue/feed\nreceipt:r\n\n\0",
+    )
+    .await;
+    assert!(next_text(&mut client)
+        .await
+        .starts_with("RECEIPT\nreceipt-id:r\n"));
+    client
+}
+
+/// Sends `input` and expects an ERROR, then the close.
+async fn refused(client: &mut FeedClient, input: Message) -> String {
+    client.send(input).await;
+    let error = next_text(client).await;
+    assert!(error.starts_with("ERROR\n"), "{error}");
+    assert!(client.close_reason().await.is_some());
+    error
+}
+
+#[actix_web::test]
+async fn bad_stomp_input_is_an_error_and_a_close_and_disturbs_no_one() {
+    let app = TestApp::spawn().await;
+    let author = app.user("Author").await;
+    let reader = app.user("Reader").await;
+    app.follow(&reader, &author).await;
+    let mut bystander = NodeClient::start(&app, "stompjs-ws", &reader, json!({})).await;
+    bystander.ready().await;
+
+    let text = |s: String| Message::Text(s.into());
+    let many_headers: String = std::iter::once("SUBSCRIBE\n".to_owned())
+        .chain((0..10_000).map(|n| format!("h:{}\n", n % 10)))
+        .chain(std::iter::once("\n\0".to_owned()))
+        .collect();
+    let oversize = format!("SEND\ndestination:/queue/feed\n\n{}\0", "x".repeat(70_000));
+    let subscribes: String = (0..1000)
+        .map(|n| format!("SUBSCRIBE\nid:{n}\ndestination:/queue/feed\n\n\0"))
+        .collect();
+    let cases: Vec<(&str, Message)> = vec![
+        ("malformed", text("not stomp at all\0".into())),
+        ("unknown command", text("FLY\n\n\0".into())),
+        ("10,000 headers", text(many_headers)),
+        ("oversize", text(oversize)),
+        ("1,000 SUBSCRIBEs", text(subscribes)),
+        ("SEND", text("SEND\ndestination:/queue/feed\n\nhi\0".into())),
+        (
+            "ACK of an id never sent",
+            text("ACK\nid:12345\n\n\0".into()),
+        ),
+        (
+            "another user's destination",
+            text(format!(
+                "SUBSCRIBE\nid:x\ndestination:/topic/{}\n\n\0",
+                author.id
+            )),
+        ),
+    ];
+    for (what, input) in cases {
+        let mut client = subscribed(&app, &reader).await;
+        let error = refused(&mut client, input).await;
+        println!("{what}: {}", error.lines().nth(1).unwrap_or_default());
+    }
+    // Before CONNECT: anything else is refused, and so is CONNECT without a token.
+    let mut client = raw_stomp(&app).await;
+    refused(
+        &mut client,
+        Message::Text("SUBSCRIBE\nid:1\ndestination:/queue/feed\n\n\0".into()),
+    )
+    .await;
+    let mut client = raw_stomp(&app).await;
+    refused(
+        &mut client,
+        Message::Text("CONNECT\naccept-version:1.2\n\n\0".into()),
+    )
+    .await;
+
+    // The bystander still reads its feed, and every refused session is gone.
+    let post = app.create_post(&author, "still here").await;
+    assert_event(
+        &bystander.event().await,
+        "post.created",
+        post,
+        author.id,
+        Some("still here"),
+    );
+    assert!(eventually(|| async { app.session_count().await == 1 }).await);
+    bystander.stop().await;
+}
+
+#[actix_web::test]
+async fn legacy_stomp_10_frames_split_across_messages_and_heart_beats_work() {
+    let app = TestApp::spawn().await;
+    let author = app.user("Author").await;
+    let reader = app.user("Reader").await;
+    app.follow(&reader, &author).await;
+    let mut client = raw_stomp(&app).await;
+    // 1.0 (no accept-version), the CONNECT cut in three, a heart-beat EOL in front.
+    let connect = format!("\nCONNECT\nlogin:x\npasscode:{}\n\n\0", reader.token);
+    let (a, rest) = connect.split_at(5);
+    let (b, c) = rest.split_at(20);
+    for piece in [a, b, c] {
+        send(&mut client, piece).await;
+    }
+    let connected = next_text(&mut client).await;
+    assert!(
+        connected.starts_with("CONNECTED\nversion:1.0\n"),
+        "{connected}"
+    );
+    // SUBSCRIBE and a DISCONNECT-free receipt request in one message.
+    send(
+        &mut client,
+        "SUBSCRIBE\ndestination:/queue/feed\nack:client\n\n\0BEGIN\ntransaction:t\nreceipt:b\n\n\0",
+    )
+    .await;
+    assert!(next_text(&mut client)
+        .await
+        .starts_with("RECEIPT\nreceipt-id:b\n"));
+    let post = app.create_post(&author, "legacy").await;
+    let message = next_text(&mut client).await;
+    assert!(message.starts_with("MESSAGE\n"), "{message}");
+    let body = message
+        .split_once("\n\n")
+        .map(|(_, body)| body.trim_end_matches('\0'))
+        .expect("a body");
+    let event: Value = serde_json::from_str(body).expect("JSON body");
+    assert_event(&event, "post.created", post, author.id, Some("legacy"));
+    let seq = event["seq"].as_i64().expect("seq");
+    assert!(message.contains(&format!("message-id:{seq}\n")));
+    // 1.0 acks by message-id.
+    send(
+        &mut client,
+        &format!("ACK\nmessage-id:{seq}\nreceipt:a\n\n\0"),
+    )
+    .await;
+    assert!(next_text(&mut client)
+        .await
+        .starts_with("RECEIPT\nreceipt-id:a\n"));
+    send(&mut client, "DISCONNECT\nreceipt:bye\n\n\0").await;
+    assert!(next_text(&mut client)
+        .await
+        .starts_with("RECEIPT\nreceipt-id:bye\n"));
+    assert!(client.close_reason().await.is_some());
+}
