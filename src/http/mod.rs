@@ -110,6 +110,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
         web::get().to(routes::feed_socket::connect),
     ))
     .service(one(
+        "/post/feed/events",
+        "GET",
+        web::get().to(routes::feed_events::events),
+    ))
+    .service(one(
         "/stomp",
         "GET",
         web::get().to(routes::stomp_socket::connect),

@@ -1,13 +1,16 @@
 //! The feed over the other transports (§4, §5), read by clients nobody at herald wrote:
-//! `@stomp/stompjs` 7 over `ws` at `/stomp`, and, for what a client library would never send,
-//! a raw WebSocket speaking bad STOMP. Each client checks that positions only increase.
+//! `@stomp/stompjs` 7 over `ws` at `/stomp` and the `eventsource` package at
+//! `/post/feed/events`, and, for what a client library would never send, a raw WebSocket
+//! speaking bad STOMP and raw HTTP readers. Each client checks that positions only increase.
 
+use actix_web::web;
 use awc::ws::{Frame, Message};
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::support::{
-    assert_event, eventually, test_settings, FeedClient, NodeClient, TestApp, TestUser,
+    assert_event, eventually, test_settings, FeedClient, NodeClient, TestApp, TestUser, DEADLINE,
 };
 
 /// Creates, edits and deletes a post of `author`: the three events, in this order.
@@ -354,4 +357,204 @@ async fn legacy_stomp_10_frames_split_across_messages_and_heart_beats_work() {
         .await
         .starts_with("RECEIPT\nreceipt-id:bye\n"));
     assert!(client.close_reason().await.is_some());
+}
+
+#[actix_web::test]
+async fn an_eventsource_client_reads_friends_posts_in_order_and_resumes_after_since() {
+    let app = TestApp::spawn().await;
+    let author = app.user("Author").await;
+    let stranger = app.user("Stranger").await;
+    let reader = app.user("Reader").await;
+    app.follow(&reader, &author).await;
+    for token_in in ["authorization", "url"] {
+        let mut client =
+            NodeClient::start(&app, "sse", &reader, json!({ "tokenIn": token_in })).await;
+        client.ready().await;
+        app.create_post(&stranger, "not followed").await;
+        let post = create_update_delete(&app, &author).await;
+        expect_create_update_delete(&mut client, post, &author).await;
+        client.stop().await;
+    }
+    app.relay_idle().await;
+    let position = app.relay_state().await.numbered_seq;
+    let missed = app.create_post(&author, "missed").await;
+    let mut client = NodeClient::start(&app, "sse", &reader, json!({ "since": position })).await;
+    client.ready().await;
+    assert_event(
+        &client.event().await,
+        "post.created",
+        missed,
+        author.id,
+        Some("missed"),
+    );
+    client.stop().await;
+}
+
+/// A raw SSE response: its head, and its body as it comes.
+async fn raw_events(
+    app: &TestApp,
+    query: &str,
+    last_event_id: Option<i64>,
+    token: &str,
+) -> awc::ClientResponse<
+    impl futures_util::Stream<Item = Result<web::Bytes, awc::error::PayloadError>>,
+> {
+    let mut request = awc::Client::new()
+        .get(app.url(&format!("/post/feed/events{query}")))
+        .bearer_auth(token);
+    if let Some(id) = last_event_id {
+        request = request.insert_header(("Last-Event-ID", id.to_string()));
+    }
+    request.send().await.expect("the request is answered")
+}
+
+/// Reads SSE blocks (the text between blank lines) until `count` events have come.
+async fn sse_events<S>(body: &mut S, count: usize) -> Vec<(i64, String, Value)>
+where
+    S: futures_util::Stream<Item = Result<web::Bytes, awc::error::PayloadError>> + Unpin,
+{
+    let mut text = String::new();
+    let mut events = Vec::new();
+    while events.len() < count {
+        let chunk = tokio::time::timeout(DEADLINE, body.next())
+            .await
+            .expect("an event in time")
+            .expect("the stream open")
+            .expect("a chunk");
+        text.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+        while let Some((block, rest)) = text.split_once("\n\n") {
+            let (mut id, mut name, mut data) = (None, None, None);
+            for line in block.lines() {
+                match line.split_once(": ") {
+                    Some(("id", v)) => id = v.parse::<i64>().ok(),
+                    Some(("event", v)) => name = Some(v.to_owned()),
+                    Some(("data", v)) => data = serde_json::from_str::<Value>(v).ok(),
+                    _ => {}
+                }
+            }
+            if let (Some(id), Some(name), Some(data)) = (id, name, data) {
+                events.push((id, name, data));
+            }
+            text = rest.to_owned();
+        }
+    }
+    events
+}
+
+#[actix_web::test]
+async fn sse_speaks_event_stream_and_last_event_id_wins_over_since() {
+    let mut settings = test_settings();
+    settings.realtime.history_max_events = 3;
+    let app = TestApp::spawn_with(settings).await;
+    let author = app.user("Author").await;
+    let reader = app.user("Reader").await;
+    app.follow(&reader, &author).await;
+
+    let refused = awc::Client::new()
+        .get(app.url("/post/feed/events"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(refused.status().as_u16(), 401);
+
+    app.create_post(&author, "one").await;
+    app.relay_idle().await;
+    let after_one = app.relay_state().await.numbered_seq;
+    let two = app.create_post(&author, "two").await;
+    app.relay_idle().await;
+
+    // EventSource reconnects to the URL it opened with (`since=0`) and adds Last-Event-ID.
+    let mut response = raw_events(&app, "?since=0", Some(after_one), &reader.token).await;
+    assert_eq!(response.status().as_u16(), 200);
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    assert_eq!(header("content-type").as_deref(), Some("text/event-stream"));
+    assert_eq!(header("cache-control").as_deref(), Some("no-cache"));
+    assert_eq!(header("x-accel-buffering").as_deref(), Some("no"));
+    let first = tokio::time::timeout(DEADLINE, response.next())
+        .await
+        .expect("the preamble")
+        .expect("open")
+        .expect("a chunk");
+    assert!(first.starts_with(b"retry: "), "{first:?}");
+    let events = sse_events(&mut response, 1).await;
+    assert_eq!(events[0].1, "post.created");
+    assert_eq!(events[0].0, events[0].2["seq"].as_i64().expect("seq"));
+    assert_event(&events[0].2, "post.created", two, author.id, Some("two"));
+
+    // Beyond the history kept: a `feed.reset` event, with its id.
+    for i in 0..5 {
+        app.create_post(&author, &format!("more {i}")).await;
+    }
+    app.relay_idle().await;
+    let head = app.relay_state().await.numbered_seq;
+    let mut response = raw_events(&app, "?since=0", None, &reader.token).await;
+    let events = sse_events(&mut response, 1).await;
+    assert_eq!(
+        events[0],
+        (
+            head,
+            "feed.reset".to_owned(),
+            json!({"type": "feed.reset", "seq": head})
+        )
+    );
+}
+
+#[actix_web::test]
+async fn an_sse_client_that_stops_reading_is_dropped_and_disturbs_no_one() {
+    let mut settings = test_settings();
+    settings.realtime.history_max_events = 4;
+    settings.realtime.session_mailbox = 8;
+    settings.realtime.socket_send_buffer_bytes = 4096;
+    let app = TestApp::spawn_with(settings).await;
+    let author = app.user("Author").await;
+    let reader = app.user("Reader").await;
+    app.follow(&reader, &author).await;
+    let mut bystander = app.feed(&reader).await;
+
+    // A client that sends its request and never reads, with a small receive buffer.
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.set_recv_buffer_size(4096).expect("a small buffer");
+    let mut stream = socket
+        .connect(
+            format!("127.0.0.1:{}", app.port)
+                .parse()
+                .expect("an address"),
+        )
+        .await
+        .expect("connects");
+    let request = format!(
+        "GET /post/feed/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+        reader.token
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
+        .await
+        .expect("the request is sent");
+    assert!(eventually(|| async { app.session_count().await == 2 }).await);
+
+    let text = "x".repeat(9_000);
+    let mut last = Uuid::nil();
+    for _ in 0..80 {
+        last = app.create_post(&author, &text).await;
+        if app.session_count().await == 1 {
+            break;
+        }
+    }
+    assert!(
+        eventually(|| async { app.session_count().await == 1 }).await,
+        "the stalled SSE session is released"
+    );
+    // The bystander read everything, in order (its client checks the order).
+    loop {
+        let event = bystander.next_event().await;
+        if event["postId"] == last.to_string() {
+            break;
+        }
+    }
+    drop(stream);
 }

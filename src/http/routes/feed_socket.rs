@@ -39,11 +39,20 @@ pub(crate) fn resume_position(
     req: &HttpRequest,
     since: Option<&str>,
 ) -> Result<Option<i64>, ApiError> {
-    let header = req
-        .headers()
+    let header = last_event_id(req);
+    parse_position(since.or(header))
+}
+
+/// The header `Last-Event-ID`, if sent (`?` when it is not text, which no position is).
+pub(crate) fn last_event_id(req: &HttpRequest) -> Option<&str> {
+    req.headers()
         .get("last-event-id")
-        .map(|value| value.to_str().unwrap_or("?"));
-    let Some(text) = since.or(header) else {
+        .map(|value| value.to_str().unwrap_or("?"))
+}
+
+/// A resume position as the client wrote it: an integer >= 0, or a 400.
+pub(crate) fn parse_position(text: Option<&str>) -> Result<Option<i64>, ApiError> {
+    let Some(text) = text else {
         return Ok(None);
     };
     match text.trim().parse::<i64>() {

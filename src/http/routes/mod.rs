@@ -1,6 +1,7 @@
 //! One file per resource of the contract, and the browser client (`client`).
 
 pub mod client;
+pub mod feed_events;
 pub mod feed_socket;
 pub mod friends;
 pub mod health;

@@ -1,10 +1,13 @@
 //! The transports: how a session's frames reach its client and how its client is read. Each is
 //! a framing (`framing::Framing`) run by one actor per connection over the session core:
 //! `ws_session::WsSession` on a WebSocket, behind a guard on the size of the client's frames
-//! (`frame_guard`). Framings: the JSON feed of §3 (`json`) and STOMP of §4 (`stomp`).
+//! (`frame_guard`), or `stream_session::StreamSession` on a streamed HTTP response. Framings:
+//! the JSON feed of §3 (`json`), STOMP of §4 (`stomp`), Server-Sent Events of §5 (`sse`).
 
 pub mod frame_guard;
 pub mod framing;
 pub mod json;
+pub mod sse;
 pub mod stomp;
+pub mod stream_session;
 pub mod ws_session;

@@ -1,0 +1,84 @@
+//! `GET /post/feed/events`: the feed as Server-Sent Events (§5). The token is checked (401
+//! without one) and the session admitted before the response starts, as for the WebSocket. A
+//! resuming client names its position as `Last-Event-ID` (what `EventSource` sends when it
+//! reconnects, to the same URL) or `?since=`; the header wins, since the URL's `since` is the
+//! one the stream first opened with. The body is a bounded channel the session writes into: a
+//! client that stops reading fills it and is dropped.
+
+use actix::Actor;
+use actix_web::http::header;
+use actix_web::web::Bytes;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::feed_socket::{connection_socket, last_event_id, parse_position};
+use crate::http::auth::{authenticate, bearer_token};
+use crate::http::error::ApiError;
+use crate::http::AppState;
+use crate::realtime::session::admission;
+use crate::realtime::session::core::{FeedDeps, FeedStart, SessionCore};
+use crate::realtime::transport::sse::Sse;
+use crate::realtime::transport::stream_session::StreamSession;
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    token: Option<String>,
+    since: Option<String>,
+}
+
+pub async fn events(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let query = web::Query::<EventsQuery>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .unwrap_or(EventsQuery {
+            token: None,
+            since: None,
+        });
+    let token = bearer_token(&req)
+        .or(query.token)
+        .ok_or(ApiError::Unauthorized)?;
+    let user_id = authenticate(&state.pool, &token).await?;
+    let since = parse_position(last_event_id(&req).or(query.since.as_deref()))?;
+
+    let session_id = Uuid::new_v4();
+    let head = admission::admit(&state.registry, &state.pool, session_id, user_id).await?;
+    // Only to shrink the send buffer as configured: a stream's actor never freezes, so it
+    // needs no write watch.
+    drop(connection_socket(&req, &state));
+    let deps = FeedDeps {
+        history: state.history.clone(),
+        stats: state.stats.clone(),
+        held_max: state.realtime.held_max(),
+    };
+    let core = SessionCore::new(session_id, state.registry.clone(), deps);
+    let start = FeedStart {
+        after: since.unwrap_or(head),
+        resumed: since.is_some(),
+    };
+    // Room for the largest fill (a gap of up to `held_max` events) plus live events behind it.
+    let (body, receiver) = mpsc::channel::<Bytes>(state.realtime.held_max() + 64);
+    let _ = body.try_send(Bytes::from(Sse::preamble()));
+    StreamSession::new(
+        core,
+        Sse,
+        (user_id, start),
+        state.realtime.session_mailbox,
+        body,
+    )
+    .start();
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(futures_util::stream::unfold(
+            receiver,
+            |mut receiver| async move {
+                let bytes = receiver.recv().await?;
+                Some((Ok::<_, actix_web::Error>(bytes), receiver))
+            },
+        )))
+}
