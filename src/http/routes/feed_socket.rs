@@ -24,8 +24,8 @@ use crate::realtime::session::core::{FeedDeps, FeedStart, SessionCore};
 use crate::realtime::session::registry::Deregister;
 use crate::realtime::session::write_watch::WriteWatch;
 use crate::realtime::transport::frame_guard::FrameGuard;
+use crate::realtime::transport::in_band::Admission;
 use crate::realtime::transport::json::JsonFeed;
-use crate::realtime::transport::ws_session::Admission;
 use crate::realtime::WsSession;
 
 #[derive(Deserialize)]

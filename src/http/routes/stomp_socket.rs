@@ -21,9 +21,10 @@ use crate::http::AppState;
 use crate::realtime::session::core::{FeedDeps, SessionCore};
 use crate::realtime::session::write_watch::WriteWatch;
 use crate::realtime::transport::frame_guard::FrameGuard;
+use crate::realtime::transport::in_band::{Admission, Authenticator, InBand};
 use crate::realtime::transport::stomp::codec::Version;
 use crate::realtime::transport::stomp::framing::{Stomp, StompSettings};
-use crate::realtime::transport::ws_session::{Admission, Authenticator, InBand, WsSession};
+use crate::realtime::transport::ws_session::WsSession;
 
 #[derive(Deserialize)]
 struct StompQuery {

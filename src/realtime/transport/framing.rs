@@ -40,6 +40,11 @@ pub trait Framing: Unpin + 'static {
     /// Frames what the core writes as messages for the client.
     fn frame(&mut self, out: Out<'_>, send: &mut dyn FnMut(&str));
 
+    /// What to send as soon as the connection is open, if anything.
+    fn opening(&mut self) -> Option<String> {
+        None
+    }
+
     /// In-band authentication succeeded for `user_id`: the replies to send.
     fn connected(&mut self, _user_id: Uuid) -> Vec<String> {
         Vec::new()

@@ -3,51 +3,19 @@
 //! fills, resets; this actor runs it on a WebSocket and adds what every WebSocket has: the
 //! frame-size guard, Ping frames on each heartbeat, close codes, and the mailbox bound past which
 //! the registry finds it too slow. A session is admitted either by its route before the upgrade
-//! (the JSON feed) or in band: the client authenticates in its first frame (STOMP's CONNECT) and
+//! (the JSON feed) or in band (`in_band`): the client authenticates in its first frame (STOMP's CONNECT) and
 //! is admitted and registered on its first SUBSCRIBE, within `realtime.client_timeout_secs`.
-
-use std::future::Future;
-use std::pin::Pin;
-use std::rc::Rc;
-use std::time::Duration;
 
 use actix::prelude::*;
 use actix_web_actors::ws::{self, CloseCode, CloseReason};
-use uuid::Uuid;
 
 use super::frame_guard::FrameLimit;
-use super::framing::{Command, Framing};
-use crate::realtime::session::admission;
-use crate::realtime::session::core::{FeedStart, Filled, SessionCore};
+use super::framing::Framing;
+use super::in_band::{Admission, InBandHost, Parts};
+use crate::realtime::session::core::{Filled, SessionCore};
 use crate::realtime::session::protocol::{
     Deliver, Disconnect, DisconnectReason, FeedSync, Heartbeat,
 };
-use crate::store::DbPool;
-
-/// Checks a token in band: the user it belongs to, or why not (said to the client).
-pub type Authenticator = Rc<dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<Uuid, String>>>>>;
-
-/// How a session gets admitted.
-pub enum Admission {
-    /// Its route admitted it before the upgrade.
-    Done { user_id: Uuid, start: FeedStart },
-    /// Its client authenticates in band, then subscribes.
-    InBand(InBand),
-}
-
-/// What an in-band admission needs.
-pub struct InBand {
-    pub pool: DbPool,
-    pub authenticate: Authenticator,
-    /// The handshake's token (`?token=` or `Authorization`), if any.
-    pub token: Option<String>,
-    /// The handshake's resume position (`?since=` or `Last-Event-ID`), if any.
-    pub since: Option<i64>,
-    /// How long the client has to authenticate and subscribe.
-    pub deadline: Duration,
-    /// Set once authenticated.
-    pub user_id: Option<Uuid>,
-}
 
 pub struct WsSession<F: Framing> {
     core: SessionCore,
@@ -83,104 +51,38 @@ impl<F: Framing> WsSession<F> {
         self
     }
 
-    fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: CloseCode, why: &str) {
+    /// A client frame over `realtime.max_frame_bytes`: the framing's last word, then 1009.
+    fn too_large(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if let Some(text) = self.framing.refused("frame too large") {
+            ctx.text(text);
+        }
+        self.close(CloseCode::Size, "frame too large", ctx);
+    }
+}
+
+impl<F: Framing> InBandHost for WsSession<F> {
+    type Framing = F;
+
+    fn parts(&mut self) -> Parts<'_, F> {
+        Parts {
+            core: &mut self.core,
+            framing: &mut self.framing,
+            admission: &mut self.admission,
+            busy: &mut self.busy,
+        }
+    }
+
+    fn send(&mut self, text: String, ctx: &mut Self::Context) {
+        ctx.text(text);
+    }
+
+    fn close(&mut self, code: CloseCode, why: &str, ctx: &mut Self::Context) {
         self.close_code.get_or_insert(code.into());
         ctx.close(Some(CloseReason {
             code,
             description: Some(why.to_owned()),
         }));
         ctx.stop();
-    }
-
-    /// A client frame over `realtime.max_frame_bytes`: the framing's last word, then 1009.
-    fn too_large(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        if let Some(text) = self.framing.refused("frame too large") {
-            ctx.text(text);
-        }
-        self.close(ctx, CloseCode::Size, "frame too large");
-    }
-
-    /// Refuses an in-band client: the framing's last word, then a close.
-    fn refuse(&mut self, why: &str, ctx: &mut ws::WebsocketContext<Self>) {
-        log::info!("{} session {}: refused: {why}", F::NAME, self.core.id());
-        if let Some(text) = self.framing.refused(why) {
-            ctx.text(text);
-        }
-        self.close(ctx, CloseCode::Policy, why);
-    }
-
-    /// Runs what the client's input asks, in order, until an asynchronous step starts.
-    fn drain(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        while !self.busy {
-            let Some(command) = self.framing.next_command() else {
-                return;
-            };
-            match command {
-                Command::Reply(text) => ctx.text(text),
-                Command::Close { code, reason } => return self.close(ctx, code, &reason),
-                Command::Authenticate { token } => self.authenticate(token, ctx),
-                Command::Subscribe { since } => self.subscribe(since, ctx),
-            }
-        }
-    }
-
-    fn authenticate(&mut self, token: Option<String>, ctx: &mut ws::WebsocketContext<Self>) {
-        let Admission::InBand(in_band) = &self.admission else {
-            return;
-        };
-        let Some(token) = token.or_else(|| in_band.token.clone()) else {
-            return self.refuse("no token: send one in CONNECT or on the URL", ctx);
-        };
-        let check = (in_band.authenticate)(token);
-        self.busy = true;
-        ctx.wait(check.into_actor(self).map(|outcome, session, ctx| {
-            session.busy = false;
-            match outcome {
-                Ok(user_id) => {
-                    if let Admission::InBand(in_band) = &mut session.admission {
-                        in_band.user_id = Some(user_id);
-                    }
-                    for reply in session.framing.connected(user_id) {
-                        ctx.text(reply);
-                    }
-                    session.drain(ctx);
-                }
-                Err(why) => session.refuse(&why, ctx),
-            }
-        }));
-    }
-
-    fn subscribe(&mut self, since: Option<i64>, ctx: &mut ws::WebsocketContext<Self>) {
-        if self.core.is_registered() {
-            return;
-        }
-        let Admission::InBand(in_band) = &self.admission else {
-            return;
-        };
-        let Some(user_id) = in_band.user_id else {
-            return self.refuse("SUBSCRIBE before CONNECT", ctx);
-        };
-        let since = since.or(in_band.since);
-        let (registry, pool, id) = (self.core.registry(), in_band.pool.clone(), self.core.id());
-        let admit = async move { admission::admit(&registry, &pool, id, user_id).await };
-        self.busy = true;
-        ctx.wait(admit.into_actor(self).map(move |outcome, session, ctx| {
-            session.busy = false;
-            match outcome {
-                Ok(head) => {
-                    let start = FeedStart {
-                        after: since.unwrap_or(head),
-                        resumed: since.is_some(),
-                    };
-                    session.core.register(user_id, start, &ctx.address());
-                    session.drain(ctx);
-                }
-                Err(error) => {
-                    log::warn!("{} session {id}: admission failed: {error}", F::NAME);
-                    session.refuse("the feed is unavailable right now; try again", ctx);
-                }
-            }
-        }));
     }
 }
 
@@ -189,19 +91,10 @@ impl<F: Framing> Actor for WsSession<F> {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.mailbox);
-        match &self.admission {
-            Admission::Done { user_id, start } => {
-                let (user_id, start) = (*user_id, *start);
-                self.core.register(user_id, start, &ctx.address());
-            }
-            Admission::InBand(in_band) => {
-                ctx.run_later(in_band.deadline, |session, ctx| {
-                    if !session.core.is_registered() {
-                        session.refuse("no CONNECT and SUBSCRIBE in time", ctx);
-                    }
-                });
-            }
+        if let Some(text) = self.framing.opening() {
+            ctx.text(text);
         }
+        self.start_session(ctx);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -250,7 +143,7 @@ impl<F: Framing> Handler<Heartbeat> for WsSession<F> {
         let last_heard = self.core.last_heard();
         if let Some(limit) = self.framing.silence_limit() {
             if last_heard.elapsed() > limit {
-                self.close(ctx, CloseCode::Policy, "client timeout");
+                self.close(CloseCode::Policy, "client timeout", ctx);
             }
         }
         MessageResult(last_heard)
@@ -270,7 +163,7 @@ impl<F: Framing> Handler<Disconnect> for WsSession<F> {
         if let Some(text) = self.framing.closing(msg.0) {
             ctx.text(text);
         }
-        self.close(ctx, code, why);
+        self.close(code, why, ctx);
     }
 }
 
@@ -293,7 +186,7 @@ impl<F: Framing> StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSes
                     F::NAME,
                     self.core.id()
                 );
-                return self.close(ctx, CloseCode::Protocol, "protocol error");
+                return self.close(CloseCode::Protocol, "protocol error", ctx);
             }
         };
         self.core.heard();
