@@ -79,19 +79,21 @@ function sockjs() {
 
 function legacy() {
   const Stomp = require('stompjs/lib/stomp.js').Stomp;
+  // stomp.js 2.3 takes its timers from `window` in a browser; under Node, from Node.
+  Stomp.setInterval = (interval, f) => setInterval(f, interval);
+  Stomp.clearInterval = (id) => clearInterval(id);
   const client = Stomp.over(sockjs());
   client.debug = null;
   client.heartbeat.outgoing = 4000;
   client.heartbeat.incoming = 4000;
   client.connect(connectHeaders(), () => {
+    client.onreceipt = (frame) => {
+      if (frame.headers['receipt-id'] === 'subscribed') say({ ready: true });
+    };
     client.subscribe(destination, (message) => {
       say({ message: JSON.parse(message.body), headers: message.headers });
       if (options.ack === 'client') message.ack();
     }, subscribeHeaders());
-    // stompjs 2.3 has no receipt callbacks: one frame after SUBSCRIBE that the server answers.
-    client.onreceipt = (frame) => {
-      if (frame.headers['receipt-id'] === 'subscribed') say({ ready: true });
-    };
   }, (error) => {
     if (typeof error === 'string') say({ closed: true, error });
     else say({ error: error.headers.message || error.body });

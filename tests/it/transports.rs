@@ -3,6 +3,8 @@
 //! `/post/feed/events`, and, for what a client library would never send, a raw WebSocket
 //! speaking bad STOMP and raw HTTP readers. Each client checks that positions only increase.
 
+use std::time::Duration;
+
 use actix_web::web;
 use awc::ws::{Frame, Message};
 use futures_util::StreamExt;
@@ -557,4 +559,116 @@ async fn an_sse_client_that_stops_reading_is_dropped_and_disturbs_no_one() {
         }
     }
     drop(stream);
+}
+
+#[actix_web::test]
+async fn stompjs_and_legacy_stompjs_read_the_feed_over_every_sockjs_transport() {
+    let app = TestApp::spawn().await;
+    let author = app.user("Author").await;
+    let reader = app.user("Reader").await;
+    app.follow(&reader, &author).await;
+    for (kind, transport) in [
+        ("stompjs-sockjs", "websocket"),
+        ("stompjs-sockjs", "xhr-streaming"),
+        ("stompjs-sockjs", "xhr-polling"),
+        ("stompjs-sockjs", "eventsource"),
+        ("legacy-sockjs", "websocket"),
+        ("legacy-sockjs", "xhr-streaming"),
+        ("legacy-sockjs", "xhr-polling"),
+    ] {
+        let options = json!({ "transport": transport, "tokenIn": "url" });
+        let mut client = NodeClient::start(&app, kind, &reader, options).await;
+        client.ready().await;
+        let post = create_update_delete(&app, &author).await;
+        expect_create_update_delete(&mut client, post, &author).await;
+        client.stop().await;
+        println!("{kind} over {transport}: ok");
+    }
+}
+
+#[actix_web::test]
+async fn sockjs_answers_info_refuses_broken_input_and_releases_abandoned_sessions() {
+    let app = TestApp::spawn().await;
+    let client = awc::Client::new();
+    let mut info = client
+        .get(app.url("/sockjs/info?t=1"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(info.status().as_u16(), 200);
+    let info: Value = info.json().await.expect("JSON");
+    assert_eq!(info["websocket"], true);
+    assert_eq!(info["cookie_needed"], false);
+    assert!(info["entropy"].is_u64());
+
+    // A poll opens a session; while a stream is attached, a poll is told another is open.
+    let poll = |session: &str| {
+        let request = client.post(app.url(&format!("/sockjs/000/{session}/xhr")));
+        async move {
+            let mut response = request.send().await.expect("answered");
+            assert_eq!(response.status().as_u16(), 200);
+            let body = response.body().await.expect("a body");
+            String::from_utf8_lossy(&body).into_owned()
+        }
+    };
+    assert_eq!(poll("one").await, "o\n");
+    let mut stream = client
+        .post(app.url("/sockjs/000/one/xhr_streaming"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(stream.status().as_u16(), 200);
+    assert_eq!(
+        poll("one").await,
+        "c[2010,\"Another connection still open\"]\n"
+    );
+    let send = |body: &'static str| {
+        client
+            .post(app.url("/sockjs/000/one/xhr_send"))
+            .send_body(body)
+    };
+    let status = |body| async move { send(body).await.expect("answered").status().as_u16() };
+    assert_eq!(status("[\"broken").await, 400);
+    assert_eq!(status("").await, 400);
+    let unknown = client
+        .post(app.url("/sockjs/000/nobody/xhr_send"))
+        .send_body("[]")
+        .await
+        .expect("answered");
+    assert_eq!(unknown.status().as_u16(), 404);
+    // Bad STOMP in good SockJS: the stream gets the ERROR frame, then the close frame.
+    assert_eq!(status("[\"FLY\\n\\n\\u0000\"]").await, 204);
+    let mut text = String::new();
+    while !text.contains("c[3000,") {
+        let chunk = tokio::time::timeout(DEADLINE, stream.next())
+            .await
+            .expect("a frame in time")
+            .expect("the stream open")
+            .expect("a chunk");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains("a[\"ERROR\\n"), "{text}");
+
+    // Thousands of ids opened and abandoned: all released after the disconnect delay.
+    let opened: Vec<_> = (0..2000)
+        .map(|n| {
+            let client = client.clone();
+            let url = app.url(&format!("/sockjs/000/abandoned{n}/xhr"));
+            async move { client.post(url).send().await.map(|r| r.status().as_u16()) }
+        })
+        .collect();
+    let statuses = futures_util::future::join_all(opened).await;
+    assert!(
+        statuses.iter().all(|s| matches!(s, Ok(200))),
+        "every session opens"
+    );
+    assert!(app.realtime.sockjs.len() >= 1000);
+    assert!(
+        super::support::eventually_within(Duration::from_secs(30), || async {
+            app.realtime.sockjs.is_empty()
+        })
+        .await,
+        "abandoned sessions are released: {} left",
+        app.realtime.sockjs.len()
+    );
 }

@@ -7,5 +7,6 @@ pub mod friends;
 pub mod health;
 pub mod metrics;
 pub mod posts;
+pub mod sockjs;
 pub mod stomp_socket;
 pub mod users;

@@ -21,6 +21,7 @@ use crate::http::AppState;
 use crate::realtime::session::core::{FeedDeps, SessionCore};
 use crate::realtime::session::write_watch::WriteWatch;
 use crate::realtime::transport::frame_guard::FrameGuard;
+use crate::realtime::transport::framing::Framing;
 use crate::realtime::transport::in_band::{Admission, Authenticator, InBand};
 use crate::realtime::transport::stomp::codec::Version;
 use crate::realtime::transport::stomp::framing::{Stomp, StompSettings};
@@ -64,50 +65,89 @@ pub fn token_checker(state: &AppState) -> Authenticator {
     })
 }
 
+/// What every in-band STOMP session starts from: the handshake's token and position, checked
+/// and parsed the same way on every transport.
+pub(crate) struct StompStart {
+    pub token: Option<String>,
+    pub since: Option<i64>,
+}
+
+impl StompStart {
+    pub(crate) fn of(req: &HttpRequest) -> Result<StompStart, ApiError> {
+        let query = web::Query::<StompQuery>::from_query(req.query_string())
+            .map(web::Query::into_inner)
+            .unwrap_or(StompQuery {
+                token: None,
+                since: None,
+            });
+        Ok(StompStart {
+            since: resume_position(req, query.since.as_deref())?,
+            token: bearer_token(req).or(query.token),
+        })
+    }
+
+    /// The session core, the STOMP framing and the in-band admission of session `session_id`.
+    pub(crate) fn parts(
+        self,
+        state: &AppState,
+        session_id: Uuid,
+    ) -> (SessionCore, Stomp, Admission) {
+        let deps = FeedDeps {
+            history: state.history.clone(),
+            stats: state.stats.clone(),
+            held_max: state.realtime.held_max(),
+        };
+        let core = SessionCore::new(session_id, state.registry.clone(), deps);
+        let framing = Stomp::new(StompSettings {
+            max_frame: state.realtime.max_frame_bytes,
+            heartbeat: state.realtime.ping_interval(),
+            exchange: state.realtime.exchange.clone(),
+            versions: vec![Version::V10, Version::V11, Version::V12],
+        });
+        let admission = Admission::InBand(InBand {
+            pool: state.pool.clone(),
+            authenticate: token_checker(state),
+            token: self.token,
+            since: self.since,
+            deadline: state.realtime.client_timeout(),
+            user_id: None,
+        });
+        (core, framing, admission)
+    }
+}
+
 pub async fn connect(
     req: HttpRequest,
     stream: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    upgrade(req, stream, state, |stomp| stomp).await
+}
+
+/// Upgrades to a WebSocket carrying STOMP, inside whatever `wrap` makes of it (SockJS frames).
+pub(crate) async fn upgrade<F: Framing>(
+    req: HttpRequest,
+    stream: web::Payload,
+    state: web::Data<AppState>,
+    wrap: impl FnOnce(Stomp) -> F,
+) -> Result<HttpResponse, ApiError> {
     check_socket_origin(&req, &state.origins)?;
-    let query = web::Query::<StompQuery>::from_query(req.query_string())
-        .map(web::Query::into_inner)
-        .unwrap_or(StompQuery {
-            token: None,
-            since: None,
-        });
     ws::handshake(&req)
         .map_err(|error| ApiError::BadRequest(format!("not a WebSocket upgrade: {error}")))?;
-    let since = resume_position(&req, query.since.as_deref())?;
-    let token = bearer_token(&req).or(query.token);
-
+    let start = StompStart::of(&req)?;
     let session_id = Uuid::new_v4();
     let max_frame = state.realtime.max_frame_bytes;
     let (stream, frame_limit) = FrameGuard::new(stream, max_frame);
     let watch = WriteWatch::new(connection_socket(&req, &state));
-    let deps = FeedDeps {
-        history: state.history.clone(),
-        stats: state.stats.clone(),
-        held_max: state.realtime.held_max(),
-    };
-    let core = SessionCore::new(session_id, state.registry.clone(), deps)
-        .with_write_watch(Some(Arc::clone(&watch)));
-    let framing = Stomp::new(StompSettings {
-        max_frame,
-        heartbeat: state.realtime.ping_interval(),
-        exchange: state.realtime.exchange.clone(),
-        versions: vec![Version::V10, Version::V11, Version::V12],
-    });
-    let admission = Admission::InBand(InBand {
-        pool: state.pool.clone(),
-        authenticate: token_checker(&state),
-        token,
-        since,
-        deadline: state.realtime.client_timeout(),
-        user_id: None,
-    });
-    let session = WsSession::new(core, framing, admission, state.realtime.session_mailbox)
-        .with_frame_limit(frame_limit);
+    let (core, framing, admission) = start.parts(&state, session_id);
+    let core = core.with_write_watch(Some(Arc::clone(&watch)));
+    let session = WsSession::new(
+        core,
+        wrap(framing),
+        admission,
+        state.realtime.session_mailbox,
+    )
+    .with_frame_limit(frame_limit);
     let protocols: Vec<&str> = chosen_subprotocol(&req).into_iter().collect();
     let response = ws::WsResponseBuilder::new(session, &req, stream)
         .frame_size(max_frame)
