@@ -35,6 +35,23 @@ pub struct HttpSettings {
     /// no CORS. In the environment: comma-separated.
     #[serde(default)]
     pub cors_origins: Vec<String>,
+    /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` is believed; empty: none,
+    /// and every request is charged to its TCP peer. In the environment: comma-separated.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Searches one client address may make per `search_window_secs`; 0: unlimited.
+    pub searches_per_address: u32,
+    pub search_window_secs: u64,
+    /// A listen address of its own for `/metrics` (which then leaves the main listener);
+    /// unset or empty: `/metrics` is served with the API.
+    #[serde(default)]
+    pub metrics_bind: Option<String>,
+}
+
+impl HttpSettings {
+    pub fn metrics_bind(&self) -> Option<&str> {
+        non_empty(&self.metrics_bind)
+    }
 }
 
 /// Deliberately not `Debug`: the URL may carry a password, and settings must never reach a log.
@@ -44,6 +61,9 @@ pub struct DatabaseSettings {
     pub create_if_missing: bool,
     pub pool_size: usize,
     pub acquire_timeout_ms: u64,
+    /// `statement_timeout` of the pool's connections (API requests and feed history), in
+    /// milliseconds: no request holds a pooled connection longer. 0: none.
+    pub statement_timeout_ms: u64,
     /// PEM bundle of the CAs `sslmode=verify-ca|verify-full` trusts; unset: the system's.
     #[serde(default)]
     pub ca_file: Option<String>,
@@ -141,6 +161,13 @@ pub struct RealtimeSettings {
     pub relay_batch: i64,
     pub write_timeout_secs: u64,
     pub socket_send_buffer_bytes: usize,
+    /// Open feed sessions one user may hold on this instance; the next upgrade gets 429.
+    pub max_sessions_per_user: usize,
+    /// Open feed sessions one client address may hold on this instance; the next gets 429.
+    pub max_sessions_per_address: usize,
+    /// Open feed sessions this instance holds at most; the next upgrade gets 503. 0: derived
+    /// from the open-files limit (each session takes two descriptors).
+    pub max_sessions: usize,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -150,11 +177,18 @@ pub struct AuthSettings {
     pub hash_concurrency: usize,
     /// Hashes that may wait for a free hasher; past it, 503 with `Retry-After`.
     pub hash_queue: usize,
-    /// Failed logins for one user id within the window before further attempts get 429.
-    pub login_failures_per_user: u32,
-    /// Failed logins from one client address within the window before it gets 429.
+    /// Free failed logins for one user from one address within the window; past them, that
+    /// address waits ever longer (429) for that user. 0: no limit.
+    pub login_failures_per_user_address: u32,
+    /// Free failed logins from one address (any users); past them, ever longer waits.
     pub login_failures_per_address: u32,
+    /// Failed logins for one user from all addresses; past it, addresses that have failed for
+    /// this user wait ever longer. Others are never refused.
+    pub login_failures_per_user: u32,
     pub login_failure_window_secs: u64,
+    /// Registrations one client address may make per `registration_window_secs`; 0: unlimited.
+    pub registrations_per_address: u32,
+    pub registration_window_secs: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -192,6 +226,7 @@ impl Settings {
                     .list_separator(",")
                     .with_list_parse_key("amqp.urls")
                     .with_list_parse_key("http.cors_origins")
+                    .with_list_parse_key("http.trusted_proxies")
                     .source(environment),
             )
             .build()?
@@ -292,6 +327,22 @@ impl Settings {
                 (1..=MAX_TIMER_SECS).contains(&self.auth.login_failure_window_secs),
                 "auth.login_failure_window_secs must be between 1 and 604800",
             ),
+            (
+                (1..=MAX_TIMER_SECS).contains(&self.auth.registration_window_secs),
+                "auth.registration_window_secs must be between 1 and 604800",
+            ),
+            (
+                (1..=MAX_TIMER_SECS).contains(&self.http.search_window_secs),
+                "http.search_window_secs must be between 1 and 604800",
+            ),
+            (
+                rt.max_sessions_per_user > 0,
+                "realtime.max_sessions_per_user must be > 0",
+            ),
+            (
+                rt.max_sessions_per_address > 0,
+                "realtime.max_sessions_per_address must be > 0",
+            ),
         ];
         if let Some((_, why)) = checks.iter().find(|(ok, _)| !ok) {
             return Err(SettingsError::Invalid((*why).to_owned()));
@@ -315,6 +366,16 @@ impl Settings {
         }
         crate::http::origins::AllowedOrigins::parse(&self.http.cors_origins)
             .map_err(SettingsError::Invalid)?;
+        crate::http::client_address::TrustedProxies::parse(&self.http.trusted_proxies)
+            .map_err(SettingsError::Invalid)?;
+        if let Some(bind) = self.http.metrics_bind() {
+            bind.parse::<SocketAddr>().map_err(|_| {
+                SettingsError::Invalid(format!(
+                    "http.metrics_bind must be an IP address and port such as 127.0.0.1:9100, \
+                     not {bind:?}"
+                ))
+            })?;
+        }
         for url in &self.amqp.urls {
             check_url("amqp.urls", url, &["amqp", "amqps"])?;
         }

@@ -1,6 +1,8 @@
 //! herald: a social network backend whose users see their friends' posts the moment they
-//! happen. An actix-web HTTP API writes to PostgreSQL; a WebSocket per user session receives
-//! feed events routed through a RabbitMQ direct exchange.
+//! happen. An actix-web HTTP API writes each change to PostgreSQL together with its event in a
+//! feed log; a relay numbers the committed events (their positions, `seq`) and publishes them
+//! through a RabbitMQ direct exchange; a WebSocket per user session receives its events in
+//! position order, filling any gap from the log.
 //!
 //! A map of the crate:
 //!
@@ -8,13 +10,20 @@
 //!   checked at start.
 //! - [`startup`]: builds a whole server (database, broker link, realtime actors, HTTP) and
 //!   stops it gracefully; `main` only parses the command line.
-//! - [`http`]: the HTTP side: routes, extractors, the error contract, request ids, the body
-//!   deadline, and what is kept of each TCP connection.
+//! - [`http`]: the HTTP side: routes (the API, the feed socket's upgrade, `/health`,
+//!   `/metrics`, the browser client's files), extractors, the error contract, request ids, the
+//!   body deadline, CORS, and what is kept of each TCP connection.
 //! - [`auth`]: password hashing on its own bounded threads, login tokens, and the failed-login
 //!   throttle.
-//! - [`store`]: the PostgreSQL schema, row types and every query.
-//! - [`realtime`]: WebSocket sessions, the session registry, the broker actor and its link,
-//!   the fan-out and the watchdog (its opening comment shows one session's life).
+//! - [`store`]: the PostgreSQL schema, row types and every query, among them the feed log
+//!   (`store::events`): each write records its event in the same transaction as its change.
+//!   The feed log and the relay (below) are the publishing side.
+//! - [`realtime`]: the relay (it numbers committed events and publishes them in position
+//!   order with publisher confirms; one instance leads); the broker actor and its link,
+//!   which route each local session's events to this node (a queue per node or per session);
+//!   the session registry; the WebSocket sessions, which keep their frames in position order
+//!   and fill gaps from the feed log; and the watchdog (its opening comment shows one
+//!   session's life).
 //! - [`retry`]: retrying a start-up dependency with backoff, and masking URLs for logs.
 //! - [`metrics`]: the Prometheus registry of one instance, rendered at `/metrics`.
 //! - [`logging`]: `env_logger` with ceilings on the libraries that could print secrets.
@@ -23,6 +32,7 @@
 pub mod auth;
 pub mod config;
 pub mod http;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod realtime;

@@ -6,9 +6,10 @@
 //!
 //! lapin is also silenced altogether unless `RUST_LOG` names it: herald reports every broker
 //! failure itself, in one line, and lapin's own three lines per failed attempt (plus the
-//! `tracing::span` lines its spans turn into) only repeat it.
+//! `tracing::span` lines its spans turn into) only repeat it. And a malformed request from a
+//! client is not an error of the server's: actix-http's ERROR line for it is demoted to debug.
 
-use log::{LevelFilter, Log, Metadata, Record};
+use log::{Level, LevelFilter, Log, Metadata, Record};
 
 /// Target prefixes whose records above the given level are dropped, whatever `RUST_LOG` says.
 const CEILINGS: &[(&str, LevelFilter)] = &[
@@ -18,6 +19,30 @@ const CEILINGS: &[(&str, LevelFilter)] = &[
     // At debug, actix's access logger echoes error details, which may quote request values.
     ("actix_web::middleware::logger", LevelFilter::Info),
 ];
+
+/// Records that say a client sent a malformed request, at the level they are logged at instead
+/// of the library's: actix-http logs every unparsable request head at ERROR, so anyone could
+/// fill the log (and page whoever watches errors) with a loop of garbage. What was sent costs
+/// the client a 400 or 431; the log keeps it at debug.
+const DEMOTED: &[(&str, &str, Level)] = &[(
+    "actix_http::h1::dispatcher",
+    "stream error: request parse error",
+    Level::Debug,
+)];
+
+/// The level `record` is logged at: its own, unless it is one of [`DEMOTED`].
+fn level_of(record: &Record) -> Level {
+    let level = record.level();
+    for (target, prefix, demoted) in DEMOTED {
+        if record.target().starts_with(target) && level < *demoted {
+            // Formatting only records of these targets above the demoted level: rare.
+            if record.args().to_string().starts_with(prefix) {
+                return *demoted;
+            }
+        }
+    }
+    level
+}
 
 /// Silenced unless `RUST_LOG` names them (see the module comment).
 const QUIET_UNLESS_NAMED: &[&str] = &["lapin", "amq_protocol", "tracing::span"];
@@ -51,8 +76,24 @@ impl Log for Capped {
     }
 
     fn log(&self, record: &Record) {
-        if self.allowed(record.metadata()) {
+        if !self.allowed(record.metadata()) {
+            return;
+        }
+        let level = level_of(record);
+        if level == record.level() {
             self.inner.log(record);
+            return;
+        }
+        let demoted = Record::builder()
+            .args(*record.args())
+            .level(level)
+            .target(record.target())
+            .module_path(record.module_path())
+            .file(record.file())
+            .line(record.line())
+            .build();
+        if self.inner.enabled(demoted.metadata()) {
+            self.inner.log(&demoted);
         }
     }
 
@@ -100,6 +141,40 @@ mod tests {
         assert!(shown(vec!["lapin"], "lapin::channels", Level::Error));
         assert!(!shown(vec!["lapin"], "lapin::io_loop", Level::Trace));
         assert!(shown(vec![], "herald::retry", Level::Warn));
+    }
+
+    #[test]
+    fn malformed_requests_are_demoted_from_error() {
+        let record = |target: &'static str, text: std::fmt::Arguments<'static>| {
+            super::level_of(
+                &log::Record::builder()
+                    .level(Level::Error)
+                    .target(target)
+                    .args(text)
+                    .build(),
+            )
+        };
+        assert_eq!(
+            record(
+                "actix_http::h1::dispatcher",
+                format_args!("stream error: request parse error: invalid Header provided")
+            ),
+            Level::Debug
+        );
+        assert_eq!(
+            record(
+                "actix_http::h1::dispatcher",
+                format_args!("stream error: io")
+            ),
+            Level::Error
+        );
+        assert_eq!(
+            record(
+                "herald::startup",
+                format_args!("stream error: request parse error")
+            ),
+            Level::Error
+        );
     }
 
     #[test]

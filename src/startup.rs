@@ -14,19 +14,24 @@ use tokio::sync::watch;
 use crate::auth::hasher::Hasher;
 use crate::auth::throttle::LoginThrottle;
 use crate::config::{AmqpSettings, DatabaseSettings, RealtimeSettings, Settings};
+use crate::http::client_address::{ClientAddress, TrustedProxies};
 use crate::http::connection::ConnectionFd;
 use crate::http::cors::{self, AllowedOrigins};
+use crate::http::listeners::{self, MetricsListener};
 use crate::http::metrics::{self as http_metrics, HttpMetrics};
 use crate::http::{self, body_deadline, request_id, AppState};
+use crate::limits::per_address::AddressLimiter;
 use crate::metrics::{Metrics, MetricsError};
 use crate::realtime::broker::actor::{Close, LinkUp};
 use crate::realtime::broker::link;
 use crate::realtime::relay::{self, Relay};
 use crate::realtime::routing::{BrokerPort, RegistryPort};
+use crate::realtime::session::caps::SessionCaps;
 use crate::realtime::session::history::FeedHistory;
 use crate::realtime::session::protocol::DisconnectReason;
 use crate::realtime::session::registry::upkeep::{DisconnectAll, SessionCount};
 use crate::realtime::session::relink;
+use crate::realtime::session::token_watch::TokenWatch;
 use crate::realtime::session::watchdog;
 use crate::realtime::transport::sockjs::http_session::SockJsSession;
 use crate::realtime::transport::sockjs::sessions::SockJsSessions;
@@ -233,6 +238,7 @@ impl Stopper {
 
 pub struct Application {
     port: u16,
+    metrics_port: Option<u16>,
     server: Server,
     realtime: Realtime,
     pool: DbPool,
@@ -248,10 +254,23 @@ impl Application {
         let address = listener
             .local_addr()
             .map_err(|e| StartupError::Bind(settings.http.bind.clone(), e))?;
+        let metrics_listener = match settings.http.metrics_bind() {
+            Some(bind) => {
+                let listener =
+                    TcpListener::bind(bind).map_err(|e| StartupError::Bind(bind.to_owned(), e))?;
+                let address = listener
+                    .local_addr()
+                    .map_err(|e| StartupError::Bind(bind.to_owned(), e))?;
+                Some((listener, address))
+            }
+            None => None,
+        };
         let hasher = Hasher::start(settings.auth.hashers(), settings.auth.hash_queue)
             .map_err(StartupError::Threads)?;
         let origins =
             AllowedOrigins::parse(&settings.http.cors_origins).map_err(StartupError::Config)?;
+        let trusted_proxies =
+            TrustedProxies::parse(&settings.http.trusted_proxies).map_err(StartupError::Config)?;
 
         let pool = prepare_database(&settings.database).await?;
         let metrics = Metrics::new();
@@ -279,7 +298,21 @@ impl Application {
             body_timeout: Duration::from_secs(settings.http.body_timeout_secs),
             origins: origins.clone(),
             sockjs: realtime.sockjs.clone(),
+            trusted_proxies: trusted_proxies.clone(),
+            registration_limit: AddressLimiter::new(
+                settings.auth.registrations_per_address,
+                Duration::from_secs(settings.auth.registration_window_secs),
+            ),
+            search_limit: AddressLimiter::new(
+                settings.http.searches_per_address,
+                Duration::from_secs(settings.http.search_window_secs),
+            ),
+            session_caps: SessionCaps::new(&settings.realtime),
+            token_watch: TokenWatch::new(pool.clone(), settings.realtime.ping_interval()).start(),
         });
+        let listener_split = web::Data::new(MetricsListener(
+            metrics_listener.as_ref().map(|(_, address)| *address),
+        ));
         let request_metrics = web::Data::new(HttpMetrics::new(&state.metrics)?);
         let body_limit = settings.http.body_limit_bytes;
         let mut server = HttpServer::new(move || {
@@ -289,10 +322,12 @@ impl Application {
                 .wrap(from_fn(body_deadline::enforce))
                 .wrap(Condition::new(origins.is_on(), origins.middleware()))
                 .wrap(Condition::new(origins.is_on(), from_fn(cors::refusals)))
+                .wrap(from_fn(listeners::split))
                 .wrap(from_fn(request_id::stamp))
                 .wrap(from_fn(http_metrics::observe))
-                .wrap(access_log())
+                .wrap(access_log(trusted_proxies.clone()))
                 .app_data(state.clone())
+                .app_data(listener_split.clone())
                 .app_data(request_metrics.clone())
                 .configure(|cfg| http::configure(cfg, body_limit))
                 .default_service(web::to(http::error::not_found))
@@ -306,13 +341,21 @@ impl Application {
         if settings.http.workers > 0 {
             server = server.workers(settings.http.workers);
         }
-        let server = server
+        server = server
             .listen(listener)
-            .map_err(|e| StartupError::Bind(settings.http.bind.clone(), e))?
-            .run();
+            .map_err(|e| StartupError::Bind(settings.http.bind.clone(), e))?;
+        let metrics_listener_port = metrics_listener.as_ref().map(|(_, a)| a.port());
+        if let Some((listener, metrics_address)) = metrics_listener {
+            server = server
+                .listen(listener)
+                .map_err(|e| StartupError::Bind(metrics_address.to_string(), e))?;
+            log::info!("metrics on http://{metrics_address}/metrics");
+        }
+        let server = server.run();
         log::info!("herald listening on http://{address}");
         Ok(Application {
             port: address.port(),
+            metrics_port: metrics_listener_port,
             server,
             realtime,
             pool,
@@ -321,6 +364,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of `http.metrics_bind`'s listener, when `/metrics` has one of its own.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
     }
 
     pub fn realtime(&self) -> &Realtime {
@@ -351,10 +399,12 @@ impl Application {
 }
 
 /// One line per request. `%U` is the path without the query string: `?token=` never reaches
-/// a log.
-fn access_log() -> Logger {
-    Logger::new("%{r}a \"%{method}xi %U\" %s %b %{x-request-id}o %Dms")
+/// a log. The client field is the TCP peer, and the address it forwarded for only when it is
+/// one of `http.trusted_proxies` (see `http::client_address`): never a header's raw text.
+fn access_log(trusted: TrustedProxies) -> Logger {
+    Logger::new("%{client}xi \"%{method}xi %U\" %s %b %{x-request-id}o %Dms")
         .custom_request_replace("method", |req| req.method().to_string())
+        .custom_request_replace("client", move |req| ClientAddress::log_field(req, &trusted))
 }
 
 async fn wait_for_signal() {

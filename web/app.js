@@ -133,7 +133,12 @@ onSubmit($('login-form'), async (fields) => {
   $('login-form').reset();
 });
 
-$('logout').addEventListener('click', () => signOut(''));
+$('logout').addEventListener('click', async () => {
+  // Revoke the token on the server (every tab and socket using it ends), then forget it here;
+  // a failure to reach herald still signs this tab out.
+  await api('POST', '/logout').catch(() => {});
+  signOut('');
+});
 
 async function signIn(userId, password) {
   const { data } = await api('POST', '/login', { auth: false, body: { id: userId, password } });
@@ -489,9 +494,14 @@ const feed = {
       setStatus('live', 'Live');
     };
     socket.onmessage = (event) => this.receive(event.data);
-    socket.onclose = () => {
+    socket.onclose = (event) => {
       if (this.socket !== socket) return;
       this.socket = null;
+      // 4001: the token expired or was revoked (a log-out elsewhere): sign in again.
+      if (event.code === 4001) {
+        signOut('Your session has ended. Please sign in again.');
+        return;
+      }
       // A refused upgrade looks like any lost connection to a page; ask whether the token is
       // still good (a 401 signs the tab out), and try again either way.
       if (!opened) api('GET', '/post/feed?limit=1').catch(() => {});

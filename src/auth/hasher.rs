@@ -1,13 +1,15 @@
 //! `Hasher`: the only place password hashes are computed. A fixed set of threads
-//! (`auth.hash_concurrency`) takes jobs from a bounded queue (`auth.hash_queue`); a job that
-//! finds the queue full is refused at once, so a login flood costs at most that many hashes'
-//! memory (~19 MiB each) and answers the excess with 503 instead of piling up work. Dedicated
-//! threads also keep the allocator's per-thread arenas few, so memory freed after a flood is
-//! reused rather than scattered over hundreds of blocking-pool threads, and
+//! (`auth.hash_concurrency`) takes jobs from two bounded queues (`auth.hash_queue` each): logins'
+//! checks first, new passwords (registrations) only when no login waits. A job that finds its
+//! queue full is refused at once, so a flood costs at most that many hashes' memory (~19 MiB
+//! each) and answers the excess with 503 instead of piling up work; and a registration flood
+//! delays a login by at most the hashes already running, never by the registrations queued.
+//! Dedicated threads also keep the allocator's per-thread arenas few, so memory freed after a
+//! flood is reused rather than scattered over hundreds of blocking-pool threads, and
 //! [`return_memory_after_hashing`] makes the allocator give it back to the system.
 
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 
 use tokio::sync::oneshot;
@@ -37,41 +39,92 @@ pub fn return_memory_after_hashing() {
     }
 }
 
+/// Which queue a job waits in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Priority {
+    /// A login's check: taken first.
+    Login,
+    /// A new password's hash: taken when no login waits.
+    NewPassword,
+}
+
+#[derive(Default)]
+struct Queues {
+    login: VecDeque<Job>,
+    new_password: VecDeque<Job>,
+    /// Every handle is gone: the threads finish what is queued and end.
+    closed: bool,
+}
+
+struct Shared {
+    queues: Mutex<Queues>,
+    ready: Condvar,
+    capacity: usize,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queues> {
+        // Every update is one push, pop or assignment: consistent whatever panicked.
+        self.queues.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Closes the queues when the last `Hasher` clone is dropped.
+struct Owner(Arc<Shared>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.0.lock().closed = true;
+        self.0.ready.notify_all();
+    }
+}
+
 /// A handle to the hashing threads; cheap to clone. The threads end when the last handle is
 /// dropped.
 #[derive(Clone)]
 pub struct Hasher {
-    jobs: SyncSender<Job>,
+    owner: Arc<Owner>,
 }
 
 impl Hasher {
-    /// Starts `threads` hashing threads behind a queue of `queue` waiting jobs.
+    /// Starts `threads` hashing threads behind two queues of `queue` waiting jobs each.
     pub fn start(threads: usize, queue: usize) -> std::io::Result<Hasher> {
-        let (jobs, receiver) = mpsc::sync_channel::<Job>(queue);
-        let receiver = Arc::new(Mutex::new(receiver));
+        let shared = Arc::new(Shared {
+            queues: Mutex::new(Queues::default()),
+            ready: Condvar::new(),
+            capacity: queue.max(1),
+        });
         for n in 0..threads.max(1) {
-            let receiver = Arc::clone(&receiver);
+            let shared = Arc::clone(&shared);
             thread::Builder::new()
                 .name(format!("herald-hash-{n}"))
-                .spawn(move || work(&receiver))?;
+                .spawn(move || work(&shared))?;
         }
-        Ok(Hasher { jobs })
+        Ok(Hasher {
+            owner: Arc::new(Owner(shared)),
+        })
     }
 
-    /// Hashes a new password.
+    /// Hashes a new password (a registration): waits behind every login's check.
     pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
-        let answer = self.submit(move || password::hash(&password))?;
+        let answer = self.submit(Priority::NewPassword, move || password::hash(&password))?;
         answer.await.map_err(|_| PasswordError::Stopped)?
     }
 
-    /// Checks a password against its stored hash.
+    /// Checks a password against its stored hash (a login): goes first.
     pub async fn verify(&self, password: String, stored: String) -> Result<bool, PasswordError> {
-        let answer = self.submit(move || password::verify(&password, &stored))?;
+        let answer = self.submit(Priority::Login, move || {
+            password::verify(&password, &stored)
+        })?;
         answer.await.map_err(|_| PasswordError::Stopped)
     }
 
-    /// Queues a job now, or refuses it now if the queue is full.
-    fn submit<T, F>(&self, job: F) -> Result<oneshot::Receiver<T>, PasswordError>
+    /// Queues a job now, or refuses it now if its queue is full.
+    fn submit<T, F>(
+        &self,
+        priority: Priority,
+        job: F,
+    ) -> Result<oneshot::Receiver<T>, PasswordError>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
@@ -83,31 +136,50 @@ impl Hasher {
                 let _ = reply.send(job());
             }
         });
-        self.jobs.try_send(job).map_err(|error| match error {
-            TrySendError::Full(_) => PasswordError::Saturated,
-            TrySendError::Disconnected(_) => PasswordError::Stopped,
-        })?;
+        let shared = &self.owner.0;
+        let mut queues = shared.lock();
+        let queue = match priority {
+            Priority::Login => &mut queues.login,
+            Priority::NewPassword => &mut queues.new_password,
+        };
+        if queue.len() >= shared.capacity {
+            return Err(PasswordError::Saturated);
+        }
+        queue.push_back(job);
+        drop(queues);
+        shared.ready.notify_one();
         Ok(answer)
     }
 }
 
-fn work(receiver: &Mutex<Receiver<Job>>) {
+fn work(shared: &Shared) {
     loop {
         // Hold the lock only to take a job, not while running it.
-        let job = match receiver.lock() {
-            Ok(receiver) => receiver.recv(),
-            Err(_) => return,
+        let job = {
+            let mut queues = shared.lock();
+            loop {
+                if let Some(job) = queues.login.pop_front() {
+                    break job;
+                }
+                if let Some(job) = queues.new_password.pop_front() {
+                    break job;
+                }
+                if queues.closed {
+                    return;
+                }
+                queues = shared
+                    .ready
+                    .wait(queues)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
         };
-        match job {
-            Ok(job) => job(),
-            Err(_) => return, // every handle dropped
-        }
+        job();
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Hasher;
+    use super::{Hasher, Priority};
     use crate::auth::password::PasswordError;
 
     #[actix_web::test]
@@ -130,17 +202,66 @@ mod tests {
         let (started_tx, started) = tokio::sync::oneshot::channel();
         let (release, held) = std::sync::mpsc::channel::<()>();
         let first = hasher
-            .submit(move || {
+            .submit(Priority::Login, move || {
                 let _ = started_tx.send(());
                 held.recv().is_ok()
             })
             .expect("the queue is empty");
         started.await.expect("the only thread runs the first job");
-        let second = hasher.submit(|| true).expect("one job may wait");
-        let third = hasher.submit(|| true);
+        let second = hasher
+            .submit(Priority::Login, || true)
+            .expect("one job may wait");
+        let third = hasher.submit(Priority::Login, || true);
         assert!(matches!(third, Err(PasswordError::Saturated)));
         release.send(()).expect("release");
         assert!(first.await.expect("first answered"));
         assert!(second.await.expect("second answered"));
+    }
+
+    #[actix_web::test]
+    async fn a_login_goes_before_every_waiting_new_password() {
+        let hasher = Hasher::start(1, 8).expect("threads");
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let blocker = hasher
+            .submit(Priority::NewPassword, move || {
+                let _ = started_tx.send(());
+                held.recv().is_ok()
+            })
+            .expect("queued");
+        started.await.expect("the only thread runs the blocker");
+        let mut answers = Vec::new();
+        for n in 0..4 {
+            let order = order.clone();
+            answers.push(
+                hasher
+                    .submit(Priority::NewPassword, move || {
+                        order.lock().expect("order").push(format!("register {n}"))
+                    })
+                    .expect("queued"),
+            );
+        }
+        let login = {
+            let order = order.clone();
+            hasher
+                .submit(Priority::Login, move || {
+                    order.lock().expect("order").push("login".to_owned())
+                })
+                .expect("queued")
+        };
+        release.send(()).expect("release");
+        assert!(blocker.await.expect("blocker answered"));
+        login.await.expect("login answered");
+        for answer in answers {
+            answer.await.expect("answered");
+        }
+        let order = order.lock().expect("order").clone();
+        assert_eq!(
+            order.first().map(String::as_str),
+            Some("login"),
+            "{order:?}"
+        );
+        assert_eq!(order.len(), 5);
     }
 }

@@ -1,179 +1,185 @@
-//! `LoginThrottle`: counts failed logins per user id and per client address in a fixed window
-//! (`auth.login_failure_window_secs`). Once either count reaches its limit, further attempts for
-//! that user or from that address are refused with 429 until the window ends, before any
-//! password is hashed, so guessing costs the guesser time and the server nothing.
+//! `LoginThrottle`: failed logins counted per (user, address), per address and per user, in a
+//! fixed window (`auth.login_failure_window_secs`), so that guessing costs the guesser time and
+//! never locks the rightful user out:
 //!
-//! Every attempt is counted as a failure when it begins, and taken back if it succeeds: counted
-//! only after its hash, 64 guesses sent at once would all pass the check before the first
-//! failure was counted.
+//! - **(user, address)**: `auth.login_failures_per_user_address` failures are free; after them
+//!   each further attempt for that user from that address waits twice as long as the last
+//!   (1 s, 2 s, 4 s, … until the window ends). Only that address is slowed, for that user.
+//! - **address**: `auth.login_failures_per_address` failures for any users, then the same
+//!   growing delays for every login from it.
+//! - **user**: a ceiling, `auth.login_failures_per_user`, across all addresses, high enough
+//!   that one address cannot reach it. Past it, only addresses that have themselves failed for
+//!   this user are delayed: the right password from an address that has not been failing is
+//!   never refused.
 //!
-//! The counts live in this process: with several instances behind a balancer each keeps its
-//! own, so the effective limit is at most the instance count times the configured one.
+//! A refused attempt answers 429 before any password is hashed. Every attempt is counted as a
+//! failure when it begins (else 64 guesses sent at once would all pass the check before the
+//! first failure was counted) and taken back if it succeeds, or if it ends without a verdict (a
+//! 503: the database or the hashers were unavailable; that was no failed guess).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
 use crate::config::AuthSettings;
+use crate::limits::network_of;
+use crate::limits::window_counts::{Seen, WindowCounts};
 
-/// Most users and addresses tracked at once; past it, expired windows are dropped, then the
-/// oldest tenth (see `make_room`), rather than memory growing without bound.
-const MAX_TRACKED: usize = 100_000;
+/// The first delay past a free allowance; each further failure doubles it.
+const FIRST_DELAY: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy, Hash, PartialEq, Eq, Debug)]
 enum Key {
-    User(Uuid),
+    Pair(Uuid, IpAddr),
     Address(IpAddr),
-}
-
-#[derive(Clone, Copy)]
-struct Window {
-    started: Instant,
-    failures: u32,
+    User(Uuid),
 }
 
 pub struct LoginThrottle {
-    per_user: u32,
+    per_pair: u32,
     per_address: u32,
-    window: Duration,
-    windows: Mutex<HashMap<Key, Window>>,
+    per_user: u32,
+    counts: Mutex<WindowCounts<Key>>,
+}
+
+/// A login attempt under way, counted as a failure until it says otherwise. Dropped without a
+/// verdict (its client hung up mid-check), it stays a failure.
+pub struct LoginAttempt {
+    throttle: Arc<LoginThrottle>,
+    keys: Vec<Key>,
+    settled: bool,
 }
 
 impl LoginThrottle {
     pub fn new(settings: &AuthSettings) -> Self {
         LoginThrottle {
-            per_user: settings.login_failures_per_user,
+            per_pair: settings.login_failures_per_user_address,
             per_address: settings.login_failures_per_address,
-            window: Duration::from_secs(settings.login_failure_window_secs),
-            windows: Mutex::new(HashMap::new()),
+            per_user: settings.login_failures_per_user,
+            counts: Mutex::new(WindowCounts::new(Duration::from_secs(
+                settings.login_failure_window_secs,
+            ))),
         }
     }
 
-    /// A login attempt begins: `Err(wait)` if this user or this address has used up its
-    /// failures (retry after `wait`); otherwise the attempt is counted as a failure until
-    /// [`succeeded`](Self::succeeded) says otherwise.
-    pub fn begin(&self, user: Uuid, address: Option<IpAddr>) -> Result<(), Duration> {
+    /// A login attempt for `user` from `address` begins: `Err(wait)` if it must wait that long
+    /// first; otherwise the attempt, counted as a failure until settled.
+    pub fn begin(
+        self: &Arc<Self>,
+        user: Uuid,
+        address: Option<IpAddr>,
+    ) -> Result<LoginAttempt, Duration> {
         let now = Instant::now();
-        let mut windows = self.lock();
-        self.check_in(&windows, now, user, address)?;
-        self.count_in(&mut windows, now, user, address);
-        Ok(())
-    }
-
-    /// The id was no user's: the attempt still counts against the address, but keeps no window
-    /// for the id (else made-up ids would fill the table).
-    pub fn unknown_user(&self, user: Uuid) {
-        self.lock().remove(&Key::User(user));
-    }
-
-    /// The password was right: the user's count is cleared, and the address gets back the
-    /// failure this attempt was counted as (not more: one good login from an address must not
-    /// license more guessing from it).
-    pub fn succeeded(&self, user: Uuid, address: Option<IpAddr>) {
-        let mut windows = self.lock();
-        windows.remove(&Key::User(user));
-        if let Some(window) = address.and_then(|a| windows.get_mut(&Key::Address(a))) {
-            window.failures = window.failures.saturating_sub(1);
+        let keys = self.keys(user, address);
+        let mut counts = self.lock();
+        if let Some(wait) = self.wait_in(&counts, now, &keys) {
+            return Err(wait);
         }
+        for key in &keys {
+            counts.count(key.0, now);
+        }
+        Ok(LoginAttempt {
+            throttle: Arc::clone(self),
+            keys: keys.into_iter().map(|(key, _)| key).collect(),
+            settled: false,
+        })
     }
 
-    fn keys(&self, user: Uuid, address: Option<IpAddr>) -> impl Iterator<Item = (Key, u32)> {
-        [
-            Some((Key::User(user), self.per_user)),
-            address.map(|a| (Key::Address(network_of(a)), self.per_address)),
-        ]
-        .into_iter()
-        .flatten()
-        .filter(|(_, limit)| *limit > 0)
+    /// The keys an attempt counts against, each with its free allowance (0: not limited).
+    fn keys(&self, user: Uuid, address: Option<IpAddr>) -> Vec<(Key, u32)> {
+        let mut keys = vec![(Key::User(user), self.per_user)];
+        if let Some(network) = address.map(network_of) {
+            keys.push((Key::Pair(user, network), self.per_pair));
+            keys.push((Key::Address(network), self.per_address));
+        }
+        keys
     }
 
-    #[cfg(test)]
-    fn check_at(&self, now: Instant, user: Uuid, address: Option<IpAddr>) -> Result<(), Duration> {
-        self.check_in(&self.lock(), now, user, address)
-    }
-
-    #[cfg(test)]
-    fn failed_at(&self, now: Instant, user: Uuid, address: Option<IpAddr>) {
-        self.count_in(&mut self.lock(), now, user, address);
-    }
-
-    fn check_in(
+    /// How long the attempt must wait, if at all: the longest wait any of its keys asks for.
+    fn wait_in(
         &self,
-        windows: &HashMap<Key, Window>,
+        counts: &WindowCounts<Key>,
         now: Instant,
-        user: Uuid,
-        address: Option<IpAddr>,
-    ) -> Result<(), Duration> {
-        let wait = self
-            .keys(user, address)
-            .filter_map(|(key, limit)| {
-                let window = windows.get(&key)?;
-                let ends = window.started + self.window;
-                (window.failures >= limit && ends > now).then(|| ends - now)
+        keys: &[(Key, u32)],
+    ) -> Option<Duration> {
+        // The user-wide ceiling slows only addresses that have failed for this user.
+        let pair_failing = keys
+            .iter()
+            .any(|(key, _)| matches!(key, Key::Pair(..)) && counts.get(key, now).count > 0);
+        let has_pair = keys.iter().any(|(key, _)| matches!(key, Key::Pair(..)));
+        keys.iter()
+            .filter(|(key, limit)| {
+                *limit > 0 && (!matches!(key, Key::User(_)) || pair_failing || !has_pair)
             })
-            .max();
-        match wait {
-            Some(wait) => Err(wait),
-            None => Ok(()),
-        }
+            .filter_map(|(key, limit)| delay(counts.get(key, now), *limit, now))
+            .max()
     }
 
-    fn count_in(
-        &self,
-        windows: &mut HashMap<Key, Window>,
-        now: Instant,
-        user: Uuid,
-        address: Option<IpAddr>,
-    ) {
-        for (key, _) in self.keys(user, address) {
-            if !windows.contains_key(&key) && windows.len() >= MAX_TRACKED {
-                make_room(windows, now, self.window);
-            }
-            let window = windows.entry(key).or_insert(Window {
-                started: now,
-                failures: 0,
-            });
-            if window.started + self.window <= now {
-                *window = Window {
-                    started: now,
-                    failures: 0,
-                };
-            }
-            window.failures = window.failures.saturating_add(1);
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Window>> {
-        // The map stays consistent whatever panicked while holding it: every update is one
+    fn lock(&self) -> MutexGuard<'_, WindowCounts<Key>> {
+        // The table stays consistent whatever panicked while holding it: every update is one
         // insert or assignment.
-        self.windows.lock().unwrap_or_else(PoisonError::into_inner)
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// The address a limit applies to: IPv4 as is, IPv6 by its /64 (one subscriber's prefix: a
-/// client holds a whole /64 and could otherwise change address at every attempt).
-fn network_of(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V4(_) => address,
-        IpAddr::V6(v6) => {
-            let prefix = u128::from(v6) & !u128::from(u64::MAX);
-            IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+/// The wait a key asks for: none within its free allowance; past it, the first delay doubled
+/// for each failure beyond, counted from its last failure and never past its window's end.
+fn delay(seen: Seen, limit: u32, now: Instant) -> Option<Duration> {
+    let excess = seen.count.checked_sub(limit)?;
+    let growing = FIRST_DELAY.saturating_mul(1u32 << excess.min(20));
+    let until = (seen.last + growing).min(seen.ends);
+    (until > now).then(|| until - now)
+}
+
+impl LoginAttempt {
+    /// The password was right: this attempt is no failure, and the (user, address) pair
+    /// starts afresh. (The address and the user keep their other failures: one good login
+    /// must not license more guessing.)
+    pub fn succeeded(mut self) {
+        let mut counts = self.throttle.lock();
+        for key in &self.keys {
+            match key {
+                Key::Pair(..) => counts.clear(key),
+                _ => counts.uncount(key),
+            }
         }
+        self.settled = true;
+    }
+
+    /// The password was wrong: the failure stands.
+    pub fn failed(mut self) {
+        self.settled = true;
+    }
+
+    /// The id was no user's: the attempt still counts against the address, but keeps no
+    /// count for the id (else made-up ids would fill the table).
+    pub fn unknown_user(mut self) {
+        let mut counts = self.throttle.lock();
+        for key in &self.keys {
+            if !matches!(key, Key::Address(_)) {
+                counts.uncount(key);
+            }
+        }
+        self.settled = true;
+    }
+
+    /// The attempt ended without a verdict (503: no database or no free hasher): not a
+    /// failure.
+    pub fn void(mut self) {
+        let mut counts = self.throttle.lock();
+        for key in &self.keys {
+            counts.uncount(key);
+        }
+        self.settled = true;
     }
 }
 
-/// The table is full: drop expired windows, and if that is not enough, the oldest tenth, so
-/// that new guessers are still counted (an old window dropped early only forgives a little).
-fn make_room(windows: &mut HashMap<Key, Window>, now: Instant, window: Duration) {
-    windows.retain(|_, w| w.started + window > now);
-    if windows.len() >= MAX_TRACKED {
-        let mut starts: Vec<Instant> = windows.values().map(|w| w.started).collect();
-        starts.sort_unstable();
-        if let Some(cutoff) = starts.get(MAX_TRACKED / 10).copied() {
-            windows.retain(|_, w| w.started > cutoff);
+impl Drop for LoginAttempt {
+    fn drop(&mut self) {
+        if !self.settled {
+            log::debug!("a login attempt ended unsettled: it counts as a failure");
         }
     }
 }
@@ -181,87 +187,143 @@ fn make_room(windows: &mut HashMap<Key, Window>, now: Instant, window: Duration)
 #[cfg(test)]
 mod tests {
     use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     use uuid::Uuid;
 
-    use super::LoginThrottle;
+    use super::{Key, LoginThrottle};
     use crate::config::AuthSettings;
 
-    fn throttle(per_user: u32, per_address: u32) -> LoginThrottle {
-        LoginThrottle::new(&AuthSettings {
+    fn throttle(per_pair: u32, per_address: u32, per_user: u32) -> Arc<LoginThrottle> {
+        Arc::new(LoginThrottle::new(&AuthSettings {
             token_ttl_secs: 60,
             hash_concurrency: 1,
             hash_queue: 1,
-            login_failures_per_user: per_user,
+            login_failures_per_user_address: per_pair,
             login_failures_per_address: per_address,
-            login_failure_window_secs: 60,
-        })
+            login_failures_per_user: per_user,
+            login_failure_window_secs: 300,
+            registrations_per_address: 0,
+            registration_window_secs: 60,
+        }))
     }
 
     const HOME: Option<IpAddr> = Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
     const AWAY: Option<IpAddr> = Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)));
 
-    #[test]
-    fn a_user_is_refused_after_the_limit_until_the_window_ends() {
-        let throttle = throttle(3, 0);
-        let (user, t0) = (Uuid::new_v4(), Instant::now());
-        for n in 0..3 {
-            assert!(throttle.check_at(t0, user, HOME).is_ok(), "attempt {n}");
-            throttle.failed_at(t0, user, HOME);
+    /// Counts `n` failures at `at` for `user` from `address`, as finished attempts would.
+    fn fail(throttle: &LoginThrottle, at: Instant, user: Uuid, address: Option<IpAddr>, n: u32) {
+        let keys = throttle.keys(user, address);
+        let mut counts = throttle.lock();
+        for _ in 0..n {
+            for (key, _) in &keys {
+                counts.count(*key, at);
+            }
         }
-        let wait = throttle.check_at(t0 + Duration::from_secs(10), user, AWAY);
-        assert_eq!(wait, Err(Duration::from_secs(50)));
-        assert!(throttle.check_at(t0, Uuid::new_v4(), HOME).is_ok());
-        assert!(throttle
-            .check_at(t0 + Duration::from_secs(60), user, HOME)
-            .is_ok());
+    }
+
+    fn wait_at(
+        throttle: &LoginThrottle,
+        at: Instant,
+        user: Uuid,
+        address: Option<IpAddr>,
+    ) -> Option<Duration> {
+        let keys = throttle.keys(user, address);
+        throttle.wait_in(&throttle.lock(), at, &keys)
     }
 
     #[test]
-    fn an_address_is_refused_whichever_users_it_tries() {
-        let throttle = throttle(0, 2);
+    fn one_address_is_slowed_for_one_user_with_growing_delays() {
+        let throttle = throttle(5, 0, 0);
+        let (user, t0) = (Uuid::new_v4(), Instant::now());
+        fail(&throttle, t0, user, HOME, 5);
+        assert_eq!(
+            wait_at(&throttle, t0, user, HOME),
+            Some(Duration::from_secs(1))
+        );
+        fail(&throttle, t0, user, HOME, 1);
+        assert_eq!(
+            wait_at(&throttle, t0, user, HOME),
+            Some(Duration::from_secs(2))
+        );
+        fail(&throttle, t0, user, HOME, 3);
+        assert_eq!(
+            wait_at(&throttle, t0, user, HOME),
+            Some(Duration::from_secs(16))
+        );
+        // The same user from elsewhere, and another user from here, are untouched.
+        assert_eq!(wait_at(&throttle, t0, user, AWAY), None);
+        assert_eq!(wait_at(&throttle, t0, Uuid::new_v4(), HOME), None);
+        // The delay never outlasts the window.
+        fail(&throttle, t0, user, HOME, 20);
+        assert_eq!(
+            wait_at(&throttle, t0 + Duration::from_secs(100), user, HOME),
+            Some(Duration::from_secs(200))
+        );
+        assert_eq!(
+            wait_at(&throttle, t0 + Duration::from_secs(300), user, HOME),
+            None
+        );
+    }
+
+    #[test]
+    fn the_user_ceiling_never_refuses_an_address_that_has_not_been_failing() {
+        let throttle = throttle(5, 0, 20);
+        let (user, t0) = (Uuid::new_v4(), Instant::now());
+        // Many addresses, a few failures each, reach the user's ceiling.
+        for n in 0..10u8 {
+            let address = Some(IpAddr::V4(Ipv4Addr::new(198, 51, 100, n)));
+            fail(&throttle, t0, user, address, 2);
+        }
+        let failing = Some(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 3)));
+        assert!(wait_at(&throttle, t0, user, failing).is_some());
+        assert_eq!(wait_at(&throttle, t0, user, AWAY), None);
+    }
+
+    #[test]
+    fn an_address_is_slowed_whichever_users_it_tries() {
+        let throttle = throttle(0, 2, 0);
         let t0 = Instant::now();
-        throttle.failed_at(t0, Uuid::new_v4(), HOME);
-        throttle.failed_at(t0, Uuid::new_v4(), HOME);
-        assert!(throttle.check_at(t0, Uuid::new_v4(), HOME).is_err());
-        assert!(throttle.check_at(t0, Uuid::new_v4(), AWAY).is_ok());
+        fail(&throttle, t0, Uuid::new_v4(), HOME, 1);
+        fail(&throttle, t0, Uuid::new_v4(), HOME, 1);
+        assert!(wait_at(&throttle, t0, Uuid::new_v4(), HOME).is_some());
+        assert_eq!(wait_at(&throttle, t0, Uuid::new_v4(), AWAY), None);
     }
 
     #[test]
-    fn success_clears_the_user_but_not_the_address() {
-        let throttle = throttle(2, 2);
-        let (user, t0) = (Uuid::new_v4(), Instant::now());
-        throttle.failed_at(t0, user, HOME);
-        throttle.failed_at(t0, user, HOME);
-        assert!(throttle.check_at(t0, user, AWAY).is_err());
-        throttle.succeeded(user, AWAY);
-        assert!(throttle.check_at(t0, user, AWAY).is_ok());
-        assert!(throttle.check_at(t0, user, HOME).is_err());
-    }
-
-    #[test]
-    fn an_ipv6_client_is_limited_by_its_prefix() {
-        let throttle = throttle(0, 1);
-        let a: IpAddr = "2001:db8:1:2::1".parse().expect("v6");
-        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().expect("v6");
-        let elsewhere: IpAddr = "2001:db8:1:3::1".parse().expect("v6");
-        assert!(throttle.begin(Uuid::new_v4(), Some(a)).is_ok());
-        assert!(throttle.begin(Uuid::new_v4(), Some(b)).is_err());
-        assert!(throttle.begin(Uuid::new_v4(), Some(elsewhere)).is_ok());
-    }
-
-    #[test]
-    fn attempts_count_when_they_begin_so_a_burst_cannot_overshoot() {
-        let throttle = throttle(3, 0);
+    fn attempts_count_when_they_begin_and_a_void_one_is_no_failure() {
+        let throttle = throttle(3, 0, 0);
         let user = Uuid::new_v4();
-        // Three attempts in flight at once (none finished): the fourth is refused already.
-        for _ in 0..3 {
-            assert!(throttle.begin(user, HOME).is_ok());
-        }
+        // Three attempts in flight at once (none finished): the fourth must wait already.
+        let attempts: Vec<_> = (0..3)
+            .map(|_| throttle.begin(user, HOME).expect("free"))
+            .collect();
         assert!(throttle.begin(user, HOME).is_err());
-        // One of them turns out right: the user starts afresh.
-        throttle.succeeded(user, HOME);
-        assert!(throttle.begin(user, HOME).is_ok());
+        // All three end in 503s: none was a guess.
+        for attempt in attempts {
+            attempt.void();
+        }
+        assert!(throttle.lock().is_empty());
+        let attempt = throttle.begin(user, HOME).expect("free again");
+        attempt.succeeded();
+        assert!(
+            throttle
+                .lock()
+                .get(&Key::Pair(user, HOME.expect("ip")), Instant::now())
+                .count
+                == 0
+        );
+    }
+
+    #[test]
+    fn an_unknown_user_counts_against_the_address_only() {
+        let throttle = throttle(5, 5, 5);
+        let id = Uuid::new_v4();
+        throttle.begin(id, HOME).expect("free").unknown_user();
+        let counts = throttle.lock();
+        let now = Instant::now();
+        assert_eq!(counts.get(&Key::User(id), now).count, 0);
+        assert_eq!(counts.get(&Key::Address(HOME.expect("ip")), now).count, 1);
     }
 }

@@ -1,11 +1,12 @@
-//! Authentication: the `AuthenticatedUser` extractor for `Authorization: Bearer <token>`, and
-//! the token lookup the WebSocket route shares (it also accepts `?token=`).
+//! Authentication: the `AuthenticatedUser` extractor for `Authorization: Bearer <token>`, the
+//! token lookup the feed routes share (they also accept `?token=`), and `POST /logout`.
 
 use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::http::header;
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::error::ApiError;
@@ -28,14 +29,59 @@ pub fn bearer_token(req: &HttpRequest) -> Option<String> {
 
 /// Resolves a token to its user; 401 for anything but a live token.
 pub async fn authenticate(pool: &DbPool, token: &str) -> Result<Uuid, ApiError> {
-    // Tokens herald issues are 64 hex digits; anything else cannot match, so skip the query.
+    let hash = well_formed(token)?;
+    let mut conn = store::connection(pool).await?;
+    tokens::user_for(&mut conn, &hash)
+        .await?
+        .ok_or(ApiError::Unauthorized)
+}
+
+/// What a feed session needs of its token: whose it is, and what to watch (see
+/// `realtime::session::token_watch`) so that the session ends when the token does.
+pub struct Grant {
+    pub user_id: Uuid,
+    pub token_hash: Vec<u8>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// [`authenticate`] for a feed session: the user, with the token's hash and expiry.
+pub async fn grant(pool: &DbPool, token: &str) -> Result<Grant, ApiError> {
+    let token_hash = well_formed(token)?;
+    let mut conn = store::connection(pool).await?;
+    let (user_id, expires_at) = tokens::grant_for(&mut conn, &token_hash)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    Ok(Grant {
+        user_id,
+        token_hash,
+        expires_at,
+    })
+}
+
+/// The stored form of a token, if it has the form herald issues (64 hex digits): anything
+/// else cannot match, so no query is made for it.
+fn well_formed(token: &str) -> Result<Vec<u8>, ApiError> {
     if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::Unauthorized);
     }
-    let mut conn = store::connection(pool).await?;
-    tokens::user_for(&mut conn, &token::digest(token))
-        .await?
-        .ok_or(ApiError::Unauthorized)
+    Ok(token::digest(token))
+}
+
+/// `POST /logout`: the caller's token stops working at once, on every instance (each request
+/// looks its token up in the shared database), and its open feed sessions are closed with
+/// 4001 within a watchdog period.
+pub async fn logout(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let token = bearer_token(&req).ok_or(ApiError::Unauthorized)?;
+    let hash = well_formed(&token)?;
+    let mut conn = store::connection(&state.pool).await?;
+    if tokens::user_for(&mut conn, &hash).await?.is_none() {
+        return Err(ApiError::Unauthorized);
+    }
+    tokens::revoke(&mut conn, &hash).await?;
+    Ok(HttpResponse::Ok().finish())
 }
 
 impl FromRequest for AuthenticatedUser {

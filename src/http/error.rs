@@ -31,8 +31,9 @@ pub enum ApiError {
     BodyTimeout(BodyTimedOut),
     #[error("request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
-    #[error("too many failed logins; retry in {0} seconds")]
-    TooManyRequests(u64),
+    /// 429: wait this many seconds, for this reason.
+    #[error("{1}; retry in {0} seconds")]
+    TooManyRequests(u64, &'static str),
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error")]
@@ -49,7 +50,7 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed(..) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -61,7 +62,7 @@ impl ResponseError for ApiError {
             ApiError::Unavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
             }
-            ApiError::TooManyRequests(secs) => {
+            ApiError::TooManyRequests(secs, _) => {
                 response.insert_header((header::RETRY_AFTER, secs.to_string()));
             }
             ApiError::MethodNotAllowed(_, allowed) => {

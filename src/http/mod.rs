@@ -3,9 +3,11 @@
 
 pub mod auth;
 pub mod body_deadline;
+pub mod client_address;
 pub mod connection;
 pub mod cors;
 pub mod error;
+pub mod listeners;
 pub mod metrics;
 pub mod origins;
 pub mod request_id;
@@ -22,9 +24,12 @@ use actix_web::{web, HttpRequest, HttpResponse, Resource, Route};
 use crate::auth::hasher::Hasher;
 use crate::auth::throttle::LoginThrottle;
 use crate::config::{AuthSettings, RealtimeSettings};
+use crate::limits::per_address::AddressLimiter;
 use crate::metrics::Metrics;
 use crate::realtime::relay::Relay;
+use crate::realtime::session::caps::SessionCaps;
 use crate::realtime::session::history::FeedHistory;
+use crate::realtime::session::token_watch::TokenWatch;
 use crate::realtime::transport::sockjs::http_session::SockJsSession;
 use crate::realtime::transport::sockjs::sessions::SockJsSessions;
 use crate::realtime::{BrokerHealth, SessionRegistry, Stats};
@@ -48,6 +53,16 @@ pub struct AppState {
     pub origins: cors::AllowedOrigins,
     /// This instance's SockJS sessions carried by HTTP requests.
     pub sockjs: SockJsSessions<SockJsSession>,
+    /// `http.trusted_proxies`: whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: client_address::TrustedProxies,
+    /// `auth.registrations_per_address`.
+    pub registration_limit: AddressLimiter,
+    /// `http.searches_per_address`.
+    pub search_limit: AddressLimiter,
+    /// `realtime.max_sessions_per_user`, `max_sessions_per_address`, `max_sessions`.
+    pub session_caps: SessionCaps,
+    /// Closes sessions whose token expires or is revoked.
+    pub token_watch: Addr<TokenWatch>,
 }
 
 /// Mounts every route of the contract (plus `/health` and the browser client's files) and the
@@ -68,6 +83,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
         web::post().to(routes::users::register),
     ))
     .service(one("/login", "POST", web::post().to(routes::users::login)))
+    .service(one("/logout", "POST", web::post().to(auth::logout)))
     .service(one(
         "/user/get/{id}",
         "GET",

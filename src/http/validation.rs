@@ -11,6 +11,8 @@ pub const PASSWORD_MIN_CHARS: usize = 8;
 pub const PASSWORD_MAX_CHARS: usize = 128;
 pub const POST_MAX_CHARS: usize = 10_000;
 pub const FEED_MAX_LIMIT: i64 = 1_000;
+/// Deepest a feed page may reach: `offset + limit` at most this.
+pub const FEED_MAX_DEPTH: i64 = 10_000;
 
 /// PostgreSQL's `text` cannot hold U+0000: refused here as a 400, before it reaches a query
 /// and fails there.
@@ -96,6 +98,13 @@ pub fn page(offset: Option<i64>, limit: Option<i64>) -> Result<(i64, i64), ApiEr
     if !(1..=FEED_MAX_LIMIT).contains(&limit) {
         return Err(ApiError::BadRequest(format!(
             "limit must be between 1 and {FEED_MAX_LIMIT}"
+        )));
+    }
+    // A deep page costs the database every row before it; past this depth, follow the live
+    // feed (or `since`) instead.
+    if offset.saturating_add(limit) > FEED_MAX_DEPTH {
+        return Err(ApiError::BadRequest(format!(
+            "offset + limit must be at most {FEED_MAX_DEPTH}"
         )));
     }
     Ok((offset, limit))

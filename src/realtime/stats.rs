@@ -274,6 +274,7 @@ impl Stats {
             1012 => "1012",
             1013 => "1013",
             1014 => "1014",
+            4001 => "4001",
             _ => "other",
         };
         self.0.disconnects.with_label_values(&[label]).inc();

@@ -211,9 +211,18 @@ pub async fn run_migrations(url: &str, tls: &PgTls) -> Result<usize, DatabaseErr
 pub fn build_pool(settings: &DatabaseSettings, tls: &PgTls) -> Result<DbPool, DatabaseError> {
     let mut config = ManagerConfig::default();
     let tls = tls.clone();
+    let statement_timeout_ms = settings.statement_timeout_ms;
     config.custom_setup = Box::new(move |url| {
         let (url, tls) = (url.to_owned(), tls.clone());
-        Box::pin(async move { connect(&url, &tls).await })
+        Box::pin(async move {
+            let mut conn = connect(&url, &tls).await?;
+            // Set once per connection: no request holds a pooled connection longer.
+            diesel::sql_query(format!("SET statement_timeout = {statement_timeout_ms}"))
+                .execute(&mut conn)
+                .await
+                .map_err(ConnectionError::CouldntSetupConfiguration)?;
+            Ok(conn)
+        })
     });
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
         settings.url.clone(),

@@ -39,17 +39,25 @@ impl From<PoolError> for StoreError {
 }
 
 impl StoreError {
-    /// A query that failed because the server went away is an outage, not a bug.
+    /// A query that failed because the server went away, or that ran past
+    /// `database.statement_timeout_ms`, is an outage or an overload, not a bug: retry later.
     pub fn is_unavailable(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
         match self {
             StoreError::Unavailable(_) => true,
-            StoreError::Query(diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::ClosedConnection,
-                _,
-            )) => true,
+            StoreError::Query(Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)) => true,
+            StoreError::Query(Error::DatabaseError(_, info)) => {
+                is_statement_timeout(info.message())
+            }
             StoreError::Query(_) | StoreError::NoSuchUser => false,
         }
     }
+}
+
+/// PostgreSQL's message for a statement cancelled by `statement_timeout` (SQLSTATE 57014,
+/// which diesel does not expose by code).
+fn is_statement_timeout(message: &str) -> bool {
+    message.starts_with("canceling statement due to statement timeout")
 }
 
 /// Takes a connection from the pool, waiting at most the pool's configured timeout.

@@ -83,6 +83,7 @@ pub async fn update(
         let Some(post) = updated else {
             return refusal(conn, id).await;
         };
+        erase_earlier_text(conn, id, Some(text)).await?;
         let event = NewEvent::post(Kind::PostUpdated, author_id, id, Some(text));
         events::record(conn, event).await?;
         Ok(Change::Done(post))
@@ -102,10 +103,36 @@ pub async fn delete(
         if deleted == 0 {
             return refusal(conn, id).await;
         }
+        erase_earlier_text(conn, id, None).await?;
         events::record(conn, NewEvent::post(Kind::PostDeleted, author_id, id, None)).await?;
         Ok(Change::Done(()))
     })
     .await
+}
+
+/// Rewrites the post's earlier events in the feed log so that no replay (resume, gap fill)
+/// carries text its author has since taken back: after an edit they carry the new text; after
+/// a deletion they become deletions themselves (a client replaying them drops the post, then
+/// meets the real deletion at its own position and drops it again, harmlessly). Their
+/// positions stay: a position never changes its event's post, only what it says of it.
+async fn erase_earlier_text(
+    conn: &mut AsyncPgConnection,
+    post_id: Uuid,
+    now: Option<&str>,
+) -> Result<(), StoreError> {
+    use diesel::sql_types::{Nullable, Text, Uuid as SqlUuid};
+    // The post's events other than its deletion; `post_id` is indexed (feed_events_post_idx).
+    diesel::sql_query(
+        "UPDATE feed_events
+            SET kind = CASE WHEN $2 IS NULL THEN 'post.deleted' ELSE kind END,
+                post_text = $2
+          WHERE post_id = $1 AND kind <> 'post.deleted'",
+    )
+    .bind::<SqlUuid, _>(post_id)
+    .bind::<Nullable<Text>, _>(now)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Posts of everyone `user_id` follows, newest first.

@@ -46,3 +46,39 @@ pub async fn user_for(
         .await
         .optional()?)
 }
+
+/// The user a token belongs to and when it expires, if it exists and has not expired.
+pub async fn grant_for(
+    conn: &mut AsyncPgConnection,
+    token_hash: &[u8],
+) -> Result<Option<(Uuid, DateTime<Utc>)>, StoreError> {
+    Ok(login_tokens::table
+        .find(token_hash)
+        .filter(login_tokens::expires_at.gt(Utc::now()))
+        .select((login_tokens::user_id, login_tokens::expires_at))
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// Revokes a token (`POST /logout`): from now on it authenticates nothing, on any instance.
+pub async fn revoke(conn: &mut AsyncPgConnection, token_hash: &[u8]) -> Result<(), StoreError> {
+    diesel::delete(login_tokens::table.find(token_hash))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Which of `token_hashes` are still live (present and unexpired): one query for a whole
+/// batch of open sessions' tokens.
+pub async fn still_live(
+    conn: &mut AsyncPgConnection,
+    token_hashes: &[Vec<u8>],
+) -> Result<Vec<Vec<u8>>, StoreError> {
+    Ok(login_tokens::table
+        .filter(login_tokens::token_hash.eq_any(token_hashes))
+        .filter(login_tokens::expires_at.gt(Utc::now()))
+        .select(login_tokens::token_hash)
+        .load(conn)
+        .await?)
+}

@@ -170,7 +170,10 @@ try {
   const item = bob.page.locator(`#feed > li[data-post-id="${markedId}"]`);
   check((await item.locator('.text').textContent()) === marked, 'the post is shown as text');
   check((await bob.page.locator('#feed b, #feed img').count()) === 0, 'no markup was rendered');
-  check((await item.locator('.author').textContent()) === 'Ada Lovelace', 'with its author');
+  // The page shows '…' until its GET /user/get for the author answers: wait for that first.
+  const author = item.locator('.author');
+  await bob.page.waitForFunction((element) => element.textContent !== '…', await author.elementHandle());
+  check((await author.textContent()) === 'Ada Lovelace', 'with its author');
   step('Ada posted; the post appeared in Bob\'s feed live, escaped');
 
   const edited = 'Engines at one, not noon.';

@@ -2,8 +2,8 @@
 //! database and exchange, and `tests/browser/feed.mjs` (playwright-core driving Debian's
 //! `chromium`) playing two people in two browser contexts against it. What the script checks
 //! is written at its top; this test starts it, bounds it in time and reports its output.
-//! Chromium and the script's `node_modules` come from `bash tests/browser/install`: without
-//! them the test fails saying so, it never skips.
+//! Chromium and the script's `node_modules` come from `bash tests/browser/install`, which
+//! `bash tests/run` runs first: without them the test fails saying so, it never skips.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -38,7 +38,8 @@ fn require_browser_tooling() {
     .collect();
     assert!(
         missing.is_empty(),
-        "the browser test needs {} (missing): run `bash tests/browser/install` once",
+        "the browser test needs {} (missing): run the tests with `bash tests/run`, which \
+         installs them (or `bash tests/browser/install` alone)",
         missing.join(" and ")
     );
 }

@@ -5,12 +5,14 @@
 #[macro_use]
 mod support;
 
+mod abuse;
 mod actors;
 mod api;
 mod browser;
 mod cors;
 mod faults;
 mod feed;
+mod feed_abuse;
 mod hardening;
 mod metrics;
 mod outages;

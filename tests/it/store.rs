@@ -46,7 +46,9 @@ where
 
 /// A migrated database of this test's own, dropped when the `Cleanup` goes.
 async fn fresh_database() -> (Cleanup, DbPool) {
-    let settings = test_settings();
+    let mut settings = test_settings();
+    // These tests seed tens of thousands of rows through the pool in single statements.
+    settings.database.statement_timeout_ms = 0;
     let cleanup = Cleanup(settings.clone());
     let pool = prepare_database(&settings.database)
         .await

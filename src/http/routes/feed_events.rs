@@ -13,9 +13,10 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::feed_socket::{connection_socket, last_event_id, parse_position};
-use crate::http::auth::{authenticate, bearer_token};
+use super::feed_socket::{connection_socket, last_event_id, parse_position, refused, token_grant};
+use crate::http::auth::{bearer_token, grant};
 use crate::http::error::ApiError;
+use crate::http::routes::users::client_ip;
 use crate::http::AppState;
 use crate::realtime::session::admission;
 use crate::realtime::session::core::{FeedDeps, FeedStart, SessionCore};
@@ -41,8 +42,13 @@ pub async fn events(
     let token = bearer_token(&req)
         .or(query.token)
         .ok_or(ApiError::Unauthorized)?;
-    let user_id = authenticate(&state.pool, &token).await?;
+    let grant = grant(&state.pool, &token).await?;
+    let user_id = grant.user_id;
     let since = parse_position(last_event_id(&req).or(query.since.as_deref()))?;
+    let permit = state
+        .session_caps
+        .try_take(user_id, client_ip(&req, &state))
+        .map_err(refused)?;
 
     let session_id = Uuid::new_v4();
     let head = admission::admit(&state.registry, &state.pool, session_id, user_id).await?;
@@ -54,7 +60,9 @@ pub async fn events(
         stats: state.stats.clone(),
         held_max: state.realtime.held_max(),
     };
-    let core = SessionCore::new(session_id, state.registry.clone(), deps);
+    let mut core = SessionCore::new(session_id, state.registry.clone(), deps);
+    core.hold_permit(permit);
+    core.watch_token(state.token_watch.clone(), token_grant(grant));
     let start = FeedStart {
         after: since.unwrap_or(head),
         resumed: since.is_some(),

@@ -14,19 +14,24 @@ use actix_web_actors::ws;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::http::auth::{authenticate, bearer_token};
+use crate::http::auth::{bearer_token, grant, Grant};
 use crate::http::connection::ConnectionFd;
 use crate::http::cors::check_socket_origin;
 use crate::http::error::ApiError;
+use crate::http::routes::users::client_ip;
 use crate::http::AppState;
 use crate::realtime::session::admission;
-use crate::realtime::session::core::{FeedDeps, FeedStart, SessionCore};
+use crate::realtime::session::caps::CapRefusal;
+use crate::realtime::session::core::{FeedDeps, FeedStart, SessionCore, TokenGrant};
 use crate::realtime::session::registry::Deregister;
 use crate::realtime::session::write_watch::WriteWatch;
 use crate::realtime::transport::frame_guard::FrameGuard;
 use crate::realtime::transport::in_band::Admission;
 use crate::realtime::transport::json::JsonFeed;
 use crate::realtime::WsSession;
+
+/// `Retry-After` of a session refused for a cap: a session of the user's may end by then.
+const CAP_RETRY_SECS: u64 = 5;
 
 #[derive(Deserialize)]
 struct FeedQuery {
@@ -78,10 +83,15 @@ pub async fn connect(
     let token = bearer_token(&req)
         .or(query.token)
         .ok_or(ApiError::Unauthorized)?;
-    let user_id = authenticate(&state.pool, &token).await?;
+    let grant = grant(&state.pool, &token).await?;
+    let user_id = grant.user_id;
     ws::handshake(&req)
         .map_err(|error| ApiError::BadRequest(format!("not a WebSocket upgrade: {error}")))?;
     let since = resume_position(&req, query.since.as_deref())?;
+    let permit = state
+        .session_caps
+        .try_take(user_id, client_ip(&req, &state))
+        .map_err(refused)?;
 
     let session_id = Uuid::new_v4();
     let head = admission::admit(&state.registry, &state.pool, session_id, user_id).await?;
@@ -93,8 +103,10 @@ pub async fn connect(
         stats: state.stats.clone(),
         held_max: state.realtime.held_max(),
     };
-    let core = SessionCore::new(session_id, state.registry.clone(), deps)
+    let mut core = SessionCore::new(session_id, state.registry.clone(), deps)
         .with_write_watch(Some(Arc::clone(&watch)));
+    core.hold_permit(permit);
+    core.watch_token(state.token_watch.clone(), token_grant(grant));
     let start = FeedStart {
         after: since.unwrap_or(head),
         resumed: since.is_some(),
@@ -116,6 +128,33 @@ pub async fn connect(
     Ok(response
         .map_body(|_, body| watch.watch_body(body))
         .map_into_boxed_body())
+}
+
+/// The session core's view of a token's grant.
+pub(crate) fn token_grant(grant: Grant) -> TokenGrant {
+    TokenGrant {
+        user_id: grant.user_id,
+        token_hash: grant.token_hash,
+        expires_at: grant.expires_at,
+    }
+}
+
+/// A session refused a place under the caps: 429 for the user's or the address's cap (wait for
+/// one of theirs to end), 503 for the instance's.
+pub(crate) fn refused(why: CapRefusal) -> ApiError {
+    match why {
+        CapRefusal::User => ApiError::TooManyRequests(
+            CAP_RETRY_SECS,
+            "this user has as many feed sessions open as it may",
+        ),
+        CapRefusal::Address => ApiError::TooManyRequests(
+            CAP_RETRY_SECS,
+            "this address has as many feed sessions open as it may",
+        ),
+        CapRefusal::Instance => {
+            ApiError::Unavailable("this server holds all the feed sessions it can".into())
+        }
+    }
 }
 
 /// A duplicate of this connection's socket, for the session's write watch, with the configured

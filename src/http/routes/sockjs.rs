@@ -120,7 +120,7 @@ async fn receive(
                     "too many SockJS sessions, retry later".into(),
                 ));
             }
-            let start = StompStart::of(&req)?;
+            let start = StompStart::of(&req, &state)?;
             let (core, framing, admission) = start.parts(&state, Uuid::new_v4());
             let outbox_max = state.realtime.held_max() + 64;
             let session = SockJsSession::new(

@@ -4,6 +4,7 @@
 //! resume position (`?since=`, `Last-Event-ID`) are used when CONNECT and SUBSCRIBE carry none.
 //! Of the subprotocols `v10.stomp`, `v11.stomp`, `v12.stomp` the highest offered is chosen.
 
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -13,16 +14,18 @@ use actix_web_actors::ws;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::feed_socket::{connection_socket, resume_position};
-use crate::http::auth::{authenticate, bearer_token};
+use super::feed_socket::{connection_socket, resume_position, token_grant};
+use crate::http::auth::{bearer_token, grant};
 use crate::http::cors::check_socket_origin;
 use crate::http::error::ApiError;
+use crate::http::routes::users::client_ip;
 use crate::http::AppState;
+use crate::realtime::session::caps::CapRefusal;
 use crate::realtime::session::core::{FeedDeps, SessionCore};
 use crate::realtime::session::write_watch::WriteWatch;
 use crate::realtime::transport::frame_guard::FrameGuard;
 use crate::realtime::transport::framing::Framing;
-use crate::realtime::transport::in_band::{Admission, Authenticator, InBand};
+use crate::realtime::transport::in_band::{Admission, Authenticator, InBand, PlaceTaker};
 use crate::realtime::transport::stomp::codec::Version;
 use crate::realtime::transport::stomp::framing::{Stomp, StompSettings};
 use crate::realtime::transport::ws_session::WsSession;
@@ -56,11 +59,25 @@ pub fn token_checker(state: &AppState) -> Authenticator {
     Rc::new(move |token: String| {
         let pool = pool.clone();
         Box::pin(async move {
-            match authenticate(&pool, &token).await {
-                Ok(user_id) => Ok(user_id),
+            match grant(&pool, &token).await {
+                Ok(grant) => Ok(token_grant(grant)),
                 Err(ApiError::Unauthorized) => Err("a missing, unknown or expired token".into()),
                 Err(_) => Err("authentication is unavailable right now; try again".into()),
             }
+        })
+    })
+}
+
+/// Takes places under the session caps for in-band sessions from the client at `address`.
+fn place_taker(state: &AppState, address: Option<IpAddr>) -> PlaceTaker {
+    let caps = state.session_caps.clone();
+    Rc::new(move |user_id| {
+        caps.try_take(user_id, address).map_err(|why| match why {
+            CapRefusal::User => "this user has as many feed sessions open as it may".to_owned(),
+            CapRefusal::Address => {
+                "this address has as many feed sessions open as it may".to_owned()
+            }
+            CapRefusal::Instance => "this server holds all the feed sessions it can".to_owned(),
         })
     })
 }
@@ -70,10 +87,11 @@ pub fn token_checker(state: &AppState) -> Authenticator {
 pub(crate) struct StompStart {
     pub token: Option<String>,
     pub since: Option<i64>,
+    pub address: Option<IpAddr>,
 }
 
 impl StompStart {
-    pub(crate) fn of(req: &HttpRequest) -> Result<StompStart, ApiError> {
+    pub(crate) fn of(req: &HttpRequest, state: &AppState) -> Result<StompStart, ApiError> {
         let query = web::Query::<StompQuery>::from_query(req.query_string())
             .map(web::Query::into_inner)
             .unwrap_or(StompQuery {
@@ -81,6 +99,7 @@ impl StompStart {
                 since: None,
             });
         Ok(StompStart {
+            address: client_ip(req, state),
             since: resume_position(req, query.since.as_deref())?,
             token: bearer_token(req).or(query.token),
         })
@@ -110,7 +129,9 @@ impl StompStart {
             token: self.token,
             since: self.since,
             deadline: state.realtime.client_timeout(),
-            user_id: None,
+            take_place: place_taker(state, self.address),
+            token_watch: state.token_watch.clone(),
+            grant: None,
         });
         (core, framing, admission)
     }
@@ -134,7 +155,7 @@ pub(crate) async fn upgrade<F: Framing>(
     check_socket_origin(&req, &state.origins)?;
     ws::handshake(&req)
         .map_err(|error| ApiError::BadRequest(format!("not a WebSocket upgrade: {error}")))?;
-    let start = StompStart::of(&req)?;
+    let start = StompStart::of(&req, &state)?;
     let session_id = Uuid::new_v4();
     let max_frame = state.realtime.max_frame_bytes;
     let (stream, frame_limit) = FrameGuard::new(stream, max_frame);

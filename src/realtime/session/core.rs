@@ -12,10 +12,14 @@ use actix::dev::ToEnvelope;
 use actix::prelude::*;
 use uuid::Uuid;
 
+use chrono::{DateTime, Utc};
+
+use super::caps::SessionPermit;
 use super::history::{FeedHistory, Fill};
 use super::in_order::{InOrder, Released};
 use super::protocol::{Deliver, Disconnect, FeedSync, Heartbeat, SessionHandle};
 use super::registry::{Deregister, Register, SessionRegistry};
+use super::token_watch::{TokenWatch, WatchToken};
 use super::write_watch::WriteWatch;
 use crate::realtime::events::reset_frame;
 use crate::realtime::stats::Stats;
@@ -40,6 +44,15 @@ pub struct FeedStart {
     pub after: i64,
     /// Whether `after` is the client's own (a resume).
     pub resumed: bool,
+}
+
+/// The token a session was opened with: its user, and what the token watch needs to close the
+/// session with 4001 once the token expires or is revoked.
+#[derive(Debug, Clone)]
+pub struct TokenGrant {
+    pub user_id: Uuid,
+    pub token_hash: Vec<u8>,
+    pub expires_at: DateTime<Utc>,
 }
 
 /// What the core asks its transport to write, in this order.
@@ -69,6 +82,10 @@ pub struct SessionCore {
     last_heard: Instant,
     write: Option<Arc<WriteWatch>>,
     registered: bool,
+    /// Its place under the session caps (see `caps`), given back when the core is dropped.
+    permit: Option<SessionPermit>,
+    /// The token watch to register the session's token with, when it registers.
+    token: Option<(Addr<TokenWatch>, TokenGrant)>,
 }
 
 impl SessionCore {
@@ -82,7 +99,24 @@ impl SessionCore {
             last_heard: Instant::now(),
             write: None,
             registered: false,
+            permit: None,
+            token: None,
         }
+    }
+
+    /// Holds the session's place under the caps for its life.
+    pub fn hold_permit(&mut self, permit: SessionPermit) {
+        self.permit = Some(permit);
+    }
+
+    /// Has `watch` close the session with 4001 when `grant`'s token expires or is revoked (from
+    /// its registration on).
+    pub fn watch_token(&mut self, watch: Addr<TokenWatch>, grant: TokenGrant) {
+        self.token = Some((watch, grant));
+    }
+
+    pub fn has_permit(&self) -> bool {
+        self.permit.is_some()
     }
 
     /// The watch on this session's connection (see `write_watch`).
@@ -126,6 +160,14 @@ impl SessionCore {
             handle: SessionHandle::new(user_id, addr).with_write_watch(self.write.clone()),
         });
         self.registered = true;
+        if let Some((watch, grant)) = self.token.take() {
+            watch.do_send(WatchToken {
+                session_id: self.id,
+                token_hash: grant.token_hash,
+                expires_at: grant.expires_at,
+                disconnect: addr.clone().recipient(),
+            });
+        }
         if start.resumed {
             self.deps.stats.count_resume();
         }

@@ -2,15 +2,18 @@
 //! every session actor answers (`protocol`), keeping its frames in position order
 //! (`in_order`), filling its gaps from the log (`history`), the registry of this node's
 //! sessions (`registry`), the watchdog that keeps them honest (`watchdog`), noticing a client
-//! that stopped reading (`write_watch`), and routing them again after a lost broker link
-//! (`relink`).
+//! that stopped reading (`write_watch`), routing them again after a lost broker link
+//! (`relink`), the caps on how many a user, an address and the instance may hold (`caps`), and
+//! closing those whose token expired or was revoked (`token_watch`).
 
 pub mod admission;
+pub mod caps;
 pub mod core;
 pub mod history;
 pub mod in_order;
 pub mod protocol;
 pub mod registry;
 pub mod relink;
+pub mod token_watch;
 pub mod watchdog;
 pub mod write_watch;

@@ -50,6 +50,9 @@ pub enum DisconnectReason {
     /// The client reads its events slower than they come; it should reconnect and catch up
     /// from the feed (close code 1008).
     TooSlow,
+    /// The session's token expired or was revoked (`POST /logout`): the client must log in
+    /// again (close code 4001).
+    Unauthorized,
 }
 
 /// Asks a session to close its client connection and stop.

@@ -16,12 +16,18 @@ use uuid::Uuid;
 
 use super::framing::{Command, Framing};
 use crate::realtime::session::admission;
-use crate::realtime::session::core::{FeedStart, SessionCore};
+use crate::realtime::session::caps::SessionPermit;
+use crate::realtime::session::core::{FeedStart, SessionCore, TokenGrant};
 use crate::realtime::session::protocol::{Deliver, Disconnect, FeedSync, Heartbeat};
+use crate::realtime::session::token_watch::TokenWatch;
 use crate::store::DbPool;
 
-/// Checks a token in band: the user it belongs to, or why not (said to the client).
-pub type Authenticator = Rc<dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<Uuid, String>>>>>;
+/// Checks a token in band: what it grants, or why not (said to the client).
+pub type Authenticator =
+    Rc<dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<TokenGrant, String>>>>>;
+
+/// Takes a session's place under the caps (`session::caps`) for a user, or says why not.
+pub type PlaceTaker = Rc<dyn Fn(Uuid) -> Result<SessionPermit, String>>;
 
 /// How a session gets admitted.
 pub enum Admission {
@@ -41,8 +47,12 @@ pub struct InBand {
     pub since: Option<i64>,
     /// How long the client has to authenticate and subscribe.
     pub deadline: Duration,
+    /// A place under the session caps, taken on SUBSCRIBE.
+    pub take_place: PlaceTaker,
+    /// Where the session's token is watched for expiry and revocation (4001).
+    pub token_watch: Addr<TokenWatch>,
     /// Set once authenticated.
-    pub user_id: Option<Uuid>,
+    pub grant: Option<TokenGrant>,
 }
 
 /// The parts of a hosting actor the in-band steps use.
@@ -149,9 +159,10 @@ where
         let parts = host.parts();
         *parts.busy = false;
         match outcome {
-            Ok(user_id) => {
+            Ok(grant) => {
+                let user_id = grant.user_id;
                 if let Admission::InBand(in_band) = parts.admission {
-                    in_band.user_id = Some(user_id);
+                    in_band.grant = Some(grant);
                 }
                 for reply in parts.framing.connected(user_id) {
                     host.send(reply, ctx);
@@ -179,10 +190,18 @@ where
     let Admission::InBand(in_band) = &*parts.admission else {
         return;
     };
-    let Some(user_id) = in_band.user_id else {
+    let Some(grant) = in_band.grant.clone() else {
         return host.refuse("SUBSCRIBE before CONNECT", ctx);
     };
+    let user_id = grant.user_id;
+    let permit = match (in_band.take_place)(user_id) {
+        Ok(permit) => permit,
+        Err(why) => return host.refuse(&why, ctx),
+    };
+    let token_watch = in_band.token_watch.clone();
     let since = since.or(in_band.since);
+    parts.core.hold_permit(permit);
+    parts.core.watch_token(token_watch, grant);
     let (registry, pool, id) = (parts.core.registry(), in_band.pool.clone(), parts.core.id());
     let admit = async move { admission::admit(&registry, &pool, id, user_id).await };
     *parts.busy = true;

@@ -148,6 +148,7 @@ impl<F: Framing> Handler<Disconnect> for StreamSession<F> {
             DisconnectReason::ClientTimeout | DisconnectReason::TooSlow => TOO_SLOW,
             DisconnectReason::ServerShutdown => GONE,
             DisconnectReason::BrokerLost => 1013,
+            DisconnectReason::Unauthorized => 4001,
         });
         ctx.stop();
     }

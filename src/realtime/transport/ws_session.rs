@@ -159,6 +159,10 @@ impl<F: Framing> Handler<Disconnect> for WsSession<F> {
             DisconnectReason::ServerShutdown => (CloseCode::Away, "server shutting down"),
             DisconnectReason::BrokerLost => (CloseCode::Again, "event broker unavailable"),
             DisconnectReason::TooSlow => (CloseCode::Policy, "too slow: reconnect and reload"),
+            DisconnectReason::Unauthorized => (
+                CloseCode::Other(4001),
+                "token expired or revoked: log in again",
+            ),
         };
         if let Some(text) = self.framing.closing(msg.0) {
             ctx.text(text);

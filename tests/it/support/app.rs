@@ -19,6 +19,8 @@ use super::settings::{test_settings, test_settings_in, Cleanup};
 
 pub struct TestApp {
     pub port: u16,
+    /// The port of `http.metrics_bind`'s listener, when set.
+    pub metrics_port: Option<u16>,
     pub address: String,
     pub settings: Settings,
     pub realtime: Realtime,
@@ -88,12 +90,14 @@ impl TestApp {
             .await
             .expect("herald starts");
         let port = app.port();
+        let metrics_port = app.metrics_port();
         let realtime = app.realtime().clone();
         let pool = app.pool().clone();
         let stopper = app.stopper();
         actix_rt::spawn(app.run_until_stopped());
         TestApp {
             port,
+            metrics_port,
             address: format!("http://127.0.0.1:{port}"),
             settings: settings.clone(),
             realtime,
@@ -122,8 +126,23 @@ impl TestApp {
         token: Option<&str>,
         body: Option<String>,
     ) -> Answer {
+        self.call_with(method, path, token, body, &[]).await
+    }
+
+    /// [`call`](Self::call) with extra request headers.
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<String>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
         let method = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
         let mut request = self.client.request(method, self.url(path));
+        for (name, value) in headers {
+            request = request.insert_header((*name, *value));
+        }
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }

@@ -274,6 +274,7 @@ pub fn settings_for(url: &str, ca_file: Option<&str>) -> DatabaseSettings {
         create_if_missing: true,
         pool_size: 4,
         acquire_timeout_ms: 5000,
+        statement_timeout_ms: 0,
         ca_file: ca_file.map(str::to_owned),
     }
 }

@@ -32,6 +32,10 @@ pub fn test_settings() -> Settings {
     settings.http.workers = 2;
     settings.realtime.ping_interval_secs = 1;
     settings.realtime.client_timeout_secs = TEST_CLIENT_TIMEOUT_SECS;
+    // Every test's users come from 127.0.0.1: the per-address limits on registration and
+    // search are off but for the tests about them (tests/it/abuse.rs), which set their own.
+    settings.auth.registrations_per_address = 0;
+    settings.http.searches_per_address = 0;
     settings
 }
 

@@ -353,6 +353,10 @@ impl Handler<Disconnect> for SockJsSession {
             DisconnectReason::ServerShutdown => (CloseCode::Away, "server shutting down"),
             DisconnectReason::BrokerLost => (CloseCode::Again, "event broker unavailable"),
             DisconnectReason::TooSlow => (CloseCode::Policy, "too slow: reconnect and reload"),
+            DisconnectReason::Unauthorized => (
+                CloseCode::Other(4001),
+                "token expired or revoked: log in again",
+            ),
         };
         self.close(code, why, ctx);
     }

@@ -371,6 +371,7 @@ impl Framing for Stomp {
             DisconnectReason::ServerShutdown => "server shutting down: reconnect with since",
             DisconnectReason::BrokerLost => "event broker unavailable: reconnect with since",
             DisconnectReason::TooSlow => "too slow: reconnect and reload",
+            DisconnectReason::Unauthorized => "token expired or revoked: log in again",
         };
         self.refused(why)
     }

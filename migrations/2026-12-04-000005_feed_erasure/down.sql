@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS feed_events_post_idx;
