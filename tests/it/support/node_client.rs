@@ -117,6 +117,16 @@ impl NodeClient {
             .to_owned()
     }
 
+    /// Whatever the client says within `within`, if anything (for "nothing more came").
+    pub async fn said_within(&mut self, within: std::time::Duration) -> Option<Value> {
+        match tokio::time::timeout(within, self.lines.next_line()).await {
+            Ok(Ok(Some(line))) => Some(serde_json::from_str(&line).unwrap_or(Value::String(line))),
+            Ok(Ok(None)) => Some(json!({ "exited": true })),
+            Ok(Err(error)) => panic!("reading the client: {error}"),
+            Err(_) => None,
+        }
+    }
+
     pub async fn stop(mut self) {
         drop(self.child.stdin.take());
         let _ = tokio::time::timeout(DEADLINE, self.child.wait()).await;
