@@ -175,7 +175,37 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
     ))
     .service(one("/", "GET", web::get().to(routes::client::index)))
     .service(one("/app.js", "GET", web::get().to(routes::client::script)))
-    .service(one("/app.css", "GET", web::get().to(routes::client::style)));
+    .service(one("/app.css", "GET", web::get().to(routes::client::style)))
+    .service(one(
+        "/stomp.html",
+        "GET",
+        web::get().to(routes::client::stomp_page),
+    ))
+    .service(one(
+        "/stomp.js",
+        "GET",
+        web::get().to(routes::client::stomp_script),
+    ))
+    .service(one(
+        "/vendor/sockjs.min.js",
+        "GET",
+        web::get().to(routes::client::sockjs_script),
+    ))
+    .service(one(
+        "/vendor/stomp.umd.min.js",
+        "GET",
+        web::get().to(routes::client::stompjs_script),
+    ))
+    .service(one(
+        "/vendor/sockjs-client.LICENSE",
+        "GET",
+        web::get().to(routes::client::sockjs_license),
+    ))
+    .service(one(
+        "/vendor/stompjs.LICENSE",
+        "GET",
+        web::get().to(routes::client::stompjs_license),
+    ));
 }
 
 /// A SockJS path served by POST, and by OPTIONS as the protocol asks.
