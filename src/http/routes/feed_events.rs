@@ -9,46 +9,28 @@ use actix::Actor;
 use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::feed_socket::{connection_socket, last_event_id, parse_position, refused, token_grant};
-use crate::http::auth::{bearer_token, grant};
+use super::feed_socket::{
+    authenticated, connection_socket, last_event_id, parse_position, take_place, token_grant,
+};
 use crate::http::error::ApiError;
-use crate::http::routes::users::client_ip;
 use crate::http::AppState;
 use crate::realtime::session::admission;
 use crate::realtime::session::core::{FeedDeps, FeedStart, SessionCore};
 use crate::realtime::transport::sse::Sse;
-use crate::realtime::transport::stream_session::StreamSession;
-
-#[derive(Deserialize)]
-struct EventsQuery {
-    token: Option<String>,
-    since: Option<String>,
-}
+use crate::realtime::transport::stream_session::{body_of, StreamSession};
 
 pub async fn events(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let query = web::Query::<EventsQuery>::from_query(req.query_string())
-        .map(web::Query::into_inner)
-        .unwrap_or(EventsQuery {
-            token: None,
-            since: None,
-        });
-    let token = bearer_token(&req)
-        .or(query.token)
-        .ok_or(ApiError::Unauthorized)?;
-    let grant = grant(&state.pool, &token).await?;
+    let (grant, since_query) = authenticated(&req, &state).await?;
     let user_id = grant.user_id;
-    let since = parse_position(last_event_id(&req).or(query.since.as_deref()))?;
-    let permit = state
-        .session_caps
-        .try_take(user_id, client_ip(&req, &state))
-        .map_err(refused)?;
+    // `Last-Event-ID` first: EventSource reconnects to the URL it opened with.
+    let since = parse_position(last_event_id(&req).or(since_query.as_deref()))?;
+    let permit = take_place(&req, &state, user_id)?;
 
     let session_id = Uuid::new_v4();
     let head = admission::admit(&state.registry, &state.pool, session_id, user_id).await?;
@@ -82,11 +64,5 @@ pub async fn events(
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(futures_util::stream::unfold(
-            receiver,
-            |mut receiver| async move {
-                let bytes = receiver.recv().await?;
-                Some((Ok::<_, actix_web::Error>(bytes), receiver))
-            },
-        )))
+        .streaming(body_of(receiver)))
 }

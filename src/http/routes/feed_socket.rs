@@ -21,7 +21,7 @@ use crate::http::error::ApiError;
 use crate::http::routes::users::client_ip;
 use crate::http::AppState;
 use crate::realtime::session::admission;
-use crate::realtime::session::caps::CapRefusal;
+use crate::realtime::session::caps::{CapRefusal, SessionPermit};
 use crate::realtime::session::core::{FeedDeps, FeedStart, SessionCore, TokenGrant};
 use crate::realtime::session::registry::Deregister;
 use crate::realtime::session::write_watch::WriteWatch;
@@ -74,24 +74,12 @@ pub async fn connect(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     check_socket_origin(&req, &state.origins)?;
-    let query = web::Query::<FeedQuery>::from_query(req.query_string())
-        .map(web::Query::into_inner)
-        .unwrap_or(FeedQuery {
-            token: None,
-            since: None,
-        });
-    let token = bearer_token(&req)
-        .or(query.token)
-        .ok_or(ApiError::Unauthorized)?;
-    let grant = grant(&state.pool, &token).await?;
+    let (grant, since_query) = authenticated(&req, &state).await?;
     let user_id = grant.user_id;
     ws::handshake(&req)
         .map_err(|error| ApiError::BadRequest(format!("not a WebSocket upgrade: {error}")))?;
-    let since = resume_position(&req, query.since.as_deref())?;
-    let permit = state
-        .session_caps
-        .try_take(user_id, client_ip(&req, &state))
-        .map_err(refused)?;
+    let since = resume_position(&req, since_query.as_deref())?;
+    let permit = take_place(&req, &state, user_id)?;
 
     let session_id = Uuid::new_v4();
     let head = admission::admit(&state.registry, &state.pool, session_id, user_id).await?;
@@ -128,6 +116,36 @@ pub async fn connect(
     Ok(response
         .map_body(|_, body| watch.watch_body(body))
         .map_into_boxed_body())
+}
+
+/// The token a route-admitted session (the JSON socket, SSE) comes with, from
+/// `Authorization: Bearer` or `?token=` (401 without a live one), and the URL's `since`.
+pub(crate) async fn authenticated(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<(Grant, Option<String>), ApiError> {
+    let query = web::Query::<FeedQuery>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .unwrap_or(FeedQuery {
+            token: None,
+            since: None,
+        });
+    let token = bearer_token(req)
+        .or(query.token)
+        .ok_or(ApiError::Unauthorized)?;
+    Ok((grant(&state.pool, &token).await?, query.since))
+}
+
+/// A place under the session caps for a session of `user_id` (429 or 503 without one).
+pub(crate) fn take_place(
+    req: &HttpRequest,
+    state: &AppState,
+    user_id: Uuid,
+) -> Result<SessionPermit, ApiError> {
+    state
+        .session_caps
+        .try_take(user_id, client_ip(req, state))
+        .map_err(refused)
 }
 
 /// The session core's view of a token's grant.

@@ -21,6 +21,7 @@ use crate::realtime::transport::sockjs::framing::SockJs;
 use crate::realtime::transport::sockjs::http_session::{
     Attach, Incoming, Receiving, SockJsSession,
 };
+use crate::realtime::transport::stream_session::body_of;
 
 /// SockJS answers are never cached.
 const NO_CACHE: &str = "no-store, no-cache, no-transform, must-revalidate, max-age=0";
@@ -153,13 +154,7 @@ async fn receive(
         .content_type(content_type)
         .insert_header((header::CACHE_CONTROL, NO_CACHE))
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(futures_util::stream::unfold(
-            receiver,
-            |mut receiver| async move {
-                let bytes = receiver.recv().await?;
-                Some((Ok::<_, actix_web::Error>(bytes), receiver))
-            },
-        )))
+        .streaming(body_of(receiver)))
 }
 
 /// `POST /sockjs/<server>/<session>/xhr_send`: the client's messages.

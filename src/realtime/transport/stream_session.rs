@@ -12,9 +12,18 @@ use uuid::Uuid;
 
 use super::framing::Framing;
 use crate::realtime::session::core::{FeedStart, Filled, SessionCore};
-use crate::realtime::session::protocol::{
-    Deliver, Disconnect, DisconnectReason, FeedSync, Heartbeat,
-};
+use crate::realtime::session::protocol::{Deliver, Disconnect, FeedSync, Heartbeat};
+
+/// A response body that streams what a session writes into `receiver`, ending when the
+/// session drops its sender.
+pub fn body_of(
+    receiver: mpsc::Receiver<Bytes>,
+) -> impl futures_util::Stream<Item = Result<Bytes, actix_web::Error>> {
+    futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let bytes = receiver.recv().await?;
+        Some((Ok(bytes), receiver))
+    })
+}
 
 /// Close codes as the WebSocket sessions count them, so `/metrics` reads the same.
 const GONE: u16 = 1001;
@@ -144,12 +153,7 @@ impl<F: Framing> Handler<Disconnect> for StreamSession<F> {
         if let Some(text) = self.framing.closing(msg.0) {
             Self::push(&self.body, &mut self.close_code, &text, ctx);
         }
-        self.close_code.get_or_insert(match msg.0 {
-            DisconnectReason::ClientTimeout | DisconnectReason::TooSlow => TOO_SLOW,
-            DisconnectReason::ServerShutdown => GONE,
-            DisconnectReason::BrokerLost => 1013,
-            DisconnectReason::Unauthorized => 4001,
-        });
+        self.close_code.get_or_insert(msg.0.close().0);
         ctx.stop();
     }
 }

@@ -13,9 +13,7 @@ use super::frame_guard::FrameLimit;
 use super::framing::Framing;
 use super::in_band::{Admission, InBandHost, Parts};
 use crate::realtime::session::core::{Filled, SessionCore};
-use crate::realtime::session::protocol::{
-    Deliver, Disconnect, DisconnectReason, FeedSync, Heartbeat,
-};
+use crate::realtime::session::protocol::{Deliver, Disconnect, FeedSync, Heartbeat};
 
 pub struct WsSession<F: Framing> {
     core: SessionCore,
@@ -154,16 +152,8 @@ impl<F: Framing> Handler<Disconnect> for WsSession<F> {
     type Result = ();
 
     fn handle(&mut self, msg: Disconnect, ctx: &mut Self::Context) {
-        let (code, why) = match msg.0 {
-            DisconnectReason::ClientTimeout => (CloseCode::Policy, "client timeout"),
-            DisconnectReason::ServerShutdown => (CloseCode::Away, "server shutting down"),
-            DisconnectReason::BrokerLost => (CloseCode::Again, "event broker unavailable"),
-            DisconnectReason::TooSlow => (CloseCode::Policy, "too slow: reconnect and reload"),
-            DisconnectReason::Unauthorized => (
-                CloseCode::Other(4001),
-                "token expired or revoked: log in again",
-            ),
-        };
+        let (code, why) = msg.0.close();
+        let code = CloseCode::from(code);
         if let Some(text) = self.framing.closing(msg.0) {
             ctx.text(text);
         }

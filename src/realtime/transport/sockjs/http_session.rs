@@ -17,9 +17,7 @@ use tokio::sync::mpsc;
 use super::frames::{self, Refused};
 use super::sessions::SockJsSessions;
 use crate::realtime::session::core::{Filled, SessionCore};
-use crate::realtime::session::protocol::{
-    Deliver, Disconnect, DisconnectReason, FeedSync, Heartbeat,
-};
+use crate::realtime::session::protocol::{Deliver, Disconnect, FeedSync, Heartbeat};
 use crate::realtime::transport::framing::Framing;
 use crate::realtime::transport::in_band::{Admission, InBandHost, Parts};
 use crate::realtime::transport::stomp::framing::Stomp;
@@ -348,16 +346,8 @@ impl Handler<Disconnect> for SockJsSession {
         if let Some(text) = self.framing.closing(msg.0) {
             self.queue(text, ctx);
         }
-        let (code, why) = match msg.0 {
-            DisconnectReason::ClientTimeout => (CloseCode::Policy, "client timeout"),
-            DisconnectReason::ServerShutdown => (CloseCode::Away, "server shutting down"),
-            DisconnectReason::BrokerLost => (CloseCode::Again, "event broker unavailable"),
-            DisconnectReason::TooSlow => (CloseCode::Policy, "too slow: reconnect and reload"),
-            DisconnectReason::Unauthorized => (
-                CloseCode::Other(4001),
-                "token expired or revoked: log in again",
-            ),
-        };
+        let (code, why) = msg.0.close();
+        let code = CloseCode::from(code);
         self.close(code, why, ctx);
     }
 }
