@@ -147,7 +147,7 @@ async fn stompjs_resumes_after_since_and_is_reset_beyond_the_history() {
 }
 
 #[actix_web::test]
-async fn a_json_socket_and_stomp_of_one_user_on_two_instances_both_receive() {
+async fn a_json_socket_stomp_and_sse_of_one_user_on_two_instances_all_receive() {
     let app = TestApp::spawn().await;
     let sibling = app.sibling().await;
     let author = app.user("Author").await;
@@ -156,7 +156,13 @@ async fn a_json_socket_and_stomp_of_one_user_on_two_instances_both_receive() {
     let mut json_feed = app.feed(&reader).await;
     let mut stomp = NodeClient::start(&sibling, "stompjs-ws", &reader, json!({})).await;
     stomp.ready().await;
+    let mut sse = NodeClient::start(&sibling, "sse", &reader, json!({})).await;
+    sse.ready().await;
     create_update_delete(&app, &author, &mut stomp).await;
+    assert_eq!(sse.event().await["type"], "post.created");
+    assert_eq!(sse.event().await["type"], "post.updated");
+    assert_eq!(sse.event().await["type"], "post.deleted");
+    sse.stop().await;
     assert_eq!(json_feed.next_event().await["type"], "post.created");
     assert_eq!(json_feed.next_event().await["type"], "post.updated");
     assert_eq!(json_feed.next_event().await["type"], "post.deleted");
