@@ -15,6 +15,9 @@ const DEFAULTS: &str = include_str!("../config/default.toml");
 /// client should be kept that long without a sign of life.
 const MAX_TIMER_SECS: u64 = 7 * 24 * 3600;
 
+/// Longest an `Idempotency-Key` may be remembered: 30 days.
+const MAX_IDEMPOTENCY_TTL_SECS: u64 = 30 * 24 * 3600;
+
 #[derive(Clone, Deserialize)]
 pub struct Settings {
     pub http: HttpSettings,
@@ -46,11 +49,18 @@ pub struct HttpSettings {
     /// unset or empty: `/metrics` is served with the API.
     #[serde(default)]
     pub metrics_bind: Option<String>,
+    /// How long a write's `Idempotency-Key` is remembered (per user): a repeat within it gets the
+    /// first outcome.
+    pub idempotency_ttl_secs: u64,
 }
 
 impl HttpSettings {
     pub fn metrics_bind(&self) -> Option<&str> {
         non_empty(&self.metrics_bind)
+    }
+
+    pub fn idempotency_ttl(&self) -> Duration {
+        Duration::from_secs(self.idempotency_ttl_secs)
     }
 }
 
@@ -186,6 +196,10 @@ pub struct AuthSettings {
     /// this user wait ever longer. Others are never refused.
     pub login_failures_per_user: u32,
     pub login_failure_window_secs: u64,
+    /// Password checks one user, and one address, may have under way at once; past it, 429
+    /// (retry in a second). 0: no limit.
+    pub login_checks_in_flight_per_user: u32,
+    pub login_checks_in_flight_per_address: u32,
     /// Registrations one client address may make per `registration_window_secs`; 0: unlimited.
     pub registrations_per_address: u32,
     pub registration_window_secs: u64,
@@ -312,6 +326,10 @@ impl Settings {
                 "http.body_timeout_secs must be between 1 and 604800",
             ),
             (
+                (1..=MAX_IDEMPOTENCY_TTL_SECS).contains(&self.http.idempotency_ttl_secs),
+                "http.idempotency_ttl_secs must be between 1 and 2592000 (30 days)",
+            ),
+            (
                 (1..=MAX_TIMER_SECS).contains(&rt.write_timeout_secs),
                 "realtime.write_timeout_secs must be between 1 and 604800",
             ),
@@ -347,12 +365,18 @@ impl Settings {
         if let Some((_, why)) = checks.iter().find(|(ok, _)| !ok) {
             return Err(SettingsError::Invalid((*why).to_owned()));
         }
-        check_url(
-            "database.url",
-            &self.database.url,
-            &["postgres", "postgresql"],
-        )?;
-        crate::store::sslmode::SslMode::of_url(&self.database.url).map_err(|why| {
+        check_database_url(&self.database.url)?;
+        let (_, readable) =
+            crate::store::sslmode::SslMode::of_url(&self.database.url).map_err(|why| {
+                SettingsError::Invalid(format!(
+                    "database.url ({}): {why}",
+                    crate::retry::redact(&self.database.url)
+                ))
+            })?;
+        // tokio-postgres reads the whole URL when it connects: a key it does not know, or a
+        // value it cannot take, is found now rather than at every connection. Its messages name
+        // the option, never the value.
+        readable.parse::<tokio_postgres::Config>().map_err(|why| {
             SettingsError::Invalid(format!(
                 "database.url ({}): {why}",
                 crate::retry::redact(&self.database.url)
@@ -410,6 +434,24 @@ fn check_url(key: &str, value: &str, schemes: &[&str]) -> Result<(), SettingsErr
     if url.host_str().is_none_or(str::is_empty) {
         return Err(invalid("has no host"));
     }
+    Ok(())
+}
+
+/// `database.url` must be one PostgreSQL URL with at least one host (several, libpq's way, are
+/// fine) that tokio-postgres can read. Like [`check_url`], it quotes the redacted form at most.
+fn check_database_url(value: &str) -> Result<(), SettingsError> {
+    let invalid = |why: &str| {
+        SettingsError::Invalid(format!(
+            "database.url ({}) {why}",
+            crate::retry::redact(value)
+        ))
+    };
+    if value.matches("://").count() > 1 {
+        return Err(invalid(
+            "holds more than one URL; several hosts go in one URL: postgres://u@a:5432,b:5432/db",
+        ));
+    }
+    crate::store::pg_url::PgUrl::parse(value).map_err(|why| invalid(&why))?;
     Ok(())
 }
 
@@ -551,6 +593,28 @@ mod tests {
                 .to_string();
             assert!(error.contains(named), "{error}");
             assert!(!error.contains("hunter2"), "{error}");
+        }
+    }
+
+    #[test]
+    fn database_url_may_name_several_hosts() {
+        let url =
+            "postgres://herald:s3cret@db-a:5432,db-b:5432/herald?target_session_attrs=read-write";
+        let settings =
+            Settings::load_from(None, env(&[("HERALD__DATABASE__URL", url)])).expect("loads");
+        assert_eq!(settings.database.url, url);
+        assert_eq!(settings.http.idempotency_ttl_secs, 86400);
+        for bad in [
+            "postgres://herald:s3cret@db-a,,db-b/herald",
+            "postgres://herald:s3cret@db-a,db-b/herald?target_session_attrs=sometimes",
+            "mysql://herald:s3cret@db-a/herald",
+        ] {
+            let error = Settings::load_from(None, env(&[("HERALD__DATABASE__URL", bad)]))
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(error.contains("database.url"), "{error}");
+            assert!(!error.contains("s3cret"), "{error}");
         }
     }
 

@@ -196,6 +196,14 @@ mod tests {
             !shown.contains("p@ss") && !shown.contains("word"),
             "{shown}"
         );
+        let hosts =
+            "postgres://herald:hunter2@db-a:5432,db-b:5432/herald?target_session_attrs=read-write";
+        let shown = super::redact(hosts);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("herald:***@db-a:5432,db-b:5432/herald"),
+            "{shown}"
+        );
         let spaced = "postgres://h/db password=hunter2 user=x";
         assert!(!super::redact(spaced).contains("hunter2"));
         assert_eq!(super::redact("not a url"), "not a url");

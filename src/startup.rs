@@ -27,6 +27,7 @@ use crate::realtime::broker::link;
 use crate::realtime::relay::{self, Relay};
 use crate::realtime::routing::{BrokerPort, RegistryPort};
 use crate::realtime::session::caps::SessionCaps;
+use crate::realtime::session::epoch_watch;
 use crate::realtime::session::history::FeedHistory;
 use crate::realtime::session::protocol::DisconnectReason;
 use crate::realtime::session::registry::upkeep::{DisconnectAll, SessionCount};
@@ -177,6 +178,7 @@ impl Realtime {
             publish_channel,
         ));
         broker.do_send(LinkUp(first_link));
+        actix_rt::spawn(epoch_watch::run(registry.clone(), db.clone()));
         actix_rt::spawn(relink::run(registry.clone(), db, publishing));
         let watchdog = Watchdog::new(
             registry.clone(),
@@ -283,6 +285,7 @@ impl Application {
         )
         .await?;
 
+        let session_caps = SessionCaps::new(&settings.realtime);
         let state = web::Data::new(AppState {
             pool: pool.clone(),
             relay: realtime.relay.clone(),
@@ -307,9 +310,11 @@ impl Application {
                 settings.http.searches_per_address,
                 Duration::from_secs(settings.http.search_window_secs),
             ),
-            session_caps: SessionCaps::new(&settings.realtime),
+            session_caps: session_caps.clone(),
             token_watch: TokenWatch::new(pool.clone(), settings.realtime.ping_interval()).start(),
+            idempotency_ttl: settings.http.idempotency_ttl(),
         });
+        http::idempotency::spawn_pruner(pool.clone(), settings.http.idempotency_ttl());
         let listener_split = web::Data::new(MetricsListener(
             metrics_listener.as_ref().map(|(_, address)| *address),
         ));
@@ -338,9 +343,15 @@ impl Application {
         .tcp_nodelay(true)
         .disable_signals()
         .shutdown_timeout(5);
-        if settings.http.workers > 0 {
-            server = server.workers(settings.http.workers);
-        }
+        let workers = match settings.http.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        // Connections past the cap wait in the listen backlog rather than take descriptors the
+        // sessions need (see `SessionCaps::within`). The cap is per worker.
+        server = server
+            .workers(workers)
+            .max_connections(session_caps.connection_cap().div_ceil(workers));
         server = server
             .listen(listener)
             .map_err(|e| StartupError::Bind(settings.http.bind.clone(), e))?;

@@ -12,11 +12,17 @@
 //!   this user are delayed: the right password from an address that has not been failing is
 //!   never refused.
 //!
+//! Besides, a user and an address may each have only a few checks in flight at once
+//! (`auth.login_checks_in_flight_per_user`, `_per_address`): a burst of logins, right or wrong,
+//! for one user or from one address waits its turn (429, retry in a second) instead of filling
+//! the hashers' queue and turning everyone else's login into a 503.
+//!
 //! A refused attempt answers 429 before any password is hashed. Every attempt is counted as a
 //! failure when it begins (else 64 guesses sent at once would all pass the check before the
 //! first failure was counted) and taken back if it succeeds, or if it ends without a verdict (a
 //! 503: the database or the hashers were unavailable; that was no failed guess).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -41,14 +47,27 @@ pub struct LoginThrottle {
     per_pair: u32,
     per_address: u32,
     per_user: u32,
-    counts: Mutex<WindowCounts<Key>>,
+    in_flight_per_user: u32,
+    in_flight_per_address: u32,
+    state: Mutex<State>,
 }
+
+struct State {
+    counts: WindowCounts<Key>,
+    /// Checks under way, by `Key::User` and `Key::Address`.
+    in_flight: HashMap<Key, u32>,
+}
+
+/// How long an attempt refused for too many checks in flight is asked to wait.
+const IN_FLIGHT_WAIT: Duration = Duration::from_secs(1);
 
 /// A login attempt under way, counted as a failure until it says otherwise. Dropped without a
 /// verdict (its client hung up mid-check), it stays a failure.
 pub struct LoginAttempt {
     throttle: Arc<LoginThrottle>,
     keys: Vec<Key>,
+    /// The keys whose in-flight count this attempt holds.
+    flying: Vec<Key>,
     settled: bool,
 }
 
@@ -58,9 +77,12 @@ impl LoginThrottle {
             per_pair: settings.login_failures_per_user_address,
             per_address: settings.login_failures_per_address,
             per_user: settings.login_failures_per_user,
-            counts: Mutex::new(WindowCounts::new(Duration::from_secs(
-                settings.login_failure_window_secs,
-            ))),
+            in_flight_per_user: settings.login_checks_in_flight_per_user,
+            in_flight_per_address: settings.login_checks_in_flight_per_address,
+            state: Mutex::new(State {
+                counts: WindowCounts::new(Duration::from_secs(settings.login_failure_window_secs)),
+                in_flight: HashMap::new(),
+            }),
         }
     }
 
@@ -73,16 +95,27 @@ impl LoginThrottle {
     ) -> Result<LoginAttempt, Duration> {
         let now = Instant::now();
         let keys = self.keys(user, address);
-        let mut counts = self.lock();
-        if let Some(wait) = self.wait_in(&counts, now, &keys) {
+        let flying = self.flying(user, address);
+        let mut state = self.lock();
+        let busy = flying.iter().any(|(key, limit)| {
+            *limit > 0 && state.in_flight.get(key).copied().unwrap_or(0) >= *limit
+        });
+        if busy {
+            return Err(IN_FLIGHT_WAIT);
+        }
+        if let Some(wait) = self.wait_in(&state.counts, now, &keys) {
             return Err(wait);
         }
         for key in &keys {
-            counts.count(key.0, now);
+            state.counts.count(key.0, now);
+        }
+        for (key, _) in &flying {
+            *state.in_flight.entry(*key).or_insert(0) += 1;
         }
         Ok(LoginAttempt {
             throttle: Arc::clone(self),
             keys: keys.into_iter().map(|(key, _)| key).collect(),
+            flying: flying.into_iter().map(|(key, _)| key).collect(),
             settled: false,
         })
     }
@@ -93,6 +126,15 @@ impl LoginThrottle {
         if let Some(network) = address.map(network_of) {
             keys.push((Key::Pair(user, network), self.per_pair));
             keys.push((Key::Address(network), self.per_address));
+        }
+        keys
+    }
+
+    /// The keys whose checks in flight are limited, each with its limit (0: not limited).
+    fn flying(&self, user: Uuid, address: Option<IpAddr>) -> Vec<(Key, u32)> {
+        let mut keys = vec![(Key::User(user), self.in_flight_per_user)];
+        if let Some(network) = address.map(network_of) {
+            keys.push((Key::Address(network), self.in_flight_per_address));
         }
         keys
     }
@@ -117,10 +159,10 @@ impl LoginThrottle {
             .max()
     }
 
-    fn lock(&self) -> MutexGuard<'_, WindowCounts<Key>> {
-        // The table stays consistent whatever panicked while holding it: every update is one
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The tables stay consistent whatever panicked while holding them: every update is one
         // insert or assignment.
-        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -138,11 +180,11 @@ impl LoginAttempt {
     /// starts afresh. (The address and the user keep their other failures: one good login
     /// must not license more guessing.)
     pub fn succeeded(mut self) {
-        let mut counts = self.throttle.lock();
+        let mut state = self.throttle.lock();
         for key in &self.keys {
             match key {
-                Key::Pair(..) => counts.clear(key),
-                _ => counts.uncount(key),
+                Key::Pair(..) => state.counts.clear(key),
+                _ => state.counts.uncount(key),
             }
         }
         self.settled = true;
@@ -156,10 +198,10 @@ impl LoginAttempt {
     /// The id was no user's: the attempt still counts against the address, but keeps no
     /// count for the id (else made-up ids would fill the table).
     pub fn unknown_user(mut self) {
-        let mut counts = self.throttle.lock();
+        let mut state = self.throttle.lock();
         for key in &self.keys {
             if !matches!(key, Key::Address(_)) {
-                counts.uncount(key);
+                state.counts.uncount(key);
             }
         }
         self.settled = true;
@@ -168,18 +210,28 @@ impl LoginAttempt {
     /// The attempt ended without a verdict (503: no database or no free hasher): not a
     /// failure.
     pub fn void(mut self) {
-        let mut counts = self.throttle.lock();
+        let mut state = self.throttle.lock();
         for key in &self.keys {
-            counts.uncount(key);
+            state.counts.uncount(key);
         }
         self.settled = true;
     }
 }
 
 impl Drop for LoginAttempt {
+    /// Its check is no longer in flight, however it ended.
     fn drop(&mut self) {
         if !self.settled {
             log::debug!("a login attempt ended unsettled: it counts as a failure");
+        }
+        let mut state = self.throttle.lock();
+        for key in &self.flying {
+            if let Some(n) = state.in_flight.get_mut(key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    state.in_flight.remove(key);
+                }
+            }
         }
     }
 }
@@ -204,6 +256,8 @@ mod tests {
             login_failures_per_address: per_address,
             login_failures_per_user: per_user,
             login_failure_window_secs: 300,
+            login_checks_in_flight_per_user: 0,
+            login_checks_in_flight_per_address: 0,
             registrations_per_address: 0,
             registration_window_secs: 60,
         }))
@@ -215,10 +269,10 @@ mod tests {
     /// Counts `n` failures at `at` for `user` from `address`, as finished attempts would.
     fn fail(throttle: &LoginThrottle, at: Instant, user: Uuid, address: Option<IpAddr>, n: u32) {
         let keys = throttle.keys(user, address);
-        let mut counts = throttle.lock();
+        let mut state = throttle.lock();
         for _ in 0..n {
             for (key, _) in &keys {
-                counts.count(*key, at);
+                state.counts.count(*key, at);
             }
         }
     }
@@ -230,7 +284,7 @@ mod tests {
         address: Option<IpAddr>,
     ) -> Option<Duration> {
         let keys = throttle.keys(user, address);
-        throttle.wait_in(&throttle.lock(), at, &keys)
+        throttle.wait_in(&throttle.lock().counts, at, &keys)
     }
 
     #[test]
@@ -304,16 +358,11 @@ mod tests {
         for attempt in attempts {
             attempt.void();
         }
-        assert!(throttle.lock().is_empty());
+        assert!(throttle.lock().counts.is_empty());
         let attempt = throttle.begin(user, HOME).expect("free again");
         attempt.succeeded();
-        assert!(
-            throttle
-                .lock()
-                .get(&Key::Pair(user, HOME.expect("ip")), Instant::now())
-                .count
-                == 0
-        );
+        let pair = Key::Pair(user, HOME.expect("ip"));
+        assert_eq!(throttle.lock().counts.get(&pair, Instant::now()).count, 0);
     }
 
     #[test]
@@ -321,9 +370,46 @@ mod tests {
         let throttle = throttle(5, 5, 5);
         let id = Uuid::new_v4();
         throttle.begin(id, HOME).expect("free").unknown_user();
-        let counts = throttle.lock();
+        let state = throttle.lock();
         let now = Instant::now();
-        assert_eq!(counts.get(&Key::User(id), now).count, 0);
-        assert_eq!(counts.get(&Key::Address(HOME.expect("ip")), now).count, 1);
+        assert_eq!(state.counts.get(&Key::User(id), now).count, 0);
+        assert_eq!(
+            state
+                .counts
+                .get(&Key::Address(HOME.expect("ip")), now)
+                .count,
+            1
+        );
+    }
+
+    #[test]
+    fn only_a_few_checks_per_user_and_per_address_are_in_flight_at_once() {
+        let throttle = Arc::new(LoginThrottle::new(&AuthSettings {
+            token_ttl_secs: 60,
+            hash_concurrency: 1,
+            hash_queue: 1,
+            login_failures_per_user_address: 0,
+            login_failures_per_address: 0,
+            login_failures_per_user: 0,
+            login_failure_window_secs: 300,
+            login_checks_in_flight_per_user: 2,
+            login_checks_in_flight_per_address: 3,
+            registrations_per_address: 0,
+            registration_window_secs: 60,
+        }));
+        let (ann, bob) = (Uuid::new_v4(), Uuid::new_v4());
+        let first = throttle.begin(ann, HOME).expect("one");
+        let _second = throttle.begin(ann, AWAY).expect("two");
+        assert_eq!(throttle.begin(ann, None).err(), Some(super::IN_FLIGHT_WAIT));
+        let _third = throttle.begin(bob, HOME).expect("bob, third from home");
+        assert!(
+            throttle.begin(Uuid::new_v4(), HOME).is_err(),
+            "home has three in flight"
+        );
+        first.succeeded();
+        assert!(
+            throttle.begin(ann, None).is_ok(),
+            "a check ended: room again"
+        );
     }
 }

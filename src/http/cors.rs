@@ -41,8 +41,18 @@ impl AllowedOrigins {
     pub fn middleware(&self) -> Cors {
         let cors = Cors::default()
             .allowed_methods([Method::GET, Method::POST, Method::PUT])
-            .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, X_REQUEST_ID])
-            .expose_headers([FEED_SEQ, X_REQUEST_ID, header::RETRY_AFTER])
+            .allowed_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                X_REQUEST_ID,
+                header::HeaderName::from_static("idempotency-key"),
+            ])
+            .expose_headers([
+                FEED_SEQ,
+                X_REQUEST_ID,
+                header::RETRY_AFTER,
+                header::HeaderName::from_static("idempotent-replayed"),
+            ])
             .max_age(PREFLIGHT_MAX_AGE_SECS);
         match self {
             AllowedOrigins::Off => cors,

@@ -31,6 +31,10 @@ pub enum ApiError {
     BodyTimeout(BodyTimedOut),
     #[error("request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    /// A well-formed request that cannot be served as sent (an `Idempotency-Key` reused for a
+    /// different request).
+    #[error("{0}")]
+    Unprocessable(String),
     /// 429: wait this many seconds, for this reason.
     #[error("{1}; retry in {0} seconds")]
     TooManyRequests(u64, &'static str),
@@ -50,6 +54,7 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed(..) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -7,6 +7,7 @@ pub mod client_address;
 pub mod connection;
 pub mod cors;
 pub mod error;
+pub mod idempotency;
 pub mod listeners;
 pub mod metrics;
 pub mod origins;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub session_caps: SessionCaps,
     /// Closes sessions whose token expires or is revoked.
     pub token_watch: Addr<TokenWatch>,
+    /// How long a write's `Idempotency-Key` is remembered.
+    pub idempotency_ttl: Duration,
 }
 
 /// Mounts every route of the contract (plus `/health` and the browser client's files) and the

@@ -13,10 +13,14 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::pg_tls::{PgTls, SslMode};
+use super::pg_url::PgUrl;
 use super::DbPool;
 use crate::config::DatabaseSettings;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// The `connect_timeout` (seconds, per host) a URL naming several hosts gets unless it sets one.
+const MULTI_HOST_CONNECT_TIMEOUT_SECS: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatabaseError {
@@ -74,7 +78,8 @@ impl From<Refusal> for DatabaseError {
 
 async fn open(url: &str, tls: &PgTls) -> Result<AsyncPgConnection, Refusal> {
     let invalid = |why: String| Refusal::Other(ConnectionError::InvalidConnectionUrl(why));
-    let (mode, url) = SslMode::of_url(url).map_err(invalid)?;
+    let url = with_multi_host_defaults(url);
+    let (mode, url) = SslMode::of_url(&url).map_err(invalid)?;
     let connector = match (mode, tls.connector()) {
         (SslMode::Disable, _) => {
             return AsyncPgConnection::establish(&url)
@@ -104,6 +109,34 @@ async fn open(url: &str, tls: &PgTls) -> Result<AsyncPgConnection, Refusal> {
         .map_err(Refusal::Other)
 }
 
+/// `url` with what a URL naming several hosts needs and does not set:
+/// `target_session_attrs=read-write` (herald writes: a standby must be skipped, not kept in the
+/// pool refusing every write), and a `connect_timeout` (a host that died without a trace, no
+/// answer rather than a refusal, would otherwise hold every new connection for the kernel's TCP
+/// timeout, minutes, before the next host is tried).
+fn with_multi_host_defaults(url: &str) -> String {
+    let Ok(parsed) = PgUrl::parse(url) else {
+        return url.to_owned();
+    };
+    if !parsed.has_several_hosts() {
+        return url.to_owned();
+    }
+    let mut url = url.to_owned();
+    for (key, value) in [
+        ("target_session_attrs", "read-write".to_owned()),
+        (
+            "connect_timeout",
+            MULTI_HOST_CONNECT_TIMEOUT_SECS.to_string(),
+        ),
+    ] {
+        if !parsed.sets(key) {
+            let separator = if url.contains('?') { '&' } else { '?' };
+            url = format!("{url}{separator}{key}={value}");
+        }
+    }
+    url
+}
+
 /// An error with its causes, `error: cause: cause`: tokio-postgres's own message is only its
 /// kind ("error performing TLS handshake").
 fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
@@ -126,20 +159,15 @@ struct Exists {
     exists: bool,
 }
 
-/// Splits `database.url` into the URL of the `postgres` maintenance database and the name of
-/// the target database.
+/// Splits `database.url` into the URL of the `postgres` maintenance database (on the same
+/// hosts) and the name of the target database.
 fn maintenance_url(url: &str) -> Result<(String, String), DatabaseError> {
-    let mut parsed = url::Url::parse(url).map_err(|e| DatabaseError::BadUrl(e.to_string()))?;
-    let name = parsed.path().trim_start_matches('/').to_owned();
+    let parsed = PgUrl::parse(url).map_err(DatabaseError::BadUrl)?;
+    let name = parsed.database();
     if name.is_empty() {
         return Err(DatabaseError::BadUrl("no database name in the path".into()));
     }
-    let name = url::form_urlencoded::parse(format!("n={name}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or(name);
-    parsed.set_path("/postgres");
-    Ok((parsed.to_string(), name))
+    Ok((parsed.with_database("postgres"), name))
 }
 
 /// Creates the database named in `url` unless it exists. Safe to race with another instance.
@@ -255,5 +283,30 @@ mod tests {
     fn maintenance_url_rejects_a_url_without_a_database() {
         assert!(maintenance_url("postgres://host:5432").is_err());
         assert!(maintenance_url("not a url").is_err());
+    }
+
+    #[test]
+    fn several_hosts_keep_their_list_and_get_what_they_need() {
+        let url = "postgres://u@a:5432,b:5433/herald?target_session_attrs=any";
+        let (admin, name) = maintenance_url(url).expect("valid url");
+        assert_eq!(
+            admin,
+            "postgres://u@a:5432,b:5433/postgres?target_session_attrs=any"
+        );
+        assert_eq!(name, "herald");
+        assert_eq!(
+            super::with_multi_host_defaults(url),
+            format!("{url}&connect_timeout=5")
+        );
+        assert_eq!(
+            super::with_multi_host_defaults("postgres://a,b/herald"),
+            "postgres://a,b/herald?target_session_attrs=read-write&connect_timeout=5"
+        );
+        let own = "postgres://a,b/herald?connect_timeout=2&target_session_attrs=read-write";
+        assert_eq!(super::with_multi_host_defaults(own), own);
+        assert_eq!(
+            super::with_multi_host_defaults("postgres://a/h"),
+            "postgres://a/h"
+        );
     }
 }

@@ -469,6 +469,10 @@ async fn history_in(
     if after > state.numbered_seq || after < state.pruned_seq {
         return Ok(History::Reset(state.numbered_seq));
     }
+    // A position of a history this log no longer has (see `epochs`).
+    if super::epochs::in_skipped_range(conn, after).await? {
+        return Ok(History::Reset(state.numbered_seq));
+    }
     let oldest: Oldest = diesel::sql_query(
         "SELECT (SELECT created_at FROM feed_events WHERE seq > $1 ORDER BY seq LIMIT 1)
                 AS created_at",

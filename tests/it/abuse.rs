@@ -253,6 +253,41 @@ async fn a_registration_flood_does_not_starve_logins() {
     assert_eq!(logins, vec![200; 5], "logins during the flood");
 }
 
+/// 128 right-password logins of one user at once (a runaway client, or someone keeping the
+/// hashers busy on purpose) may have only a few checks in flight: the rest wait their turn
+/// (429), and another user's login from elsewhere is never answered 503.
+#[actix_web::test]
+async fn a_burst_of_logins_for_one_user_leaves_the_hashers_to_everyone_else() {
+    let mut settings = behind_a_proxy();
+    settings.auth.hash_concurrency = 1;
+    settings.auth.hash_queue = 4;
+    let app = TestApp::spawn_with(settings).await;
+    let busy = app.register("Busy", "Burst").await;
+    let other = app.register("Other", "Calm").await;
+    let burst = (0..128).map(|_| login_from(&app, busy, PASSWORD, "198.51.100.1"));
+    let (burst, calm) = futures_util::future::join(join_all(burst), async {
+        let mut statuses = Vec::new();
+        for _ in 0..5 {
+            statuses.push(
+                login_from(&app, other, PASSWORD, "203.0.113.5")
+                    .await
+                    .status,
+            );
+        }
+        statuses
+    })
+    .await;
+    let statuses: Vec<u16> = burst.iter().map(|a| a.status).collect();
+    assert!(statuses.contains(&200), "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(!statuses.contains(&503), "{statuses:?}");
+    assert_eq!(
+        calm,
+        vec![200; 5],
+        "the other user's logins during the burst"
+    );
+}
+
 #[actix_web::test]
 async fn searches_are_limited_per_address_and_bounded_in_rows_and_bytes() {
     let mut settings = behind_a_proxy();

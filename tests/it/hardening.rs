@@ -123,6 +123,8 @@ async fn a_login_flood_waits_for_a_few_hashers_and_the_excess_gets_503() {
     settings.auth.login_failures_per_user = 0;
     settings.auth.login_failures_per_user_address = 0;
     settings.auth.login_failures_per_address = 0;
+    settings.auth.login_checks_in_flight_per_user = 0;
+    settings.auth.login_checks_in_flight_per_address = 0;
     let app = TestApp::spawn_with(settings).await;
     let user = app.user("Target").await;
 

@@ -7,10 +7,12 @@ use uuid::Uuid;
 
 use crate::http::auth::AuthenticatedUser;
 use crate::http::error::ApiError;
+use crate::http::idempotency::{self, IdempotencyKey};
 use crate::http::validation;
 use crate::http::AppState;
 use crate::store;
 use crate::store::events;
+use crate::store::idempotency::{Outcome, Write};
 use crate::store::models::Post;
 use crate::store::posts::{self, Change};
 
@@ -35,13 +37,13 @@ impl From<Post> for PostView {
     }
 }
 
-fn refused<T>(change: Change<T>) -> Result<T, ApiError> {
+/// A write to someone's post as the answer it gets (kept for repeats of its
+/// `Idempotency-Key`).
+fn outcome_of<T>(change: Change<T>) -> Outcome {
     match change {
-        Change::Done(value) => Ok(value),
-        Change::NotFound => Err(ApiError::NotFound("post not found".into())),
-        Change::NotAuthor => Err(ApiError::Forbidden(
-            "only the author may change a post".into(),
-        )),
+        Change::Done(_) => idempotency::success(String::new()),
+        Change::NotFound => idempotency::refusal(404, "post not found"),
+        Change::NotAuthor => idempotency::refusal(403, "only the author may change a post"),
     }
 }
 
@@ -53,15 +55,21 @@ pub struct CreateRequest {
 pub async fn create(
     state: web::Data<AppState>,
     AuthenticatedUser(me): AuthenticatedUser,
+    key: IdempotencyKey,
     body: web::Json<CreateRequest>,
 ) -> Result<HttpResponse, ApiError> {
     validation::post_text(&body.text)?;
-    let post = {
-        let mut conn = store::connection(&state.pool).await?;
-        posts::create(&mut conn, me, &body.text).await?
-    };
-    state.relay.nudge();
-    Ok(HttpResponse::Ok().json(post.id))
+    let text = body.into_inner().text;
+    let request = format!("POST /post/create\n{text}");
+    let write: Write = Box::new(move |conn| {
+        Box::pin(async move {
+            let post = posts::create(conn, me, &text).await?;
+            Ok(idempotency::success(
+                serde_json::to_string(&post.id).unwrap_or_default(),
+            ))
+        })
+    });
+    idempotency::write_once(&state, me, &key, &request, write).await
 }
 
 #[derive(Deserialize)]
@@ -73,28 +81,30 @@ pub struct UpdateRequest {
 pub async fn update(
     state: web::Data<AppState>,
     AuthenticatedUser(me): AuthenticatedUser,
+    key: IdempotencyKey,
     body: web::Json<UpdateRequest>,
 ) -> Result<HttpResponse, ApiError> {
     validation::post_text(&body.text)?;
-    {
-        let mut conn = store::connection(&state.pool).await?;
-        refused(posts::update(&mut conn, body.id, me, &body.text).await?)?;
-    }
-    state.relay.nudge();
-    Ok(HttpResponse::Ok().finish())
+    let UpdateRequest { id, text } = body.into_inner();
+    let request = format!("PUT /post/update\n{id}\n{text}");
+    let write: Write = Box::new(move |conn| {
+        Box::pin(async move { Ok(outcome_of(posts::update(conn, id, me, &text).await?)) })
+    });
+    idempotency::write_once(&state, me, &key, &request, write).await
 }
 
 pub async fn delete(
     state: web::Data<AppState>,
     AuthenticatedUser(me): AuthenticatedUser,
+    key: IdempotencyKey,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    {
-        let mut conn = store::connection(&state.pool).await?;
-        refused(posts::delete(&mut conn, *id, me).await?)?;
-    }
-    state.relay.nudge();
-    Ok(HttpResponse::Ok().finish())
+    let id = id.into_inner();
+    let request = format!("PUT /post/delete/{id}");
+    let write: Write = Box::new(move |conn| {
+        Box::pin(async move { Ok(outcome_of(posts::delete(conn, id, me).await?)) })
+    });
+    idempotency::write_once(&state, me, &key, &request, write).await
 }
 
 pub async fn get(

@@ -5,7 +5,9 @@
 //! (its connection closes and PostgreSQL frees the lock) another takes over within seconds. Only
 //! an instance with a broker link takes the lead, and a leader that cannot publish for
 //! [`GIVE_UP_AFTER`] gives it up. The leader, on that same connection (so no other instance can
-//! number while it does):
+//! number while it does), first enters the log's epoch (`store::epochs`: on a server whose
+//! history differs from the one the log was numbered on, a promoted standby, the numbering jumps
+//! past anything the old history gave out), then loops:
 //!
 //! 1. numbers committed events and reads them back in the same statement
 //!    (`store::events::number_batch`), which gives positions in commit order;
@@ -37,9 +39,12 @@ use super::stats::Stats;
 use super::trace::{self, Commits, Sent};
 use crate::config::RealtimeSettings;
 use crate::realtime::broker::topology::{author_routing_key, user_routing_key};
+use crate::store::epochs::{self, Epoch};
 use crate::store::events::{self as log_store, Kind, RelayedEvent};
 use crate::store::pg_tls::PgTls;
+use keepalives::with_keepalives;
 
+mod keepalives;
 mod listen;
 mod outbox;
 use crate::store::{database, friends, StoreError};
@@ -57,11 +62,6 @@ const REPUBLISH_PAUSE: Duration = Duration::from_millis(250);
 /// A leader that cannot publish for this long (no broker link, or publishes failing in a row)
 /// gives up the lead, so an instance that can takes it over.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(5);
-
-/// TCP keepalives on the leader's connection: if the leader's host freezes or drops off the
-/// network, PostgreSQL frees the lock within about half a minute, not the default two hours.
-const LEADER_KEEPALIVES: &str =
-    "keepalives=1&keepalives_idle=10&keepalives_interval=5&keepalives_retries=3";
 
 /// How often the leader prunes events older than `realtime.history_ttl_secs`, and how many it
 /// deletes per statement.
@@ -209,16 +209,29 @@ impl Leader {
             }
             self.pause(LEAD_RETRY).await?;
         }
+        // Before anything is numbered: positions must survive a crash of this server, and
+        // must not repeat ones a lost history gave out (see `store::epochs`).
+        epochs::durable_commits(&mut conn).await?;
+        let epoch = epochs::enter(&mut conn).await?;
+        if epoch.started {
+            log::warn!(
+                "the database's history changed (a promoted standby or a restored backup): \
+                 feed positions continue after {} instead of {}; clients past {} get feed.reset",
+                epoch.base,
+                epoch.branched_at,
+                epoch.branched_at
+            );
+        }
         self.relay.leading.store(true, Ordering::Relaxed);
         log::info!("this instance relays the feed log");
-        self.lead(&mut conn).await
+        self.lead(&mut conn, epoch).await
     }
 
     fn has_channel(&self) -> bool {
         usable(&self.channel.borrow())
     }
 
-    async fn lead(&mut self, conn: &mut AsyncPgConnection) -> Result<(), RelayError> {
+    async fn lead(&mut self, conn: &mut AsyncPgConnection, epoch: Epoch) -> Result<(), RelayError> {
         let mut published = log_store::relay_state(conn).await?.published_seq;
         // Whether numbered events may wait unpublished (left by an earlier leader, or by a
         // failed publish): they go first. Once none do, each batch is numbered and read in one
@@ -257,8 +270,8 @@ impl Leader {
             let (first, last) = (rows[0].event.seq, rows[rows.len() - 1].event.seq);
             match self.publish(conn, &channel, &rows, picked).await {
                 Ok(()) => {
-                    log_store::mark_published(conn, last).await?;
-                    published = last;
+                    published = epoch.published_mark(last);
+                    log_store::mark_published(conn, published).await?;
                     failing_since = None;
                     self.stats.add_relayed(rows.len() as u64);
                 }
@@ -425,29 +438,4 @@ fn usable(channel: &Option<Channel>) -> bool {
     channel
         .as_ref()
         .is_some_and(|channel| channel.status().connected())
-}
-
-/// `url` with TCP keepalives for the leader's connection (unless it sets its own).
-fn with_keepalives(url: &str) -> String {
-    if url.contains("keepalives") {
-        return url.to_owned();
-    }
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}{LEADER_KEEPALIVES}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::with_keepalives;
-
-    #[test]
-    fn the_leaders_connection_gets_keepalives_unless_the_url_sets_them() {
-        assert_eq!(
-            with_keepalives("postgres://h/db"),
-            format!("postgres://h/db?{}", super::LEADER_KEEPALIVES)
-        );
-        assert!(with_keepalives("postgres://h/db?sslmode=disable").contains("disable&keepalives=1"));
-        let own = "postgres://h/db?keepalives_idle=60";
-        assert_eq!(with_keepalives(own), own);
-    }
 }

@@ -40,6 +40,8 @@ struct Shared {
     per_user: usize,
     per_address: usize,
     total: usize,
+    /// Connections the HTTP server may hold at once (see [`SessionCaps::connection_cap`]).
+    connections: usize,
     counts: Mutex<Counts>,
 }
 
@@ -55,16 +57,35 @@ pub struct SessionPermit {
 
 impl SessionCaps {
     pub fn new(settings: &RealtimeSettings) -> Self {
+        Self::within(settings, open_files_limit())
+    }
+
+    /// The caps for a process allowed `descriptors` open files. A tenth of them (at most
+    /// 1,000) is kept for everything but connections: the database pool, the broker, the
+    /// listeners, files. Of the rest, each session takes two (its connection, and the
+    /// duplicate its write watch keeps), and connections that are not sessions (HTTP requests,
+    /// upgrades under way) get half the reserve: so sessions at their cap plus connections at
+    /// theirs never reach the limit, and a flood of connections waits in the listen backlog
+    /// instead of failing inside with `EMFILE`.
+    fn within(settings: &RealtimeSettings, descriptors: usize) -> Self {
+        let reserve = (descriptors / 10).min(1_000);
         let total = match settings.max_sessions {
-            0 => from_open_files_limit(),
+            0 => (descriptors - reserve) / 2,
             n => n,
         };
         SessionCaps(Arc::new(Shared {
             per_user: settings.max_sessions_per_user,
             per_address: settings.max_sessions_per_address,
             total,
+            connections: total.saturating_add(reserve / 2).max(1),
             counts: Mutex::new(Counts::default()),
         }))
+    }
+
+    /// Connections the HTTP server may hold at once, across its workers: the instance's
+    /// session cap and half the reserve (see [`within`](Self::within)).
+    pub fn connection_cap(&self) -> usize {
+        self.0.connections
     }
 
     /// A place for a session of `user` from `address`, or why there is none.
@@ -133,22 +154,19 @@ fn lock(shared: &Shared) -> MutexGuard<'_, Counts> {
     shared.counts.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The default instance cap: each session holds two descriptors (its connection, and the
-/// duplicate its write watch keeps), and a tenth of the limit stays for everything else (the
-/// database pool, the broker, listeners, HTTP requests).
-fn from_open_files_limit() -> usize {
+/// This process's open-files limit (its soft limit, which `startup` raises to the hard one).
+fn open_files_limit() -> usize {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes into the struct it is given and has no other effect.
     let read = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
-    let descriptors = if read && limit.rlim_cur != libc::RLIM_INFINITY {
+    if read && limit.rlim_cur != libc::RLIM_INFINITY {
         usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
     } else {
         1 << 20
-    };
-    (descriptors - descriptors / 10) / 2
+    }
 }
 
 #[cfg(test)]
@@ -192,8 +210,26 @@ mod tests {
     }
 
     #[test]
-    fn the_default_instance_cap_stays_below_the_descriptor_limit() {
-        let caps = caps(32, 1024, 0);
-        assert!(caps.instance_cap() > 0);
+    fn sessions_and_connections_at_their_caps_stay_below_the_descriptor_limit() {
+        let settings = |max| {
+            let mut realtime = Settings::load_from(None, Some(Default::default()))
+                .expect("defaults")
+                .realtime;
+            realtime.max_sessions = max;
+            realtime
+        };
+        for descriptors in [256, 1024, 20_000, 1_048_576] {
+            let caps = SessionCaps::within(&settings(0), descriptors);
+            // Each session: its connection and a duplicate; other connections: one each.
+            let used = caps.instance_cap() + caps.connection_cap();
+            assert!(caps.instance_cap() > 0);
+            assert!(caps.connection_cap() > caps.instance_cap());
+            assert!(used + 64 <= descriptors, "{descriptors}: {used}");
+        }
+        assert_eq!(
+            SessionCaps::within(&settings(0), 20_000).instance_cap(),
+            9_500
+        );
+        assert_eq!(SessionCaps::within(&settings(7), 20_000).instance_cap(), 7);
     }
 }

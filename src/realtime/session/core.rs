@@ -70,6 +70,8 @@ pub enum Out<'a> {
 #[rtype(result = "()")]
 pub struct Filled {
     after: i64,
+    /// How many resets the session had sent when the fill was asked for.
+    resets_before: u64,
     fill: Fill,
 }
 
@@ -86,6 +88,9 @@ pub struct SessionCore {
     permit: Option<SessionPermit>,
     /// The token watch to register the session's token with, when it registers.
     token: Option<(Addr<TokenWatch>, TokenGrant)>,
+    /// How many `feed.reset` frames it has sent: a fill that answers "reset" after another
+    /// reset went out meanwhile adds nothing (the client reloads from a later position already).
+    resets_sent: u64,
 }
 
 impl SessionCore {
@@ -101,6 +106,7 @@ impl SessionCore {
             registered: false,
             permit: None,
             token: None,
+            resets_sent: 0,
         }
     }
 
@@ -194,13 +200,19 @@ impl SessionCore {
         self.last_heard
     }
 
-    /// A live event: writes what the gate lets through.
-    pub fn deliver(&mut self, Deliver(frame, trace): Deliver, write: &mut dyn FnMut(Out<'_>)) {
+    /// A live event: writes what the gate lets through (a fill's answer, if the gate asks for
+    /// a check, comes to `me`).
+    pub fn deliver(
+        &mut self,
+        Deliver(frame, trace): Deliver,
+        me: &Recipient<Filled>,
+        write: &mut dyn FnMut(Out<'_>),
+    ) {
         let seq = frame.0;
         let released = self.gate.live(frame);
         // Timed only when written now, not when held for a fill or dropped as a duplicate.
         let written = released.frames.iter().any(|(at, _)| *at == seq);
-        self.release(released, write);
+        self.release(released, me, write);
         if written {
             trace.written(&self.deps.stats);
         }
@@ -212,18 +224,25 @@ impl SessionCore {
             FeedSync::Hold => self.gate.hold(),
             // From the routing change's position: this session's events before it came
             // through its queue ahead of the change (one relay publishes in order).
-            FeedSync::CatchUp { after } => self.fill(after.unwrap_or(self.gate.last()), me),
+            FeedSync::CatchUp { after } => self.fill(after.unwrap_or(self.gate.last()), &me),
         }
     }
 
     /// Reads the gap after `after` from the log, off the actor, trying again while the
     /// database is unreachable (and the session alive); the answer comes to `me`.
-    fn fill(&self, after: i64, me: Recipient<Filled>) {
+    fn fill(&self, after: i64, me: &Recipient<Filled>) {
         let (history, user_id, id) = (self.deps.history.clone(), self.user_id, self.id);
+        let (me, resets_before) = (me.clone(), self.resets_sent);
         actix_rt::spawn(async move {
             loop {
                 match history.fill(user_id, after).await {
-                    Ok(fill) => return me.do_send(Filled { after, fill }),
+                    Ok(fill) => {
+                        return me.do_send(Filled {
+                            after,
+                            resets_before,
+                            fill,
+                        })
+                    }
                     Err(error) => log::warn!(
                         "session {id}: filling its gap after {after} failed ({error}); retrying"
                     ),
@@ -237,12 +256,14 @@ impl SessionCore {
     }
 
     /// A fill's answer: writes the gap and what was held meanwhile, or resets the client.
-    pub fn filled(&mut self, msg: Filled, write: &mut dyn FnMut(Out<'_>)) {
+    pub fn filled(&mut self, msg: Filled, me: &Recipient<Filled>, write: &mut dyn FnMut(Out<'_>)) {
         let frames = match msg.fill {
             Fill::Frames(frames) => frames,
+            Fill::Reset(_) if self.resets_sent != msg.resets_before => Vec::new(),
             Fill::Reset(head) => {
                 log::info!(
-                    "session {}: the gap after {} is beyond the history kept; resetting it to {head}",
+                    "session {}: the gap after {} cannot be filled (beyond the history kept, or \
+                     from a history the database lost); resetting it to {head}",
                     self.id,
                     msg.after
                 );
@@ -252,7 +273,7 @@ impl SessionCore {
             }
         };
         match self.gate.filled(frames) {
-            Some(released) => self.release(released, write),
+            Some(released) => self.release(released, me, write),
             None => {
                 // It held more than it may while the fill ran: order can no longer be
                 // promised, so the client reloads from the newest position it was sent.
@@ -266,17 +287,27 @@ impl SessionCore {
         }
     }
 
-    fn release(&self, released: Released, write: &mut dyn FnMut(Out<'_>)) {
+    /// Writes what the gate let through, and starts the check it asks for, if any.
+    fn release(&self, released: Released, me: &Recipient<Filled>, write: &mut dyn FnMut(Out<'_>)) {
         if released.duplicates > 0 {
             self.deps.stats.add_duplicates(released.duplicates as u64);
         }
         for (seq, text) in &released.frames {
             write(Out::Event(*seq, text));
         }
+        if let Some(after) = released.check_after {
+            log::info!(
+                "session {}: positions jumped past {after} (a new epoch of the feed log?); \
+                 checking its position",
+                self.id
+            );
+            self.fill(after, me);
+        }
     }
 
     /// Tells the client to reload and continue from `seq`.
     fn reset(&mut self, seq: i64, write: &mut dyn FnMut(Out<'_>)) {
+        self.resets_sent += 1;
         self.deps.stats.count_reset();
         self.gate.reset_to(seq);
         write(Out::Reset(seq, &reset_frame(seq)));

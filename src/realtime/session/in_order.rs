@@ -5,8 +5,15 @@
 //! opens a gap only the log can fill. While such a fill is under way the session *holds* its
 //! live events; when the fill comes back both are merged by position, and anything at or below
 //! the last position written is dropped as already sent.
+//!
+//! A step far larger than any traffic makes (`store::epochs::SUSPICIOUS_JUMP`) means the log
+//! may have started a new epoch after a failover, and the session's position may belong to a
+//! history the database no longer has: the gate then holds everything from that frame on and
+//! asks the session to check its position against the log (a fill, which answers `feed.reset`
+//! for a lost position) before writing any of it.
 
 use crate::realtime::events::Frame;
+use crate::store::epochs::SUSPICIOUS_JUMP;
 
 /// What a step let through: frames to write now, in order, and how many were dropped as
 /// duplicates.
@@ -14,6 +21,11 @@ use crate::realtime::events::Frame;
 pub struct Released {
     pub frames: Vec<Frame>,
     pub duplicates: usize,
+    /// The session must fill its gap after this position (its last one) before anything more
+    /// is written: a frame jumped as only a new epoch makes positions jump. The gate holds
+    /// meanwhile, as for any fill, until [`InOrder::filled`]: a session that ignored this
+    /// would hold its events for good.
+    pub check_after: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -28,6 +40,8 @@ pub struct InOrder {
     overflowed: bool,
     /// The highest position seen, written or not.
     newest: i64,
+    /// Jumps to positions up to here have been checked against the log already.
+    checked_through: i64,
 }
 
 impl InOrder {
@@ -40,6 +54,7 @@ impl InOrder {
             held_max,
             overflowed: false,
             newest: last,
+            checked_through: last,
         }
     }
 
@@ -103,9 +118,19 @@ impl InOrder {
     fn release(&mut self, mut frames: Vec<Frame>) -> Released {
         frames.sort_by_key(|(seq, _)| *seq);
         let mut released = Released::default();
-        for frame in frames {
+        let mut frames = frames.into_iter();
+        while let Some(frame) = frames.next() {
             if frame.0 <= self.last {
                 released.duplicates += 1;
+            } else if frame.0 > self.checked_through && frame.0 - self.last >= SUSPICIOUS_JUMP {
+                // Held until the check (a fill from `last`) comes back; jumps up to this frame
+                // are covered by it.
+                self.checked_through = frame.0;
+                self.holds += 1;
+                self.held.push(frame);
+                self.held.extend(frames);
+                released.check_after = Some(self.last);
+                return released;
             } else {
                 self.last = frame.0;
                 released.frames.push(frame);
@@ -163,6 +188,32 @@ mod tests {
         assert!(first.frames.is_empty());
         let second = gate.filled(vec![frame(4), frame(1)]).expect("no overflow");
         assert_eq!(seqs(&second), [1, 3, 4, 5]);
+    }
+
+    #[test]
+    fn a_jump_like_a_new_epochs_is_held_until_the_position_is_checked() {
+        let jump = crate::store::epochs::EPOCH_GAP;
+        let mut gate = InOrder::new(20, 100);
+        assert_eq!(seqs(&gate.live(frame(21))), [21]);
+        let held = gate.live(frame(21 + jump));
+        assert!(held.frames.is_empty());
+        assert_eq!(held.check_after, Some(21));
+        assert!(
+            gate.live(frame(22 + jump)).frames.is_empty(),
+            "held behind the check"
+        );
+        // The check finds the position in the new history: what was held goes out.
+        let released = gate.filled(vec![frame(21 + jump)]).expect("no overflow");
+        assert_eq!(seqs(&released), [21 + jump, 22 + jump]);
+        assert_eq!(released.check_after, None);
+        assert_eq!(seqs(&gate.live(frame(23 + jump))), [23 + jump]);
+        // A check that ends in a reset: nothing at or below the reset's position follows it.
+        let mut gate = InOrder::new(5, 100);
+        assert_eq!(gate.live(frame(6 + jump)).check_after, Some(5));
+        gate.reset_to(7 + jump);
+        let released = gate.filled(vec![]).expect("no overflow");
+        assert!(released.frames.is_empty());
+        assert_eq!(seqs(&gate.live(frame(8 + jump))), [8 + jump]);
     }
 
     #[test]

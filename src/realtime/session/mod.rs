@@ -3,12 +3,14 @@
 //! (`in_order`), filling its gaps from the log (`history`), the registry of this node's
 //! sessions (`registry`), the watchdog that keeps them honest (`watchdog`), noticing a client
 //! that stopped reading (`write_watch`), routing them again after a lost broker link
-//! (`relink`), the caps on how many a user, an address and the instance may hold (`caps`), and
-//! closing those whose token expired or was revoked (`token_watch`).
+//! (`relink`), the caps on how many a user, an address and the instance may hold (`caps`),
+//! closing those whose token expired or was revoked (`token_watch`), and having them check
+//! their positions when the feed log starts a new epoch after a failover (`epoch_watch`).
 
 pub mod admission;
 pub mod caps;
 pub mod core;
+pub mod epoch_watch;
 pub mod history;
 pub mod in_order;
 pub mod protocol;

@@ -105,9 +105,10 @@ impl<F: Framing> Handler<Deliver> for StreamSession<F> {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        let me = ctx.address().recipient();
         let (core, framing) = (&mut self.core, &mut self.framing);
         let (body, close_code) = (&self.body, &mut self.close_code);
-        core.deliver(msg, &mut |out| {
+        core.deliver(msg, &me, &mut |out| {
             framing.frame(out, &mut |text| Self::push(body, close_code, text, ctx))
         });
     }
@@ -125,9 +126,10 @@ impl<F: Framing> Handler<Filled> for StreamSession<F> {
     type Result = ();
 
     fn handle(&mut self, msg: Filled, ctx: &mut Self::Context) {
+        let me = ctx.address().recipient();
         let (core, framing) = (&mut self.core, &mut self.framing);
         let (body, close_code) = (&self.body, &mut self.close_code);
-        core.filled(msg, &mut |out| {
+        core.filled(msg, &me, &mut |out| {
             framing.frame(out, &mut |text| Self::push(body, close_code, text, ctx))
         });
     }

@@ -104,8 +104,9 @@ impl<F: Framing> Handler<Deliver> for WsSession<F> {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        let me = ctx.address().recipient();
         let (core, framing) = (&mut self.core, &mut self.framing);
-        core.deliver(msg, &mut |out| {
+        core.deliver(msg, &me, &mut |out| {
             framing.frame(out, &mut |text| ctx.text(text))
         });
     }
@@ -123,8 +124,9 @@ impl<F: Framing> Handler<Filled> for WsSession<F> {
     type Result = ();
 
     fn handle(&mut self, msg: Filled, ctx: &mut Self::Context) {
+        let me = ctx.address().recipient();
         let (core, framing) = (&mut self.core, &mut self.framing);
-        core.filled(msg, &mut |out| {
+        core.filled(msg, &me, &mut |out| {
             framing.frame(out, &mut |text| ctx.text(text))
         });
     }

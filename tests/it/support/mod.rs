@@ -1,14 +1,18 @@
 //! Test support: whole herald servers on random ports, each test with its own database and its
 //! own exchange (dropped when the test ends, even if it fails), an HTTP client for the API,
 //! a WebSocket feed client, probes that ask RabbitMQ directly what exists, private RabbitMQ
-//! nodes and clusters for the tests that break their broker, and, for the TLS tests, private
-//! PostgreSQL servers and a certificate authority made in the test.
+//! nodes and clusters for the tests that break their broker, for the TLS tests private
+//! PostgreSQL servers and a certificate authority made in the test, and for the failover tests a
+//! private primary with a streaming standby and a `socat` forwarder (`pg_cluster`).
 
 mod app;
 mod broker_probes;
 pub mod certs;
 mod feed_client;
+pub mod forwarder;
 mod node_client;
+pub mod pg_cluster;
+mod pg_node;
 pub mod private_broker;
 pub mod private_postgres;
 mod settings;

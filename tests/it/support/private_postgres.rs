@@ -281,7 +281,7 @@ pub fn settings_for(url: &str, ca_file: Option<&str>) -> DatabaseSettings {
 
 /// PostgreSQL's programs: `HERALD_PG_BIN`, else the newest `/usr/lib/postgresql/<N>/bin`
 /// (Debian), else whatever `PATH` finds.
-fn bin_dir() -> PathBuf {
+pub(super) fn bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("HERALD_PG_BIN") {
         return PathBuf::from(dir);
     }
@@ -305,7 +305,7 @@ fn running_as_root() -> bool {
 
 /// A command that runs `program` as the `postgres` user when the tests run as root (PostgreSQL
 /// refuses root), as the tests' own user otherwise.
-fn as_postgres(program: &Path) -> tokio::process::Command {
+pub(super) fn as_postgres(program: &Path) -> tokio::process::Command {
     let mut command = if running_as_root() {
         let mut command = tokio::process::Command::new(runuser());
         command.args(["-u", "postgres", "--"]).arg(program);
@@ -335,7 +335,7 @@ fn runuser() -> PathBuf {
 }
 
 /// Hands a file or directory to the `postgres` user when the tests run as root.
-fn give_to_postgres(path: &Path) {
+pub(super) fn give_to_postgres(path: &Path) {
     if !running_as_root() {
         return;
     }
@@ -352,7 +352,7 @@ fn give_to_postgres(path: &Path) {
 }
 
 /// A port free on 127.0.0.1 right now, below the kernel's ephemeral range.
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     loop {
         let port = rand::random_range(12_000..32_000u16);
         if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {

@@ -25,6 +25,7 @@ use crate::realtime::stats::Stats;
 use crate::realtime::trace::Trace;
 
 mod delivery;
+pub mod recheck;
 pub mod relinking;
 pub mod upkeep;
 

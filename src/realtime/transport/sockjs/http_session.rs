@@ -294,9 +294,10 @@ impl Handler<Deliver> for SockJsSession {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        let me = ctx.address().recipient();
         let mut texts = Vec::new();
         let (core, framing) = (&mut self.core, &mut self.framing);
-        core.deliver(msg, &mut |out| {
+        core.deliver(msg, &me, &mut |out| {
             framing.frame(out, &mut |t| texts.push(t.to_owned()))
         });
         for text in texts {
@@ -317,9 +318,10 @@ impl Handler<Filled> for SockJsSession {
     type Result = ();
 
     fn handle(&mut self, msg: Filled, ctx: &mut Self::Context) {
+        let me = ctx.address().recipient();
         let mut texts = Vec::new();
         let (core, framing) = (&mut self.core, &mut self.framing);
-        core.filled(msg, &mut |out| {
+        core.filled(msg, &me, &mut |out| {
             framing.frame(out, &mut |t| texts.push(t.to_owned()))
         });
         for text in texts {
