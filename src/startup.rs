@@ -34,6 +34,8 @@ use crate::realtime::session::registry::upkeep::{DisconnectAll, SessionCount};
 use crate::realtime::session::relink;
 use crate::realtime::session::token_watch::TokenWatch;
 use crate::realtime::session::watchdog;
+use crate::realtime::transport::sockjs::http_session::SockJsSession;
+use crate::realtime::transport::sockjs::sessions::SockJsSessions;
 use crate::realtime::{BrokerActor, BrokerError, BrokerHealth, SessionRegistry, Stats, Watchdog};
 use crate::retry::{self, redact};
 use crate::store::events::HistoryBounds;
@@ -123,6 +125,8 @@ pub struct Realtime {
     pub health: BrokerHealth,
     pub stats: Stats,
     pub metrics: Metrics,
+    /// The SockJS sessions carried by HTTP requests (see `transport::sockjs`).
+    pub sockjs: SockJsSessions<SockJsSession>,
 }
 
 impl Realtime {
@@ -193,6 +197,7 @@ impl Realtime {
             health,
             stats,
             metrics: metrics.clone(),
+            sockjs: SockJsSessions::default(),
         })
     }
 
@@ -295,6 +300,7 @@ impl Application {
             login_throttle: Arc::new(LoginThrottle::new(&settings.auth)),
             body_timeout: Duration::from_secs(settings.http.body_timeout_secs),
             origins: origins.clone(),
+            sockjs: realtime.sockjs.clone(),
             trusted_proxies: trusted_proxies.clone(),
             registration_limit: AddressLimiter::new(
                 settings.auth.registrations_per_address,

@@ -31,6 +31,7 @@ mod seed;
 mod sessions;
 mod stages;
 mod stats;
+mod stomp;
 
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
@@ -80,6 +81,14 @@ pub enum AuthorChoice {
     Celebrity,
     /// One seeded user picked at random.
     Random,
+}
+
+/// The feed transport a run's sessions use.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Json,
+    Stomp,
 }
 
 #[derive(Args, Clone, Serialize)]
@@ -151,6 +160,10 @@ pub struct RunArgs {
     /// database, no broker) instead of herald; `--url` and `--database-url` are not used.
     #[arg(long)]
     pub floor: bool,
+    /// How the sessions read the feed: `json` (the WebSocket of §3) or `stomp` (STOMP over a
+    /// WebSocket at /stomp, §4). The floor always speaks JSON.
+    #[arg(long, value_enum, default_value_t = Transport::Json)]
+    pub transport: Transport,
     /// Seed for the follower graph and author choice (random if absent).
     #[arg(long)]
     pub rng_seed: Option<u64>,

@@ -22,7 +22,7 @@ use crate::seed::{self, Graph};
 use crate::sessions::{self, ConnectOutcome};
 use crate::stages;
 use crate::stats::{per_second, Summary};
-use crate::{seconds_arg, AuthorChoice, RunArgs};
+use crate::{seconds_arg, AuthorChoice, RunArgs, Transport};
 
 /// Descriptors needed beyond the sessions and the posting connections: the database, stdio,
 /// `rabbitmqctl`, the runtime's own.
@@ -42,12 +42,13 @@ fn phase_bar(phase: &str) -> ProgressBar {
 }
 
 /// The WebSocket feed URL on the same host as the HTTP base URL.
-fn feed_url(base_url: &str) -> Result<String> {
+fn feed_url(base_url: &str, transport: Transport) -> Result<String> {
+    let path = match transport {
+        Transport::Json => "/post/feed/posted",
+        Transport::Stomp => "/stomp",
+    };
     match base_url.strip_prefix("http://") {
-        Some(rest) => Ok(format!(
-            "ws://{}/post/feed/posted",
-            rest.trim_end_matches('/')
-        )),
+        Some(rest) => Ok(format!("ws://{}{path}", rest.trim_end_matches('/'))),
         None => bail!("--url must be a plain http:// URL (got {base_url})"),
     }
 }
@@ -124,7 +125,7 @@ impl Plan {
         if args.sessions > users {
             bail!("--sessions {} exceeds --users {users}", args.sessions);
         }
-        let ws_url = feed_url(&args.url)?;
+        let ws_url = feed_url(&args.url, args.transport)?;
         let settle = seconds_arg("--settle-secs", args.settle_secs.max(0.0))?;
         let quiet = seconds_arg("--quiet-secs", args.quiet_secs.max(0.1))?;
         let drain_timeout = seconds_arg("--drain-timeout-secs", args.drain_timeout_secs.max(1.0))?;
@@ -166,7 +167,7 @@ pub async fn run(mut args: RunArgs, interrupt: &Interrupt) -> Result<Finished> {
         // As many worker threads as herald runs with its defaults: one per core.
         let workers = std::thread::available_parallelism().map_or(1, usize::from);
         args.url = floor::start(&plan.graph, workers)?;
-        plan.ws_url = feed_url(&args.url)?;
+        plan.ws_url = feed_url(&args.url, Transport::Json)?;
         eprintln!(
             "floor mode: a trivial broadcaster at {} stands in for herald",
             args.url
@@ -667,13 +668,18 @@ fn failures(figures: &RunFigures) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::feed_url;
+    use crate::Transport;
 
     #[test]
     fn the_feed_url_follows_the_http_url() {
         assert_eq!(
-            feed_url("http://127.0.0.1:8080/").expect("url"),
+            feed_url("http://127.0.0.1:8080/", Transport::Json).expect("url"),
             "ws://127.0.0.1:8080/post/feed/posted"
         );
-        assert!(feed_url("https://example.test").is_err());
+        assert_eq!(
+            feed_url("http://127.0.0.1:8080", Transport::Stomp).expect("url"),
+            "ws://127.0.0.1:8080/stomp"
+        );
+        assert!(feed_url("https://example.test", Transport::Json).is_err());
     }
 }

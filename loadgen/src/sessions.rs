@@ -21,6 +21,8 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use crate::stomp;
+
 /// Every post the loadgen writes starts with this, followed by its sequence number, so a frame
 /// names its post even when it arrives before the HTTP response that returns the post's id.
 pub const POST_TEXT_PREFIX: &str = "loadgen #";
@@ -267,13 +269,18 @@ impl Worker {
             actix_rt::spawn(async move {
                 let handshake = client.ws(&*url).bearer_auth(&token).connect().await;
                 drop(permit);
+                let stomp = stomp::is_stomp(&url);
                 match handshake {
-                    Ok((_, framed)) => {
+                    Ok((_, mut framed)) => {
+                        if stomp {
+                            let opening = stomp::opening(&token);
+                            let _ = framed.send(Message::Text(opening.into())).await;
+                        }
                         pending.report(ConnectOutcome::Connected {
                             session,
                             at: Instant::now(),
                         });
-                        read_frames(session, framed, &log, &shared).await;
+                        read_frames(session, framed, stomp, &log, &shared).await;
                     }
                     Err(error) => pending.report(ConnectOutcome::Failed {
                         session,
@@ -321,6 +328,7 @@ impl Drop for Pending {
 async fn read_frames<F, E>(
     session: u32,
     mut framed: F,
+    stomp: bool,
     log: &RefCell<Vec<Delivery>>,
     shared: &Shared,
 ) where
@@ -334,7 +342,15 @@ async fn read_frames<F, E>(
         match frame {
             Ok(Frame::Text(bytes)) => {
                 let at = Instant::now();
-                let (seq, feed_seq) = read_frame(&bytes);
+                let body = if stomp {
+                    match stomp::message_body(&bytes) {
+                        Some(body) => body,
+                        None => continue,
+                    }
+                } else {
+                    &bytes[..]
+                };
+                let (seq, feed_seq) = read_frame(body);
                 log.borrow_mut().push(Delivery {
                     session,
                     seq,

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
+use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse, Resource, Route};
 
 use crate::auth::hasher::Hasher;
@@ -30,6 +31,8 @@ use crate::realtime::relay::Relay;
 use crate::realtime::session::caps::SessionCaps;
 use crate::realtime::session::history::FeedHistory;
 use crate::realtime::session::token_watch::TokenWatch;
+use crate::realtime::transport::sockjs::http_session::SockJsSession;
+use crate::realtime::transport::sockjs::sessions::SockJsSessions;
 use crate::realtime::{BrokerHealth, SessionRegistry, Stats};
 use crate::store::DbPool;
 
@@ -49,6 +52,8 @@ pub struct AppState {
     pub body_timeout: Duration,
     /// `http.cors_origins`: who may open the feed socket from a browser.
     pub origins: cors::AllowedOrigins,
+    /// This instance's SockJS sessions carried by HTTP requests.
+    pub sockjs: SockJsSessions<SockJsSession>,
     /// `http.trusted_proxies`: whose `X-Forwarded-For` names the client.
     pub trusted_proxies: client_address::TrustedProxies,
     /// `auth.registrations_per_address`.
@@ -128,6 +133,43 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
         "GET",
         web::get().to(routes::feed_socket::connect),
     ))
+    .service(one(
+        "/post/feed/events",
+        "GET",
+        web::get().to(routes::feed_events::events),
+    ))
+    .service(
+        web::resource("/sockjs/info")
+            .route(web::get().to(routes::sockjs::info))
+            .route(web::method(Method::OPTIONS).to(routes::sockjs::options)),
+    )
+    .service(one(
+        "/sockjs/{server}/{session}/websocket",
+        "GET",
+        web::get().to(routes::sockjs::websocket),
+    ))
+    .service(sockjs_post(
+        "/sockjs/{server}/{session}/xhr",
+        web::post().to(routes::sockjs::xhr),
+    ))
+    .service(sockjs_post(
+        "/sockjs/{server}/{session}/xhr_streaming",
+        web::post().to(routes::sockjs::xhr_streaming),
+    ))
+    .service(sockjs_post(
+        "/sockjs/{server}/{session}/xhr_send",
+        web::post().to(routes::sockjs::xhr_send),
+    ))
+    .service(one(
+        "/sockjs/{server}/{session}/eventsource",
+        "GET",
+        web::get().to(routes::sockjs::eventsource),
+    ))
+    .service(one(
+        "/stomp",
+        "GET",
+        web::get().to(routes::stomp_socket::connect),
+    ))
     .service(one("/health", "GET", web::get().to(routes::health::health)))
     .service(one(
         "/metrics",
@@ -136,7 +178,47 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
     ))
     .service(one("/", "GET", web::get().to(routes::client::index)))
     .service(one("/app.js", "GET", web::get().to(routes::client::script)))
-    .service(one("/app.css", "GET", web::get().to(routes::client::style)));
+    .service(one("/app.css", "GET", web::get().to(routes::client::style)))
+    .service(one(
+        "/stomp.html",
+        "GET",
+        web::get().to(routes::client::stomp_page),
+    ))
+    .service(one(
+        "/stomp.js",
+        "GET",
+        web::get().to(routes::client::stomp_script),
+    ))
+    .service(one(
+        "/vendor/sockjs.min.js",
+        "GET",
+        web::get().to(routes::client::sockjs_script),
+    ))
+    .service(one(
+        "/vendor/stomp.umd.min.js",
+        "GET",
+        web::get().to(routes::client::stompjs_script),
+    ))
+    .service(one(
+        "/vendor/sockjs-client.LICENSE",
+        "GET",
+        web::get().to(routes::client::sockjs_license),
+    ))
+    .service(one(
+        "/vendor/stompjs.LICENSE",
+        "GET",
+        web::get().to(routes::client::stompjs_license),
+    ));
+}
+
+/// A SockJS path served by POST, and by OPTIONS as the protocol asks.
+fn sockjs_post(path: &str, route: Route) -> Resource {
+    web::resource(path)
+        .route(route)
+        .route(web::method(Method::OPTIONS).to(routes::sockjs::options))
+        .default_service(web::to(|req: HttpRequest| async move {
+            Err::<HttpResponse, _>(error::method_not_allowed(&req, "POST"))
+        }))
 }
 
 /// A path served by one method; any other method gets 405 with `Allow: <method>`.

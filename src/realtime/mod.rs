@@ -1,29 +1,47 @@
-//! Real time: the WebSocket session actors, the registry of who is connected on this node, the
-//! broker actor that carries events through RabbitMQ (a queue per node or per session: see
-//! `realtime.queue_mode`), the fan-out that publishes them, and the watchdog that keeps
-//! sessions, queues and bindings honest.
+//! Real time: the relay that carries the feed log to RabbitMQ, the broker actor that brings each
+//! node its events (a queue per node or per session: see `realtime.queue_mode`), the registry of
+//! who is connected on this node, the session core every session runs, whatever its transport,
+//! and the transports: the JSON WebSocket, STOMP over a WebSocket, SockJS (its WebSocket and its
+//! HTTP transports, carrying STOMP) and Server-Sent Events.
 //!
-//! Its rooms: `relay/` (the publishing side: the feed log to RabbitMQ), `broker/` (the link,
-//! its topology and the node or session queues that route events here), `session/` (the
-//! session core whatever the transport: admission, positions, gap fills, the registry, the
-//! watchdog), `transport/` (the framings a client reads). Beside them: the wire's events and
-//! control messages, the ports between registry and broker (`routing`), stats and traces.
-//!
-//! One session's life, as the WebSocket route (`http::routes::feed_socket`) drives it:
+//! Its rooms: `relay/` (the publishing side), `broker/` (the link, its topology and the node or
+//! session queues that route events here), `session/` (the core: admission, caps, positions,
+//! gap fills, the registry, the watchdog, the token watch), `transport/` (framings, and the
+//! actors that run them). Beside them: the wire's events and control messages, the ports
+//! between registry and broker (`routing`), stats and traces.
 //!
 //! ```text
-//!  route                      SessionRegistry                BrokerActor (via BrokerPort)
-//!  ─────                      ───────────────                ───────────
-//!  token ok ── Admit ───────▶ entry (no actor yet) ─ RouteUser ─▶ hold user.<id> (node) or
+//!  POST /post/create ──▶ feed log (PostgreSQL) ──▶ relay/ ──▶ exchange ──▶ broker/ (node or
+//!                                                   (leader only)            session queues)
+//!                                                                              │ RouteEvent
+//!  transport/ (one actor per connection, each owning a session::core::SessionCore)  ▼
+//!  ─────────────────────────────────────────────────────────────    session/registry
+//!  WsSession<JsonFeed>       GET /post/feed/posted   JSON frames  ◀── Deliver ──┤
+//!  WsSession<Stomp>          GET /stomp              STOMP        ◀── Deliver ──┤
+//!  WsSession<SockJs<Stomp>>  /sockjs/…/websocket     a["MESSAGE…"] ◀─ Deliver ──┤
+//!  SockJsSession (Stomp)     /sockjs/…/xhr*, eventsource          ◀── Deliver ──┤
+//!  StreamSession<Sse>        GET /post/feed/events   id/event/data ◀─ Deliver ──┘
+//! ```
+//!
+//! One session's life, the same on every transport. The JSON socket and SSE routes admit before
+//! the connection is accepted; STOMP (on `/stomp` or inside SockJS) authenticates on CONNECT and
+//! is admitted on its first SUBSCRIBE (`transport::in_band`):
+//!
+//! ```text
+//!  admission                  SessionRegistry                BrokerActor (via BrokerPort)
+//!  ─────────                  ───────────────                ───────────
+//!  token ok, cap taken
+//!           ── Admit ───────▶ entry (no actor yet) ─ RouteUser ─▶ hold user.<id> (node) or
 //!                                                               declare its queue (session)
 //!           ◀──────── Ok ──── UserRouted ◀────────── generation ─┘
 //!  read celebrities followed
 //!           ── WatchAuthors ▶ index them ─────── RouteAuthors ──▶ hold/bind author.<id>
-//!  upgrade: WsSession starts
+//!  SessionCore::register
 //!           ── Register ────▶ handle stored, backlog handed ─ AttachSession ─▶ consume its
 //!                                                               queue (session mode)
-//!  ... RouteEvent / ApplyControl (RegistryPort) ──▶ Deliver ──▶ WsSession ──▶ text frame
-//!  session stops (or the watchdog, a full mailbox or a stalled socket ends it)
+//!  ... RouteEvent / ApplyControl (RegistryPort) ──▶ Deliver ──▶ core (InOrder, fills) ──▶
+//!                                                       the transport's framing ──▶ client
+//!  session stops (the watchdog, a full mailbox, a stalled socket, 4001, or the client ends it)
 //!           ── Deregister ──▶ forget it ───────── ReleaseSession ─▶ release its holds/queue
 //! ```
 //!
@@ -48,4 +66,4 @@ pub use events::FeedEvent;
 pub use session::registry::SessionRegistry;
 pub use session::watchdog::Watchdog;
 pub use stats::{Stats, StatsSnapshot};
-pub use transport::json_socket::WsSession;
+pub use transport::ws_session::WsSession;

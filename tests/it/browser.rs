@@ -131,3 +131,34 @@ async fn the_client_files_are_served_with_their_type_cache_and_security_headers(
     assert_eq!(app.get("/app.mjs", None).await.0, 404);
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn the_stomp_test_page_reads_the_feed_over_sockjs_stomp_and_sse_in_chromium() {
+    require_browser_tooling();
+    let app = TestApp::spawn().await;
+    let run = tokio::process::Command::new("node")
+        .arg("stomp_page.mjs")
+        .arg(&app.address)
+        .current_dir(script_dir())
+        .env("HERALD_CHROMIUM", chromium())
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(SCRIPT_DEADLINE, run)
+        .await
+        .unwrap_or_else(|_| panic!("the page script took over {SCRIPT_DEADLINE:?}"))
+        .expect("node runs (is Node.js installed?)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the page script failed ({})\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        output.status,
+    );
+    for transport in ["sockjs", "stomp", "sse"] {
+        assert!(
+            stdout.contains(&format!("{transport}: the page listed")),
+            "{stdout}"
+        );
+    }
+}

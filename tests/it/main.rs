@@ -22,3 +22,4 @@ mod process;
 mod spec;
 mod store;
 mod tls;
+mod transports;

@@ -2,15 +2,20 @@
 //! broker is never touched): a broker stopped under load and started again, and a two-node
 //! cluster losing the node herald is connected to. In both, writes keep answering 200, no
 //! session is closed, and every post reaches every online follower once, in order (the feed
-//! clients check every position they receive). Every test runs in both queue modes.
+//! clients check every position they receive). Every test runs in both queue modes, with
+//! STOMP (`@stomp/stompjs` over a WebSocket and over SockJS's xhr_streaming) and SSE sessions
+//! among the JSON ones.
 
 use std::time::Duration;
 
 use herald::config::QueueMode;
 use uuid::Uuid;
 
+use serde_json::json;
+
 use crate::support::{
-    test_settings_in, FeedClient, PrivateBroker, PrivateCluster, Received, TestApp, TestUser,
+    assert_event, test_settings_in, FeedClient, NodeClient, PrivateBroker, PrivateCluster,
+    Received, TestApp, TestUser,
 };
 
 in_both_modes!(
@@ -37,9 +42,15 @@ async fn keep_posting(
     posts
 }
 
+/// The feeds of an audience: JSON sockets, and clients of the other transports.
+struct Feeds {
+    json: Vec<FeedClient>,
+    others: Vec<NodeClient>,
+}
+
 /// Every post, in order, once, on every feed; and nothing after.
-async fn all_arrive(feeds: &mut [FeedClient], posts: &[(Uuid, String)], author: &TestUser) {
-    for feed in feeds.iter_mut() {
+async fn all_arrive(feeds: &mut Feeds, posts: &[(Uuid, String)], author: &TestUser) {
+    for feed in feeds.json.iter_mut() {
         for (post, text) in posts {
             feed.expect_created(*post, author, text).await;
         }
@@ -47,21 +58,61 @@ async fn all_arrive(feeds: &mut [FeedClient], posts: &[(Uuid, String)], author: 
             panic!("an event after the last post: {extra}");
         }
     }
+    for client in feeds.others.iter_mut() {
+        for (post, text) in posts {
+            let event = client.event().await;
+            assert_event(&event, "post.created", *post, author.id, Some(text));
+        }
+        if let Some(extra) = client.said_within(Duration::from_millis(300)).await {
+            panic!("something after the last post: {extra}");
+        }
+    }
 }
 
-/// An author, three followers (two tabs for the first) and their open feeds.
-async fn audience(app: &TestApp) -> (TestUser, Vec<FeedClient>) {
+/// Every feed gets `post`, created with `text`.
+async fn each_gets(feeds: &mut Feeds, post: Uuid, author: &TestUser, text: &str) {
+    for feed in &mut feeds.json {
+        feed.expect_created(post, author, text).await;
+    }
+    for client in &mut feeds.others {
+        assert_event(
+            &client.event().await,
+            "post.created",
+            post,
+            author.id,
+            Some(text),
+        );
+    }
+}
+
+/// An author, three followers (two tabs for the first) and their open feeds; the second and
+/// third also read over STOMP (a WebSocket, SockJS) and SSE.
+async fn audience(app: &TestApp) -> (TestUser, Feeds) {
     let author = app.user("Author").await;
-    let mut feeds = Vec::new();
+    let mut json = Vec::new();
     let mut readers = Vec::new();
     for i in 0..3 {
         let reader = app.user(&format!("Reader{i}")).await;
         app.follow(&reader, &author).await;
-        feeds.push(app.feed(&reader).await);
+        json.push(app.feed(&reader).await);
         readers.push(reader);
     }
-    feeds.push(app.feed(&readers[0]).await);
-    (author, feeds)
+    json.push(app.feed(&readers[0]).await);
+    let mut others = Vec::new();
+    for (kind, reader, options) in [
+        ("stompjs-ws", &readers[1], json!({})),
+        (
+            "stompjs-sockjs",
+            &readers[2],
+            json!({ "transport": "xhr-streaming", "tokenIn": "url" }),
+        ),
+        ("sse", &readers[1], json!({})),
+    ] {
+        let mut client = NodeClient::start(app, kind, reader, options).await;
+        client.ready().await;
+        others.push(client);
+    }
+    (author, Feeds { json, others })
 }
 
 async fn a_broker_stopped_under_load_loses_nothing_and_closes_no_session(mode: QueueMode) {
@@ -114,8 +165,5 @@ async fn losing_the_cluster_node_herald_uses_moves_it_to_another_and_loses_nothi
     // And it keeps serving through the second node once the first is back.
     cluster.node_mut(0).start_app().await;
     let after = app.create_post(&author, "after the failover").await;
-    for feed in &mut feeds {
-        feed.expect_created(after, &author, "after the failover")
-            .await;
-    }
+    each_gets(&mut feeds, after, &author, "after the failover").await;
 }

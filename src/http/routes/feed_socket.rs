@@ -14,19 +14,20 @@ use actix_web_actors::ws;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::http::auth::{bearer_token, grant};
+use crate::http::auth::{bearer_token, grant, Grant};
 use crate::http::connection::ConnectionFd;
 use crate::http::cors::check_socket_origin;
 use crate::http::error::ApiError;
 use crate::http::routes::users::client_ip;
 use crate::http::AppState;
 use crate::realtime::session::admission;
-use crate::realtime::session::caps::CapRefusal;
+use crate::realtime::session::caps::{CapRefusal, SessionPermit};
+use crate::realtime::session::core::{FeedDeps, FeedStart, SessionCore, TokenGrant};
 use crate::realtime::session::registry::Deregister;
-use crate::realtime::session::token_watch::WatchToken;
 use crate::realtime::session::write_watch::WriteWatch;
 use crate::realtime::transport::frame_guard::FrameGuard;
-use crate::realtime::transport::json_socket::FeedStart;
+use crate::realtime::transport::in_band::Admission;
+use crate::realtime::transport::json::JsonFeed;
 use crate::realtime::WsSession;
 
 /// `Retry-After` of a session refused for a cap: a session of the user's may end by then.
@@ -39,12 +40,24 @@ struct FeedQuery {
 }
 
 /// The position a resuming client names, from `?since=` or `Last-Event-ID` (the query wins).
-fn resume_position(req: &HttpRequest, since: Option<&str>) -> Result<Option<i64>, ApiError> {
-    let header = req
-        .headers()
+pub(crate) fn resume_position(
+    req: &HttpRequest,
+    since: Option<&str>,
+) -> Result<Option<i64>, ApiError> {
+    let header = last_event_id(req);
+    parse_position(since.or(header))
+}
+
+/// The header `Last-Event-ID`, if sent (`?` when it is not text, which no position is).
+pub(crate) fn last_event_id(req: &HttpRequest) -> Option<&str> {
+    req.headers()
         .get("last-event-id")
-        .map(|value| value.to_str().unwrap_or("?"));
-    let Some(text) = since.or(header) else {
+        .map(|value| value.to_str().unwrap_or("?"))
+}
+
+/// A resume position as the client wrote it: an integer >= 0, or a 400.
+pub(crate) fn parse_position(text: Option<&str>) -> Result<Option<i64>, ApiError> {
+    let Some(text) = text else {
         return Ok(None);
     };
     match text.trim().parse::<i64>() {
@@ -61,67 +74,92 @@ pub async fn connect(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     check_socket_origin(&req, &state.origins)?;
-    let query = web::Query::<FeedQuery>::from_query(req.query_string())
-        .map(web::Query::into_inner)
-        .unwrap_or(FeedQuery {
-            token: None,
-            since: None,
-        });
-    let token = bearer_token(&req)
-        .or(query.token)
-        .ok_or(ApiError::Unauthorized)?;
-    let grant = grant(&state.pool, &token).await?;
+    let (grant, since_query) = authenticated(&req, &state).await?;
     let user_id = grant.user_id;
     ws::handshake(&req)
         .map_err(|error| ApiError::BadRequest(format!("not a WebSocket upgrade: {error}")))?;
-    let since = resume_position(&req, query.since.as_deref())?;
-    let permit = state
-        .session_caps
-        .try_take(user_id, client_ip(&req, &state))
-        .map_err(refused)?;
+    let since = resume_position(&req, since_query.as_deref())?;
+    let permit = take_place(&req, &state, user_id)?;
 
     let session_id = Uuid::new_v4();
     let head = admission::admit(&state.registry, &state.pool, session_id, user_id).await?;
     let max_frame = state.realtime.max_frame_bytes;
     let (stream, frame_limit) = FrameGuard::new(stream, max_frame);
     let watch = WriteWatch::new(connection_socket(&req, &state));
-    let feed = FeedStart {
+    let deps = FeedDeps {
         history: state.history.clone(),
         stats: state.stats.clone(),
-        after: since.unwrap_or(head),
-        resumed: since.is_some(),
         held_max: state.realtime.held_max(),
     };
+    let mut core = SessionCore::new(session_id, state.registry.clone(), deps)
+        .with_write_watch(Some(Arc::clone(&watch)));
+    core.hold_permit(permit);
+    core.watch_token(state.token_watch.clone(), token_grant(grant));
+    let start = FeedStart {
+        after: since.unwrap_or(head),
+        resumed: since.is_some(),
+    };
     let session = WsSession::new(
-        (session_id, user_id),
-        state.registry.clone(),
+        core,
+        JsonFeed,
+        Admission::Done { user_id, start },
         state.realtime.session_mailbox,
-        feed,
     )
-    .with_frame_limit(frame_limit)
-    .with_write_watch(Arc::clone(&watch))
-    .with_permit(permit);
-    let (session, response) = ws::WsResponseBuilder::new(session, &req, stream)
+    .with_frame_limit(frame_limit);
+    let response = ws::WsResponseBuilder::new(session, &req, stream)
         .frame_size(max_frame)
-        .start_with_addr()
+        .start()
         .map_err(|error| {
             state.registry.do_send(Deregister { session_id });
             ApiError::BadRequest(format!("WebSocket upgrade failed: {error}"))
         })?;
-    state.token_watch.do_send(WatchToken {
-        session_id,
-        token_hash: grant.token_hash,
-        expires_at: grant.expires_at,
-        disconnect: session.recipient(),
-    });
     Ok(response
         .map_body(|_, body| watch.watch_body(body))
         .map_into_boxed_body())
 }
 
+/// The token a route-admitted session (the JSON socket, SSE) comes with, from
+/// `Authorization: Bearer` or `?token=` (401 without a live one), and the URL's `since`.
+pub(crate) async fn authenticated(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<(Grant, Option<String>), ApiError> {
+    let query = web::Query::<FeedQuery>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .unwrap_or(FeedQuery {
+            token: None,
+            since: None,
+        });
+    let token = bearer_token(req)
+        .or(query.token)
+        .ok_or(ApiError::Unauthorized)?;
+    Ok((grant(&state.pool, &token).await?, query.since))
+}
+
+/// A place under the session caps for a session of `user_id` (429 or 503 without one).
+pub(crate) fn take_place(
+    req: &HttpRequest,
+    state: &AppState,
+    user_id: Uuid,
+) -> Result<SessionPermit, ApiError> {
+    state
+        .session_caps
+        .try_take(user_id, client_ip(req, state))
+        .map_err(refused)
+}
+
+/// The session core's view of a token's grant.
+pub(crate) fn token_grant(grant: Grant) -> TokenGrant {
+    TokenGrant {
+        user_id: grant.user_id,
+        token_hash: grant.token_hash,
+        expires_at: grant.expires_at,
+    }
+}
+
 /// A session refused a place under the caps: 429 for the user's or the address's cap (wait for
 /// one of theirs to end), 503 for the instance's.
-fn refused(why: CapRefusal) -> ApiError {
+pub(crate) fn refused(why: CapRefusal) -> ApiError {
     match why {
         CapRefusal::User => ApiError::TooManyRequests(
             CAP_RETRY_SECS,
@@ -139,7 +177,7 @@ fn refused(why: CapRefusal) -> ApiError {
 
 /// A duplicate of this connection's socket, for the session's write watch, with the configured
 /// send buffer. `None` (the watch then only reports) if the connection's socket is unknown.
-fn connection_socket(req: &HttpRequest, state: &AppState) -> Option<socket2::Socket> {
+pub(crate) fn connection_socket(req: &HttpRequest, state: &AppState) -> Option<socket2::Socket> {
     let fd = req.conn_data::<ConnectionFd>()?;
     // SAFETY: called synchronously from the upgrade handler of this very connection.
     let socket = match unsafe { fd.duplicate() } {

@@ -27,23 +27,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
-use futures_util::StreamExt;
-use lapin::options::BasicPublishOptions;
-use lapin::{BasicProperties, Channel, PublisherConfirm};
+use diesel_async::AsyncPgConnection;
+use lapin::Channel;
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
+use self::outbox::{Outbox, PublishError};
 use super::control::{self, Control};
 use super::events::frame_of;
-use super::stats::{Stage, Stats};
+use super::stats::Stats;
 use super::trace::{self, Commits, Sent};
 use crate::config::RealtimeSettings;
-use crate::realtime::broker::pipeline::{self, Started};
 use crate::realtime::broker::topology::{author_routing_key, user_routing_key};
 use crate::store::epochs::{self, Epoch};
-use crate::store::events::{self as log_store, Kind, RelayedEvent, NOTIFY_CHANNEL};
+use crate::store::events::{self as log_store, Kind, RelayedEvent};
 use crate::store::pg_tls::PgTls;
+use keepalives::with_keepalives;
+
+mod keepalives;
+mod listen;
+mod outbox;
 use crate::store::{database, friends, StoreError};
 
 /// How often an instance that does not lead tries to take the lead.
@@ -59,11 +62,6 @@ const REPUBLISH_PAUSE: Duration = Duration::from_millis(250);
 /// A leader that cannot publish for this long (no broker link, or publishes failing in a row)
 /// gives up the lead, so an instance that can takes it over.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(5);
-
-/// TCP keepalives on the leader's connection: if the leader's host freezes or drops off the
-/// network, PostgreSQL frees the lock within about half a minute, not the default two hours.
-const LEADER_KEEPALIVES: &str =
-    "keepalives=1&keepalives_idle=10&keepalives_interval=5&keepalives_retries=3";
 
 /// How often the leader prunes events older than `realtime.history_ttl_secs`, and how many it
 /// deletes per statement.
@@ -129,10 +127,11 @@ pub fn spawn(
         stopped,
     };
     actix_rt::spawn(leader.run());
-    actix_rt::spawn(listen(
+    actix_rt::spawn(listen::listen(
         database_url.to_owned(),
         tls,
         Arc::clone(&relay.nudge),
+        LEAD_RETRY,
         relay.stop.subscribe(),
     ));
     relay
@@ -148,17 +147,6 @@ enum RelayError {
     Stopped,
     #[error("it could not publish for {0:?}")]
     CannotPublish(Duration),
-}
-
-/// Why a batch was not confirmed.
-#[derive(Debug, thiserror::Error)]
-enum PublishError {
-    #[error("{0}")]
-    Store(#[from] StoreError),
-    #[error("{0}")]
-    Broker(#[from] lapin::Error),
-    #[error("the broker refused (nacked) a message")]
-    Nacked,
 }
 
 struct Leader {
@@ -450,146 +438,4 @@ fn usable(channel: &Option<Channel>) -> bool {
     channel
         .as_ref()
         .is_some_and(|channel| channel.status().connected())
-}
-
-/// `url` with TCP keepalives for the leader's connection (unless it sets its own).
-fn with_keepalives(url: &str) -> String {
-    if url.contains("keepalives") {
-        return url.to_owned();
-    }
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}{LEADER_KEEPALIVES}")
-}
-
-/// A publish whose frames are queued: it resolves once they are written, to its confirm.
-/// With when it was sent.
-type InFlight = (
-    Instant,
-    Started<'static, Result<PublisherConfirm, lapin::Error>>,
-);
-
-/// Publishes pipelined (each publish's frames queued in order without waiting for the one
-/// before: see `pipeline`), with at most `max_in_flight` unconfirmed.
-struct Outbox<'a> {
-    channel: &'a Channel,
-    exchange: &'a str,
-    in_flight: VecDeque<InFlight>,
-    max_in_flight: usize,
-    stats: &'a Stats,
-    /// The current event's stamps.
-    sent: Sent,
-    /// Whether the current event's first message is still to go (its stages are observed then).
-    first_of_event: bool,
-}
-
-impl Outbox<'_> {
-    async fn send(
-        &mut self,
-        routing_key: String,
-        payload: &[u8],
-        properties: BasicProperties,
-    ) -> Result<(), PublishError> {
-        while self.in_flight.len() >= self.max_in_flight {
-            if let Some(oldest) = self.in_flight.pop_front() {
-                confirmed(oldest, self.stats).await?;
-            }
-        }
-        if std::mem::take(&mut self.first_of_event) {
-            trace::observe_relayed(&self.sent, self.stats);
-        }
-        let properties = properties.with_headers(trace::headers(self.sent));
-        let publish = {
-            let (channel, exchange) = (self.channel.clone(), self.exchange.to_owned());
-            let payload = payload.to_vec();
-            async move {
-                channel
-                    .basic_publish(
-                        exchange.as_str().into(),
-                        routing_key.into(),
-                        BasicPublishOptions::default(),
-                        &payload,
-                        properties,
-                    )
-                    .await
-            }
-        };
-        let sent = Instant::now();
-        self.in_flight
-            .push_back((sent, pipeline::start(Box::pin(publish)).await));
-        self.stats.add_published(1);
-        Ok(())
-    }
-
-    /// Waits for every confirm; the first failure fails the batch.
-    async fn finish(mut self) -> Result<(), PublishError> {
-        let mut outcome = Ok(());
-        while let Some(publish) = self.in_flight.pop_front() {
-            if let Err(error) = confirmed(publish, self.stats).await {
-                outcome = outcome.and(Err(error));
-            }
-        }
-        outcome
-    }
-}
-
-async fn confirmed((sent, publish): InFlight, stats: &Stats) -> Result<(), PublishError> {
-    let Some(written) = pipeline::finish(publish).await else {
-        return Ok(()); // awaited already
-    };
-    let acked = !written?.await?.is_nack();
-    stats.count_confirm(acked);
-    stats.observe(Stage::Confirm, sent.elapsed().as_secs_f64());
-    if !acked {
-        return Err(PublishError::Nacked);
-    }
-    Ok(())
-}
-
-/// Wakes the local relay whenever another instance commits an event (PostgreSQL `NOTIFY`),
-/// reconnecting after any failure.
-async fn listen(url: String, tls: PgTls, nudge: Arc<Notify>, mut stopped: watch::Receiver<bool>) {
-    loop {
-        let listened = async {
-            let mut conn = database::connect(&url, &tls).await?;
-            conn.batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
-                .await
-                .map_err(StoreError::from)?;
-            // Anything committed before LISTEN took effect is found by this first wake-up.
-            nudge.notify_one();
-            let mut notifications = std::pin::pin!(conn.notifications_stream());
-            while let Some(notification) = notifications.next().await {
-                notification.map_err(StoreError::from)?;
-                nudge.notify_one();
-            }
-            Ok::<(), RelayError>(())
-        };
-        tokio::select! {
-            outcome = listened => {
-                if let Err(error) = outcome {
-                    log::debug!("listening for feed log writes: {error}");
-                }
-            }
-            _ = stopped.wait_for(|stop| *stop) => return,
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(LEAD_RETRY) => {}
-            _ = stopped.wait_for(|stop| *stop) => return,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::with_keepalives;
-
-    #[test]
-    fn the_leaders_connection_gets_keepalives_unless_the_url_sets_them() {
-        assert_eq!(
-            with_keepalives("postgres://h/db"),
-            format!("postgres://h/db?{}", super::LEADER_KEEPALIVES)
-        );
-        assert!(with_keepalives("postgres://h/db?sslmode=disable").contains("disable&keepalives=1"));
-        let own = "postgres://h/db?keepalives_idle=60";
-        assert_eq!(with_keepalives(own), own);
-    }
 }

@@ -7,7 +7,8 @@
 use actix::Addr;
 use uuid::Uuid;
 
-use super::registry::{Admit, Deregister, Reroute, SessionRegistry, WatchAuthors};
+use super::registry::relinking::Reroute;
+use super::registry::{Admit, Deregister, SessionRegistry, WatchAuthors};
 use crate::realtime::broker::error::BrokerError;
 use crate::store::{self, celebrities, events, DbPool, StoreError};
 

@@ -1,4 +1,4 @@
-//! The session core, whatever the transport: admitting a session (`admission`), the messages
+//! The session core, whatever the transport (`core`): admitting a session (`admission`), the messages
 //! every session actor answers (`protocol`), keeping its frames in position order
 //! (`in_order`), filling its gaps from the log (`history`), the registry of this node's
 //! sessions (`registry`), the watchdog that keeps them honest (`watchdog`), noticing a client
@@ -9,6 +9,7 @@
 
 pub mod admission;
 pub mod caps;
+pub mod core;
 pub mod epoch_watch;
 pub mod history;
 pub mod in_order;

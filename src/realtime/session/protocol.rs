@@ -55,6 +55,20 @@ pub enum DisconnectReason {
     Unauthorized,
 }
 
+impl DisconnectReason {
+    /// The WebSocket close code and reason every transport says it with (a stream that has no
+    /// close frame counts the code in the metrics all the same).
+    pub fn close(self) -> (u16, &'static str) {
+        match self {
+            DisconnectReason::ClientTimeout => (1008, "client timeout"),
+            DisconnectReason::ServerShutdown => (1001, "server shutting down"),
+            DisconnectReason::BrokerLost => (1013, "event broker unavailable"),
+            DisconnectReason::TooSlow => (1008, "too slow: reconnect and reload"),
+            DisconnectReason::Unauthorized => (4001, "token expired or revoked: log in again"),
+        }
+    }
+}
+
 /// Asks a session to close its client connection and stop.
 #[derive(Message, Clone, Copy)]
 #[rtype(result = "()")]

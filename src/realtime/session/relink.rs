@@ -10,7 +10,8 @@ use lapin::Channel;
 use tokio::sync::watch;
 
 use super::admission;
-use super::registry::{HeldSessions, Relinked, SessionRegistry};
+use super::registry::relinking::{HeldSessions, Relinked};
+use super::registry::SessionRegistry;
 use crate::store::DbPool;
 
 /// Sessions rerouted at once: each costs a round trip to PostgreSQL and a few to RabbitMQ, which

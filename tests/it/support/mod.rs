@@ -10,6 +10,7 @@ mod broker_probes;
 pub mod certs;
 mod feed_client;
 pub mod forwarder;
+mod node_client;
 pub mod pg_cluster;
 mod pg_node;
 pub mod private_broker;
@@ -25,6 +26,7 @@ pub use broker_probes::{
     queue_exists, queue_listing,
 };
 pub use feed_client::{assert_event, raw_close_reason, FeedClient, Received};
+pub use node_client::NodeClient;
 pub use private_broker::{PrivateBroker, PrivateCluster};
 pub use settings::{test_settings, test_settings_in, Cleanup};
 
