@@ -38,7 +38,7 @@ use crate::realtime::transport::sockjs::http_session::SockJsSession;
 use crate::realtime::transport::sockjs::sessions::SockJsSessions;
 use crate::realtime::{BrokerActor, BrokerError, BrokerHealth, SessionRegistry, Stats, Watchdog};
 use crate::retry::{self, redact};
-use crate::store::events::HistoryBounds;
+use crate::store::history::HistoryBounds;
 use crate::store::pg_tls::PgTls;
 use crate::store::{database, DbPool};
 use crate::tls::TlsError;

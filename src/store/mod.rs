@@ -6,6 +6,7 @@ pub mod database;
 pub mod epochs;
 pub mod events;
 pub mod friends;
+pub mod history;
 pub mod idempotency;
 pub mod models;
 pub mod pg_tls;

@@ -8,7 +8,7 @@ use diesel::pg::Pg;
 use diesel::sql_types::Text;
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use herald::startup::prepare_database;
-use herald::store::{celebrities, events, friends, posts, users, DbPool};
+use herald::store::{celebrities, events, friends, history, posts, users, DbPool};
 use uuid::Uuid;
 
 use crate::support::{test_settings, Cleanup};
@@ -89,7 +89,7 @@ async fn search_feed_and_fan_out_queries_use_their_indexes() {
     );
     let feed = posts::feed_query(user, 0, 10);
     let followers = friends::followers_page_query(user, Uuid::nil(), 1000);
-    let resume = events::history_query(user, 100_000, 1001);
+    let resume = history::history_query(user, 100_000, 1001);
     let plans = [
         (
             "users_name_prefix_idx",
@@ -337,12 +337,12 @@ async fn history_is_bounded_and_resets_beyond_its_bounds() {
             .expect("post");
     }
     events::number_batch(&mut conn, 1000).await.expect("number");
-    let bounds = events::HistoryBounds {
+    let bounds = history::HistoryBounds {
         max_events: 5,
         ttl: std::time::Duration::from_secs(3600),
     };
-    let texts = |history: events::History| match history {
-        events::History::Events(rows) => rows
+    let texts = |history: history::History| match history {
+        history::History::Events(rows) => rows
             .into_iter()
             .map(|row| (row.seq, row.post_text.unwrap_or_default()))
             .collect::<Vec<_>>(),
@@ -350,7 +350,7 @@ async fn history_is_bounded_and_resets_beyond_its_bounds() {
     };
     // Position 1 is the follow; the author's posts are at 2, 4, 6, 8, 10.
     let all = texts(
-        events::history(&mut conn, reader, 1, Some(bounds))
+        history::history(&mut conn, reader, 1, Some(bounds))
             .await
             .expect("history"),
     );
@@ -360,27 +360,27 @@ async fn history_is_bounded_and_resets_beyond_its_bounds() {
     );
     assert_eq!(all[4].1, "post 4");
     let tail = texts(
-        events::history(&mut conn, reader, 6, Some(bounds))
+        history::history(&mut conn, reader, 6, Some(bounds))
             .await
             .expect("history"),
     );
     assert_eq!(tail.len(), 2);
-    let tight = events::HistoryBounds {
+    let tight = history::HistoryBounds {
         max_events: 4,
         ..bounds
     };
     assert_eq!(
-        events::history(&mut conn, reader, 1, Some(tight))
+        history::history(&mut conn, reader, 1, Some(tight))
             .await
             .expect("history"),
-        events::History::Reset(11),
+        history::History::Reset(11),
         "five events do not fit in four"
     );
     assert_eq!(
-        events::history(&mut conn, reader, 12, Some(bounds))
+        history::history(&mut conn, reader, 12, Some(bounds))
             .await
             .expect("history"),
-        events::History::Reset(11),
+        history::History::Reset(11),
         "a position this log never gave out"
     );
     // Everything published, then pruned as if a day had passed: an old position resets.
@@ -393,16 +393,16 @@ async fn history_is_bounded_and_resets_beyond_its_bounds() {
     let day = std::time::Duration::from_secs(86_400);
     assert_eq!(events::prune(&mut conn, day, 100).await.expect("prune"), 11);
     assert_eq!(
-        events::history(&mut conn, reader, 3, Some(bounds))
+        history::history(&mut conn, reader, 3, Some(bounds))
             .await
             .expect("history"),
-        events::History::Reset(11)
+        history::History::Reset(11)
     );
     assert_eq!(
-        events::history(&mut conn, reader, 11, Some(bounds))
+        history::history(&mut conn, reader, 11, Some(bounds))
             .await
             .expect("history"),
-        events::History::Events(Vec::new()),
+        history::History::Events(Vec::new()),
         "nothing missed since the head"
     );
 }

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use crate::realtime::events::{frame_of, Frame};
 use crate::realtime::stats::Stats;
-use crate::store::events::{self, History, HistoryBounds};
+use crate::store::history::{self, History, HistoryBounds};
 use crate::store::{self, DbPool, StoreError};
 
 /// What a fill came to.
@@ -39,7 +39,7 @@ impl FeedHistory {
     pub async fn fill(&self, user_id: Uuid, after: i64) -> Result<Fill, StoreError> {
         let mut conn = store::connection(&self.pool).await?;
         Ok(
-            match events::history(&mut conn, user_id, after, Some(self.bounds)).await? {
+            match history::history(&mut conn, user_id, after, Some(self.bounds)).await? {
                 History::Events(rows) => {
                     let frames: Vec<Frame> = rows.iter().filter_map(frame_of).collect();
                     self.stats.add_replayed(frames.len() as u64);
