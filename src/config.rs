@@ -156,6 +156,10 @@ pub struct RealtimeSettings {
     pub node_prefetch: u16,
     pub session_mailbox: usize,
     pub celebrity_followers: i64,
+    /// Node mode: celebrities' events go under this many shard keys, each bound once by every
+    /// node (see `realtime::broker::shards`); 0 binds `author.<id>` per author watched instead.
+    /// Every instance of a deployment must agree.
+    pub author_shards: u16,
     pub history_max_events: i64,
     pub history_ttl_secs: u64,
     pub relay_batch: i64,
@@ -286,6 +290,10 @@ impl Settings {
             (
                 rt.celebrity_followers > 0,
                 "realtime.celebrity_followers must be > 0",
+            ),
+            (
+                rt.author_shards <= 4096,
+                "realtime.author_shards must be between 0 and 4096",
             ),
             (
                 (1..=1_000_000).contains(&rt.history_max_events),

@@ -5,6 +5,8 @@
 //!   sessions need it: the first hold binds the key to the node queue, the last release unbinds
 //!   it. A binder task applies bind and unbind in the order they were asked for, many per round
 //!   trip, so a connect storm is not one round trip per session.
+//! - With author shards (`realtime.author_shards` > 0, see `shards`), every shard key is bound
+//!   once per link instead, and held for the link's life: watching an author costs no binding.
 //! - [`consume`] reads the node queue and hands every delivery to the `SessionRegistry`, which
 //!   knows which local sessions its routing key addresses.
 
@@ -21,6 +23,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::error::BrokerError;
 use super::pipeline;
+use super::shards;
 use super::topology::{self, Route};
 use crate::realtime::control::{is_control, seq_of, Control};
 use crate::realtime::routing::{ApplyControl, RegistryPort, RouteEvent};
@@ -56,21 +59,57 @@ enum BindingOp {
 pub struct NodeBindings {
     keys: HashMap<String, Binding>,
     binder: Option<mpsc::UnboundedSender<BindingOp>>,
+    /// How many author shard keys every link binds (0: a key per author watched instead).
+    author_shards: u16,
+    /// This link's shard keys, once all are bound (`None` without shards or without a link).
+    shards_ready: Option<Ready>,
 }
 
 impl NodeBindings {
-    /// A new link: its queue starts with no bindings, and a new binder applies them.
+    pub fn new(author_shards: u16) -> Self {
+        NodeBindings {
+            author_shards,
+            ..NodeBindings::default()
+        }
+    }
+
+    /// A new link: its queue starts with no bindings, and a new binder applies them, starting
+    /// with the author shards (if any), bound for the link's life.
     pub fn link_up(&mut self, channel: Channel, exchange: String, queue: String) {
         let (ops, rx) = mpsc::unbounded_channel();
         actix_rt::spawn(run_binder(channel, exchange, queue, rx));
         self.keys.clear();
         self.binder = Some(ops);
+        self.shards_ready = (self.author_shards > 0).then(|| {
+            let all: Vec<Ready> = shards::all_keys(self.author_shards)
+                .into_iter()
+                .map(|key| self.request_bind(key))
+                .collect();
+            futures_util::future::join_all(all)
+                .map(|bound| bound.into_iter().collect())
+                .boxed()
+                .shared()
+        });
     }
 
     /// The link is gone, and the node queue with every binding on it.
     pub fn link_down(&mut self) {
         self.keys.clear();
         self.binder = None;
+        self.shards_ready = None;
+    }
+
+    /// With author shards: resolves once this link's shard keys are bound, after which every
+    /// author's events reach this node (`None` without shards: authors are bound one by one).
+    pub fn authors_ready(&self) -> Option<Ready> {
+        if self.author_shards == 0 {
+            return None;
+        }
+        Some(self.shards_ready.clone().unwrap_or_else(|| {
+            futures_util::future::ready(Err(BrokerError::Unavailable))
+                .boxed()
+                .shared()
+        }))
     }
 
     /// Takes one hold on `key`, binding it if it is the first; resolves once it is bound.
@@ -147,6 +186,8 @@ impl NodeBindings {
         stale.len()
     }
 
+    /// Keys bound to the node queue for its sessions (the author shards, bound for the link's
+    /// life whatever the sessions, are not counted).
     pub fn bound_keys(&self) -> usize {
         self.keys.len()
     }
@@ -253,7 +294,8 @@ pub async fn consume(
             break "the registry backlog closed".to_owned();
         };
         let seq = seq_of(&delivery.properties);
-        match Route::parse(delivery.routing_key.as_str()) {
+        let headers = delivery.properties.headers().as_ref();
+        match shards::route_of(delivery.routing_key.as_str(), headers) {
             Some(Route::User(user_id)) if is_control(&delivery.properties) => {
                 match Control::parse(&delivery.data) {
                     Some(control) => registry.apply_control.do_send(ApplyControl {

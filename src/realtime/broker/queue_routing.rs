@@ -2,8 +2,9 @@
 //! (`realtime.queue_mode`). Every place the two modes differ is a method here, with its one
 //! `match`; the `BrokerActor` owns a `QueueRouting` and decides nothing by mode itself.
 //!
-//! - Node mode ([`NodeBindings`]): one queue per node; routing a session's user or celebrities
-//!   means holding their keys on that queue.
+//! - Node mode ([`NodeBindings`]): one queue per node; routing a session's user means holding
+//!   its key on that queue; its celebrities, holding theirs, or with author shards (the
+//!   default, see `shards`) nothing: every shard is bound for the link's life.
 //! - Session mode ([`SessionQueues`]): a queue per session, bound to its keys and consumed by a
 //!   forwarder once the session runs.
 
@@ -57,9 +58,9 @@ pub enum QueueRouting {
 }
 
 impl QueueRouting {
-    pub fn new(mode: QueueMode) -> Self {
+    pub fn new(mode: QueueMode, author_shards: u16) -> Self {
         match mode {
-            QueueMode::Node => QueueRouting::Node(NodeBindings::default()),
+            QueueMode::Node => QueueRouting::Node(NodeBindings::new(author_shards)),
             QueueMode::Session => QueueRouting::Session(SessionQueues::default()),
         }
     }
@@ -136,6 +137,9 @@ impl QueueRouting {
         let keys = authors.iter().map(|author| author_routing_key(*author));
         match self {
             QueueRouting::Node(bindings) => {
+                if let Some(shards) = bindings.authors_ready() {
+                    return shards.boxed();
+                }
                 let ready: Vec<_> = keys.map(|key| bindings.retain(key)).collect();
                 async move { join_all(ready).await.into_iter().collect() }.boxed()
             }
@@ -160,6 +164,9 @@ impl QueueRouting {
     /// unfollows itself, in order with its events.)
     pub fn unroute_authors(&mut self, authors: &[Uuid]) {
         if let QueueRouting::Node(bindings) = self {
+            if bindings.authors_ready().is_some() {
+                return; // the shards stay bound
+            }
             for author in authors {
                 bindings.release(&author_routing_key(*author));
             }
@@ -197,6 +204,9 @@ impl QueueRouting {
         match self {
             QueueRouting::Node(bindings) => {
                 bindings.release(&user_routing_key(session.user_id));
+                if bindings.authors_ready().is_some() {
+                    return; // the shards stay bound
+                }
                 for author in &session.authors {
                     bindings.release(&author_routing_key(*author));
                 }

@@ -36,8 +36,9 @@ use super::control::{self, Control};
 use super::events::frame_of;
 use super::stats::{Stage, Stats};
 use super::trace::{self, Commits, Sent};
-use crate::config::RealtimeSettings;
+use crate::config::{QueueMode, RealtimeSettings};
 use crate::realtime::broker::pipeline::{self, Started};
+use crate::realtime::broker::shards;
 use crate::realtime::broker::topology::{author_routing_key, user_routing_key};
 use crate::store::events::{self as log_store, Kind, RelayedEvent, NOTIFY_CHANNEL};
 use crate::store::pg_tls::PgTls;
@@ -120,6 +121,9 @@ pub fn spawn(
         batch: settings.relay_batch,
         max_in_flight: settings.max_confirms_in_flight,
         history_ttl: settings.history_ttl(),
+        // Node queues bind author shards (see `broker::shards`); session queues, each author.
+        author_shards: (settings.queue_mode == QueueMode::Node && settings.author_shards > 0)
+            .then_some(settings.author_shards),
         channel,
         stats,
         relay: relay.clone(),
@@ -166,6 +170,7 @@ struct Leader {
     batch: i64,
     max_in_flight: usize,
     history_ttl: Duration,
+    author_shards: Option<u16>,
     channel: watch::Receiver<Option<Channel>>,
     stats: Stats,
     relay: Relay,
@@ -338,6 +343,7 @@ impl Leader {
             stats: &self.stats,
             sent: Sent::default(),
             first_of_event: false,
+            author_shards: self.author_shards,
         };
         for row in rows {
             let event = &row.event;
@@ -464,6 +470,8 @@ struct Outbox<'a> {
     sent: Sent,
     /// Whether the current event's first message is still to go (its stages are observed then).
     first_of_event: bool,
+    /// `author.<id>` goes under a shard key (see `broker::shards`).
+    author_shards: Option<u16>,
 }
 
 impl Outbox<'_> {
@@ -481,7 +489,12 @@ impl Outbox<'_> {
         if std::mem::take(&mut self.first_of_event) {
             trace::observe_relayed(&self.sent, self.stats);
         }
-        let properties = properties.with_headers(trace::headers(self.sent));
+        let mut headers = trace::headers(self.sent);
+        let (routing_key, logical) = shards::physical_route(routing_key, self.author_shards);
+        if let Some(logical) = logical {
+            shards::tag(&mut headers, logical);
+        }
+        let properties = properties.with_headers(headers);
         let publish = {
             let (channel, exchange) = (self.channel.clone(), self.exchange.to_owned());
             let payload = payload.to_vec();
