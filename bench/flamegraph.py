@@ -47,11 +47,31 @@ def fold(lines):
             obj = (match.group(2) or "").rsplit("/", 1)[-1]
             name = f"[{obj}]" if obj else name
         # Strip Rust's hash suffix and long generic arguments, which only make names unreadable.
+        name = re.sub(r"\+0x[0-9a-f]+$", "", name)
         name = re.sub(r"::h[0-9a-f]{16}$", "", name)
         name = name.replace(";", ":")
         frames.append(name)
     flush()
     return stacks
+
+
+# Parts of herald a sample can belong to, the first that matches along its stack.
+BUCKETS = [
+    ("PostgreSQL queries (diesel, tokio-postgres, pool)", ("tokio_postgres", "diesel", "deadpool")),
+    ("RabbitMQ (lapin)", ("lapin",)),
+    ("registry and routing", ("session::registry", "realtime::broker")),
+    ("the session actor (fill, WebSocket context)", ("json_socket::WsSession", "actix_web_actors")),
+    ("HTTP: accept, parse, middleware, upgrade", ("actix_http", "actix_web", "actix_server")),
+    ("waiting for events (epoll_wait, park)", ("epoll_wait", "park_internal")),
+    ("scheduler: switching threads", ("finish_task_switch", "__schedule")),
+]
+
+
+def bucket(stack):
+    for name, needles in BUCKETS:
+        if any(needle in stack for needle in needles):
+            return name
+    return "other (allocator, timers, runtime)"
 
 
 def build_tree(stacks):
@@ -127,11 +147,21 @@ def main():
     parser.add_argument("--folded", action="store_true", help="print folded stacks, no SVG")
     parser.add_argument("--top", type=int, help="print the N functions with most self time")
     parser.add_argument("--inclusive", type=int, help="print the N functions with most total time")
+    parser.add_argument("--buckets", action="store_true",
+                        help="share of samples per part of herald (first match along the stack)")
     args = parser.parse_args()
     stacks = fold(sys.stdin)
     if args.folded:
         for stack, count in stacks.most_common():
             print(f"{stack} {count}")
+        return
+    if args.buckets:
+        total = sum(stacks.values()) or 1
+        counter = collections.Counter()
+        for stack, count in stacks.items():
+            counter[bucket(stack)] += count
+        for name, count in counter.most_common():
+            print(f"{100.0 * count / total:6.2f}%  {name}")
         return
     if args.top or args.inclusive:
         total = sum(stacks.values()) or 1
