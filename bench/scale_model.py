@@ -10,12 +10,15 @@ The inputs (bench/scale-inputs.json) are per-operation costs, each with where it
 deployment (nodes, cores, users, follows). docs/SCALE.md explains the model and quotes this
 script's output; change an input there, run this again, and the tables follow.
 
-Two routings are modelled:
+Three routings are modelled:
   per-author  (realtime.author_shards = 0): a node binds author.<id> for every celebrity a local
               session follows, and user.<id> per local user;
   shards      (the default): every node binds the author shard keys once per link, so a
               celebrity's event reaches every node, which drops what no local session watches;
-              user.<id> stays per local user.
+              user.<id> stays per local user;
+  all-shards  (user_shards > 0, celebrity_followers = 1): user.<id> messages (then only follow
+              changes) go under user shard keys too, which a node binds once while any local
+              user is in them: no binding per connect.
 Four situations: steady state, one post of the 10M-follower author, the rolling-deploy storm
 (every session reconnects within the window), and the relay.
 """
@@ -83,9 +86,12 @@ def model(inp):
                      "capacity": capacity, "unit": unit, "ratio": load / capacity if capacity else math.inf,
                      "note": note})
 
-    for routing in ("per-author", "shards"):
-        sharded = routing == "shards"
+    for routing in ("per-author", "shards", "all-shards"):
+        sharded = routing != "per-author"
+        user_sharded = routing == "all-shards"
         node_msgs = posts * (nodes if sharded else nodes_reached)  # node-queue deliveries/s
+        if user_sharded:
+            node_msgs += v("follows_per_sec") * nodes  # each follow change reaches every node
         # --- steady state ---------------------------------------------------------------
         herald = (deliveries / nodes * herald_delivery_us / 1e6
                   + (posts * (1 - nodes_reached / nodes) * herald_drop_us / 1e6 if sharded else 0)
@@ -96,7 +102,8 @@ def model(inp):
         broker = (posts * msg_ms / 1e3 + node_msgs * delivery_us / 1e6)
         row(f"steady ({routing})", "broker CPU (cluster)", broker, broker_cores, "cores",
             f"{posts:,.0f} publishes/s, {node_msgs:,.0f} node-queue deliveries/s")
-        bindings = (per_node + (distinct_authors if not sharded else v("author_shards"))) * nodes
+        user_keys = min(per_node, v("user_shards")) if user_sharded else per_node
+        bindings = (user_keys + (distinct_authors if not sharded else v("author_shards"))) * nodes
         row(f"steady ({routing})", "broker memory for bindings (every broker node holds all)",
             bindings * bytes_per_binding, broker_mem, "bytes",
             f"{bindings:,.0f} bindings cluster-wide")
@@ -106,6 +113,10 @@ def model(inp):
         binds_per_connect = 1 + (0 if sharded else
                                  follows * v("storm_unbound_author_share"))
         storm_binds = storm * binds_per_connect * 2  # bind on the new node, unbind on the old
+        if user_sharded:
+            # Every node binds its user shards once per link: nodes x shards per deploy.
+            binds_per_connect = nodes * min(per_node, v("user_shards")) / online
+            storm_binds = nodes * min(per_node, v("user_shards")) * 2 / v("storm_secs")
         row(f"storm ({routing})", "broker binding ops (cluster-wide metadata)", storm_binds,
             bind_rate, "ops/s", f"{binds_per_connect:.1f} binds per connect, as many removals (unbinds, or the deletion "
             "of the node queue it left)")

@@ -160,6 +160,9 @@ pub struct RealtimeSettings {
     /// node (see `realtime::broker::shards`); 0 binds `author.<id>` per author watched instead.
     /// Every instance of a deployment must agree.
     pub author_shards: u16,
+    /// Node mode: `user.<id>` messages go under this many shard keys, a node binding a shard
+    /// while a local session's user is in it; 0 (the default) binds `user.<id>` per user.
+    pub user_shards: u16,
     pub history_max_events: i64,
     pub history_ttl_secs: u64,
     pub relay_batch: i64,
@@ -294,6 +297,10 @@ impl Settings {
             (
                 rt.author_shards <= 4096,
                 "realtime.author_shards must be between 0 and 4096",
+            ),
+            (
+                rt.user_shards <= 4096,
+                "realtime.user_shards must be between 0 and 4096",
             ),
             (
                 (1..=1_000_000).contains(&rt.history_max_events),

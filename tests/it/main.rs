@@ -17,6 +17,7 @@ mod hardening;
 mod metrics;
 mod outages;
 mod process;
+mod shards;
 mod spec;
 mod store;
 mod tls;

@@ -61,16 +61,24 @@ pub struct NodeBindings {
     binder: Option<mpsc::UnboundedSender<BindingOp>>,
     /// How many author shard keys every link binds (0: a key per author watched instead).
     author_shards: u16,
+    /// How many user shard keys local users are bound under (0: a key per user).
+    user_shards: u16,
     /// This link's shard keys, once all are bound (`None` without shards or without a link).
     shards_ready: Option<Ready>,
 }
 
 impl NodeBindings {
-    pub fn new(author_shards: u16) -> Self {
+    pub fn new(author_shards: u16, user_shards: u16) -> Self {
         NodeBindings {
             author_shards,
+            user_shards,
             ..NodeBindings::default()
         }
+    }
+
+    /// The key this node holds for a local session of `user` (see `shards::node_user_key`).
+    pub fn user_key(&self, user: uuid::Uuid) -> String {
+        shards::node_user_key(user, self.user_shards)
     }
 
     /// A new link: its queue starts with no bindings, and a new binder applies them, starting
@@ -172,10 +180,22 @@ impl NodeBindings {
     /// The watchdog's safety net: unbinds every key older than `older_than` that no local
     /// session needs. Returns how many.
     pub fn sweep(&mut self, needed: &HashSet<String>, older_than: Instant) -> usize {
+        // The registry names users' own keys; with user shards, their shards are what is held.
+        let shards_needed: HashSet<String> = match self.user_shards {
+            0 => HashSet::new(),
+            n => needed
+                .iter()
+                .filter_map(|key| match Route::parse(key) {
+                    Some(Route::User(user)) => Some(shards::node_user_key(user, n)),
+                    _ => None,
+                })
+                .collect(),
+        };
+        let needed = |key: &String| needed.contains(key) || shards_needed.contains(key);
         let stale: Vec<String> = self
             .keys
             .iter()
-            .filter(|(key, binding)| binding.since < older_than && !needed.contains(*key))
+            .filter(|(key, binding)| binding.since < older_than && !needed(key))
             .map(|(key, _)| key.clone())
             .collect();
         for key in &stale {

@@ -21,7 +21,7 @@ use super::error::BrokerError;
 use super::link::Link;
 use super::node_queue::NodeBindings;
 use super::session_queues::{self, SessionQueues};
-use super::topology::{self, author_routing_key, user_routing_key};
+use super::topology::{self, author_routing_key};
 use crate::config::{QueueMode, RealtimeSettings};
 use crate::realtime::routing::ReleaseSession;
 use crate::realtime::session::protocol::{Disconnect, DisconnectReason, SessionHandle};
@@ -58,9 +58,12 @@ pub enum QueueRouting {
 }
 
 impl QueueRouting {
-    pub fn new(mode: QueueMode, author_shards: u16) -> Self {
-        match mode {
-            QueueMode::Node => QueueRouting::Node(NodeBindings::new(author_shards)),
+    pub fn new(settings: &RealtimeSettings) -> Self {
+        match settings.queue_mode {
+            QueueMode::Node => QueueRouting::Node(NodeBindings::new(
+                settings.author_shards,
+                settings.user_shards,
+            )),
             QueueMode::Session => QueueRouting::Session(SessionQueues::default()),
         }
     }
@@ -92,7 +95,7 @@ impl QueueRouting {
     ) -> BoxFuture<'static, Result<u64, BrokerError>> {
         match self {
             QueueRouting::Node(bindings) => {
-                let key = user_routing_key(user_id);
+                let key = bindings.user_key(user_id);
                 let ready = bindings.retain(key.clone());
                 async move {
                     ready.await.inspect_err(|_| {
@@ -203,7 +206,7 @@ impl QueueRouting {
     pub fn release_session(&mut self, channel: Option<Channel>, session: &ReleaseSession) {
         match self {
             QueueRouting::Node(bindings) => {
-                bindings.release(&user_routing_key(session.user_id));
+                bindings.release(&bindings.user_key(session.user_id));
                 if bindings.authors_ready().is_some() {
                     return; // the shards stay bound
                 }

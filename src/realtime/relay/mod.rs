@@ -36,7 +36,7 @@ use super::control::{self, Control};
 use super::events::frame_of;
 use super::stats::{Stage, Stats};
 use super::trace::{self, Commits, Sent};
-use crate::config::{QueueMode, RealtimeSettings};
+use crate::config::RealtimeSettings;
 use crate::realtime::broker::pipeline::{self, Started};
 use crate::realtime::broker::shards;
 use crate::realtime::broker::topology::{author_routing_key, user_routing_key};
@@ -121,9 +121,8 @@ pub fn spawn(
         batch: settings.relay_batch,
         max_in_flight: settings.max_confirms_in_flight,
         history_ttl: settings.history_ttl(),
-        // Node queues bind author shards (see `broker::shards`); session queues, each author.
-        author_shards: (settings.queue_mode == QueueMode::Node && settings.author_shards > 0)
-            .then_some(settings.author_shards),
+        // Node queues bind shards (see `broker::shards`); session queues, their own keys.
+        shards: shards::ShardCounts::of(settings),
         channel,
         stats,
         relay: relay.clone(),
@@ -170,7 +169,7 @@ struct Leader {
     batch: i64,
     max_in_flight: usize,
     history_ttl: Duration,
-    author_shards: Option<u16>,
+    shards: shards::ShardCounts,
     channel: watch::Receiver<Option<Channel>>,
     stats: Stats,
     relay: Relay,
@@ -343,7 +342,7 @@ impl Leader {
             stats: &self.stats,
             sent: Sent::default(),
             first_of_event: false,
-            author_shards: self.author_shards,
+            shards: self.shards,
         };
         for row in rows {
             let event = &row.event;
@@ -470,8 +469,8 @@ struct Outbox<'a> {
     sent: Sent,
     /// Whether the current event's first message is still to go (its stages are observed then).
     first_of_event: bool,
-    /// `author.<id>` goes under a shard key (see `broker::shards`).
-    author_shards: Option<u16>,
+    /// Which routes go under shard keys (see `broker::shards`).
+    shards: shards::ShardCounts,
 }
 
 impl Outbox<'_> {
@@ -490,7 +489,7 @@ impl Outbox<'_> {
             trace::observe_relayed(&self.sent, self.stats);
         }
         let mut headers = trace::headers(self.sent);
-        let (routing_key, logical) = shards::physical_route(routing_key, self.author_shards);
+        let (routing_key, logical) = shards::physical_route(routing_key, self.shards);
         if let Some(logical) = logical {
             shards::tag(&mut headers, logical);
         }
