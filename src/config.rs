@@ -166,6 +166,13 @@ pub struct RealtimeSettings {
     pub node_prefetch: u16,
     pub session_mailbox: usize,
     pub celebrity_followers: i64,
+    /// Node mode: celebrities' events go under this many shard keys, each bound once by every
+    /// node (see `realtime::broker::shards`); 0 binds `author.<id>` per author watched instead.
+    /// Every instance of a deployment must agree.
+    pub author_shards: u16,
+    /// Node mode: `user.<id>` messages go under this many shard keys, a node binding a shard
+    /// while a local session's user is in it; 0 (the default) binds `user.<id>` per user.
+    pub user_shards: u16,
     pub history_max_events: i64,
     pub history_ttl_secs: u64,
     pub relay_batch: i64,
@@ -300,6 +307,14 @@ impl Settings {
             (
                 rt.celebrity_followers > 0,
                 "realtime.celebrity_followers must be > 0",
+            ),
+            (
+                rt.author_shards <= 4096,
+                "realtime.author_shards must be between 0 and 4096",
+            ),
+            (
+                rt.user_shards <= 4096,
+                "realtime.user_shards must be between 0 and 4096",
             ),
             (
                 (1..=1_000_000).contains(&rt.history_max_events),

@@ -19,6 +19,7 @@ mod idempotency;
 mod metrics;
 mod outages;
 mod process;
+mod shards;
 mod spec;
 mod store;
 mod tls;

@@ -56,7 +56,7 @@ impl BrokerActor {
         publish_channel: watch::Sender<Option<Channel>>,
     ) -> Self {
         BrokerActor {
-            routing: QueueRouting::new(settings.queue_mode),
+            routing: QueueRouting::new(&settings),
             settings,
             endpoints,
             link: None,

@@ -5,6 +5,8 @@
 //!   sessions need it: the first hold binds the key to the node queue, the last release unbinds
 //!   it. A binder task applies bind and unbind in the order they were asked for, many per round
 //!   trip, so a connect storm is not one round trip per session.
+//! - With author shards (`realtime.author_shards` > 0, see `shards`), every shard key is bound
+//!   once per link instead, and held for the link's life: watching an author costs no binding.
 //! - [`consume`] reads the node queue and hands every delivery to the `SessionRegistry`, which
 //!   knows which local sessions its routing key addresses.
 
@@ -21,6 +23,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::error::BrokerError;
 use super::pipeline;
+use super::shards;
 use super::topology::{self, Route};
 use crate::realtime::control::{is_control, seq_of, Control};
 use crate::realtime::routing::{ApplyControl, RegistryPort, RouteEvent};
@@ -56,21 +59,65 @@ enum BindingOp {
 pub struct NodeBindings {
     keys: HashMap<String, Binding>,
     binder: Option<mpsc::UnboundedSender<BindingOp>>,
+    /// How many author shard keys every link binds (0: a key per author watched instead).
+    author_shards: u16,
+    /// How many user shard keys local users are bound under (0: a key per user).
+    user_shards: u16,
+    /// This link's shard keys, once all are bound (`None` without shards or without a link).
+    shards_ready: Option<Ready>,
 }
 
 impl NodeBindings {
-    /// A new link: its queue starts with no bindings, and a new binder applies them.
+    pub fn new(author_shards: u16, user_shards: u16) -> Self {
+        NodeBindings {
+            author_shards,
+            user_shards,
+            ..NodeBindings::default()
+        }
+    }
+
+    /// The key this node holds for a local session of `user` (see `shards::node_user_key`).
+    pub fn user_key(&self, user: uuid::Uuid) -> String {
+        shards::node_user_key(user, self.user_shards)
+    }
+
+    /// A new link: its queue starts with no bindings, and a new binder applies them, starting
+    /// with the author shards (if any), bound for the link's life.
     pub fn link_up(&mut self, channel: Channel, exchange: String, queue: String) {
         let (ops, rx) = mpsc::unbounded_channel();
         actix_rt::spawn(run_binder(channel, exchange, queue, rx));
         self.keys.clear();
         self.binder = Some(ops);
+        self.shards_ready = (self.author_shards > 0).then(|| {
+            let all: Vec<Ready> = shards::all_keys(self.author_shards)
+                .into_iter()
+                .map(|key| self.request_bind(key))
+                .collect();
+            futures_util::future::join_all(all)
+                .map(|bound| bound.into_iter().collect())
+                .boxed()
+                .shared()
+        });
     }
 
     /// The link is gone, and the node queue with every binding on it.
     pub fn link_down(&mut self) {
         self.keys.clear();
         self.binder = None;
+        self.shards_ready = None;
+    }
+
+    /// With author shards: resolves once this link's shard keys are bound, after which every
+    /// author's events reach this node (`None` without shards: authors are bound one by one).
+    pub fn authors_ready(&self) -> Option<Ready> {
+        if self.author_shards == 0 {
+            return None;
+        }
+        Some(self.shards_ready.clone().unwrap_or_else(|| {
+            futures_util::future::ready(Err(BrokerError::Unavailable))
+                .boxed()
+                .shared()
+        }))
     }
 
     /// Takes one hold on `key`, binding it if it is the first; resolves once it is bound.
@@ -133,10 +180,22 @@ impl NodeBindings {
     /// The watchdog's safety net: unbinds every key older than `older_than` that no local
     /// session needs. Returns how many.
     pub fn sweep(&mut self, needed: &HashSet<String>, older_than: Instant) -> usize {
+        // The registry names users' own keys; with user shards, their shards are what is held.
+        let shards_needed: HashSet<String> = match self.user_shards {
+            0 => HashSet::new(),
+            n => needed
+                .iter()
+                .filter_map(|key| match Route::parse(key) {
+                    Some(Route::User(user)) => Some(shards::node_user_key(user, n)),
+                    _ => None,
+                })
+                .collect(),
+        };
+        let needed = |key: &String| needed.contains(key) || shards_needed.contains(key);
         let stale: Vec<String> = self
             .keys
             .iter()
-            .filter(|(key, binding)| binding.since < older_than && !needed.contains(*key))
+            .filter(|(key, binding)| binding.since < older_than && !needed(key))
             .map(|(key, _)| key.clone())
             .collect();
         for key in &stale {
@@ -147,6 +206,8 @@ impl NodeBindings {
         stale.len()
     }
 
+    /// Keys bound to the node queue for its sessions (the author shards, bound for the link's
+    /// life whatever the sessions, are not counted).
     pub fn bound_keys(&self) -> usize {
         self.keys.len()
     }
@@ -253,7 +314,8 @@ pub async fn consume(
             break "the registry backlog closed".to_owned();
         };
         let seq = seq_of(&delivery.properties);
-        match Route::parse(delivery.routing_key.as_str()) {
+        let headers = delivery.properties.headers().as_ref();
+        match shards::route_of(delivery.routing_key.as_str(), headers) {
             Some(Route::User(user_id)) if is_control(&delivery.properties) => {
                 match Control::parse(&delivery.data) {
                     Some(control) => registry.apply_control.do_send(ApplyControl {

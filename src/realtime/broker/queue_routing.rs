@@ -2,8 +2,9 @@
 //! (`realtime.queue_mode`). Every place the two modes differ is a method here, with its one
 //! `match`; the `BrokerActor` owns a `QueueRouting` and decides nothing by mode itself.
 //!
-//! - Node mode ([`NodeBindings`]): one queue per node; routing a session's user or celebrities
-//!   means holding their keys on that queue.
+//! - Node mode ([`NodeBindings`]): one queue per node; routing a session's user means holding
+//!   its key on that queue; its celebrities, holding theirs, or with author shards (the
+//!   default, see `shards`) nothing: every shard is bound for the link's life.
 //! - Session mode ([`SessionQueues`]): a queue per session, bound to its keys and consumed by a
 //!   forwarder once the session runs.
 
@@ -20,7 +21,7 @@ use super::error::BrokerError;
 use super::link::Link;
 use super::node_queue::NodeBindings;
 use super::session_queues::{self, SessionQueues};
-use super::topology::{self, author_routing_key, user_routing_key};
+use super::topology::{self, author_routing_key};
 use crate::config::{QueueMode, RealtimeSettings};
 use crate::realtime::routing::ReleaseSession;
 use crate::realtime::session::protocol::{Disconnect, DisconnectReason, SessionHandle};
@@ -57,9 +58,12 @@ pub enum QueueRouting {
 }
 
 impl QueueRouting {
-    pub fn new(mode: QueueMode) -> Self {
-        match mode {
-            QueueMode::Node => QueueRouting::Node(NodeBindings::default()),
+    pub fn new(settings: &RealtimeSettings) -> Self {
+        match settings.queue_mode {
+            QueueMode::Node => QueueRouting::Node(NodeBindings::new(
+                settings.author_shards,
+                settings.user_shards,
+            )),
             QueueMode::Session => QueueRouting::Session(SessionQueues::default()),
         }
     }
@@ -91,7 +95,7 @@ impl QueueRouting {
     ) -> BoxFuture<'static, Result<u64, BrokerError>> {
         match self {
             QueueRouting::Node(bindings) => {
-                let key = user_routing_key(user_id);
+                let key = bindings.user_key(user_id);
                 let ready = bindings.retain(key.clone());
                 async move {
                     ready.await.inspect_err(|_| {
@@ -136,6 +140,9 @@ impl QueueRouting {
         let keys = authors.iter().map(|author| author_routing_key(*author));
         match self {
             QueueRouting::Node(bindings) => {
+                if let Some(shards) = bindings.authors_ready() {
+                    return shards.boxed();
+                }
                 let ready: Vec<_> = keys.map(|key| bindings.retain(key)).collect();
                 async move { join_all(ready).await.into_iter().collect() }.boxed()
             }
@@ -160,6 +167,9 @@ impl QueueRouting {
     /// unfollows itself, in order with its events.)
     pub fn unroute_authors(&mut self, authors: &[Uuid]) {
         if let QueueRouting::Node(bindings) = self {
+            if bindings.authors_ready().is_some() {
+                return; // the shards stay bound
+            }
             for author in authors {
                 bindings.release(&author_routing_key(*author));
             }
@@ -196,7 +206,10 @@ impl QueueRouting {
     pub fn release_session(&mut self, channel: Option<Channel>, session: &ReleaseSession) {
         match self {
             QueueRouting::Node(bindings) => {
-                bindings.release(&user_routing_key(session.user_id));
+                bindings.release(&bindings.user_key(session.user_id));
+                if bindings.authors_ready().is_some() {
+                    return; // the shards stay bound
+                }
                 for author in &session.authors {
                     bindings.release(&author_routing_key(*author));
                 }

@@ -38,6 +38,7 @@ use super::events::frame_of;
 use super::stats::Stats;
 use super::trace::{self, Commits, Sent};
 use crate::config::RealtimeSettings;
+use crate::realtime::broker::shards;
 use crate::realtime::broker::topology::{author_routing_key, user_routing_key};
 use crate::store::epochs::{self, Epoch};
 use crate::store::events::{self as log_store, Kind, RelayedEvent};
@@ -121,6 +122,8 @@ pub fn spawn(
         batch: settings.relay_batch,
         max_in_flight: settings.max_confirms_in_flight,
         history_ttl: settings.history_ttl(),
+        // Node queues bind shards (see `broker::shards`); session queues, their own keys.
+        shards: shards::ShardCounts::of(settings),
         channel,
         stats,
         relay: relay.clone(),
@@ -157,6 +160,7 @@ struct Leader {
     batch: i64,
     max_in_flight: usize,
     history_ttl: Duration,
+    shards: shards::ShardCounts,
     channel: watch::Receiver<Option<Channel>>,
     stats: Stats,
     relay: Relay,
@@ -342,6 +346,7 @@ impl Leader {
             stats: &self.stats,
             sent: Sent::default(),
             first_of_event: false,
+            shards: self.shards,
         };
         for row in rows {
             let event = &row.event;

@@ -9,6 +9,7 @@ use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Channel, PublisherConfirm};
 
 use crate::realtime::broker::pipeline::{self, Started};
+use crate::realtime::broker::shards;
 use crate::realtime::stats::{Stage, Stats};
 use crate::realtime::trace::{self, Sent};
 use crate::store::StoreError;
@@ -43,6 +44,8 @@ pub struct Outbox<'a> {
     pub sent: Sent,
     /// Whether the current event's first message is still to go (its stages are observed then).
     pub first_of_event: bool,
+    /// Which routes go under shard keys (see `broker::shards`).
+    pub shards: shards::ShardCounts,
 }
 
 impl Outbox<'_> {
@@ -60,7 +63,12 @@ impl Outbox<'_> {
         if std::mem::take(&mut self.first_of_event) {
             trace::observe_relayed(&self.sent, self.stats);
         }
-        let properties = properties.with_headers(trace::headers(self.sent));
+        let mut headers = trace::headers(self.sent);
+        let (routing_key, logical) = shards::physical_route(routing_key, self.shards);
+        if let Some(logical) = logical {
+            shards::tag(&mut headers, logical);
+        }
+        let properties = properties.with_headers(headers);
         let publish = {
             let (channel, exchange) = (self.channel.clone(), self.exchange.to_owned());
             let payload = payload.to_vec();

@@ -127,6 +127,18 @@ async fn bindings(exchange: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The key a celebrity's events travel under: in node mode with author shards, its shard
+/// (bound once by every node for its link's life); otherwise `author.<id>`.
+pub fn celebrity_key(settings: &Settings, author: uuid::Uuid) -> String {
+    use herald::realtime::broker::shards::{shard_key, shard_of};
+    let realtime = &settings.realtime;
+    if realtime.queue_mode == herald::config::QueueMode::Node && realtime.author_shards > 0 {
+        shard_key(shard_of(author, realtime.author_shards))
+    } else {
+        format!("author.{author}")
+    }
+}
+
 /// How many queues have `key` bound on `exchange`.
 pub async fn bound(exchange: &str, key: &str) -> usize {
     bindings(exchange)

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 pub use app::{Answer, TestApp, TestUser};
 pub use broker_probes::{
-    amqp, bound, delete_queue, force_close_herald_connections, is_routed, publish_raw,
-    queue_exists, queue_listing,
+    amqp, bound, celebrity_key, delete_queue, force_close_herald_connections, is_routed,
+    publish_raw, queue_exists, queue_listing,
 };
 pub use feed_client::{assert_event, raw_close_reason, FeedClient, Received};
 pub use node_client::NodeClient;
