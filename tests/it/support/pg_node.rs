@@ -13,7 +13,7 @@ use herald::store::database;
 use herald::store::pg_tls::PgTls;
 
 use super::private_broker::{signal, stop_with_parent, tail};
-use super::private_postgres::{as_postgres, bin_dir};
+use super::private_postgres::{as_postgres, bin_dir, stop_server};
 
 /// How long a start or a promotion may take on a busy machine.
 const SLOW_STEP: Duration = Duration::from_secs(120);
@@ -208,30 +208,10 @@ impl PgNode {
 
     /// Stops it (blocking, for `Drop`): fast, then immediate, then SIGKILL.
     pub(super) fn stop_now(&mut self) {
-        let Some(mut server) = self.server.take() else {
-            return;
-        };
-        let postmaster = self.postmaster();
-        for (sig, within) in [
-            (libc::SIGINT, STOP_DEADLINE),
-            (libc::SIGQUIT, Duration::from_secs(5)),
-            (libc::SIGKILL, Duration::from_secs(5)),
-        ] {
-            match postmaster {
-                Some(pid) => signal(pid, sig),
-                None => {
-                    let _ = server.start_kill();
-                }
-            }
-            let started = Instant::now();
-            while started.elapsed() < within {
-                if !matches!(server.try_wait(), Ok(None)) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
+        if let Some(mut server) = self.server.take() {
+            let what = format!("PostgreSQL node in {}", self.log_file().display());
+            stop_server(&mut server, self.postmaster(), &what);
         }
-        let _ = server.start_kill();
     }
 }
 

@@ -219,38 +219,40 @@ impl PrivatePostgres {
             .ok()
     }
 
-    /// Stops the server (blocking: this is for `Drop`): a fast shutdown, then an immediate
-    /// one, then SIGKILL, each given its time.
+    /// Stops the server (blocking: this is for `Drop`): see [`stop_server`].
     fn stop(&mut self) {
-        let Some(mut server) = self.server.take() else {
-            return;
-        };
-        let postmaster = self.postmaster();
-        for (sig, within) in [
-            (libc::SIGINT, STOP_DEADLINE),
-            (libc::SIGQUIT, Duration::from_secs(5)),
-            (libc::SIGKILL, Duration::from_secs(5)),
-        ] {
-            match postmaster {
-                Some(pid) => signal(pid, sig),
-                None => {
-                    let _ = server.start_kill();
-                }
-            }
-            let started = Instant::now();
-            while started.elapsed() < within {
-                if !matches!(server.try_wait(), Ok(None)) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            eprintln!(
-                "private PostgreSQL in {}: still running after signal {sig}",
-                self.dir.display()
-            );
+        if let Some(mut server) = self.server.take() {
+            let what = format!("private PostgreSQL in {}", self.dir.display());
+            stop_server(&mut server, self.postmaster(), &what);
         }
-        let _ = server.start_kill();
     }
+}
+
+/// Stops a PostgreSQL server (blocking: this is for `Drop`): a fast shutdown, then an immediate
+/// one, then SIGKILL, each given its time; signals go to its postmaster (`pid`, from its
+/// `postmaster.pid`), or to the process itself when that is unknown.
+pub(super) fn stop_server(server: &mut tokio::process::Child, postmaster: Option<u32>, what: &str) {
+    for (sig, within) in [
+        (libc::SIGINT, STOP_DEADLINE),
+        (libc::SIGQUIT, Duration::from_secs(5)),
+        (libc::SIGKILL, Duration::from_secs(5)),
+    ] {
+        match postmaster {
+            Some(pid) => signal(pid, sig),
+            None => {
+                let _ = server.start_kill();
+            }
+        }
+        let started = Instant::now();
+        while started.elapsed() < within {
+            if !matches!(server.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("{what}: still running after signal {sig}");
+    }
+    let _ = server.start_kill();
 }
 
 impl Drop for PrivatePostgres {
