@@ -17,6 +17,9 @@ const TICK_MS: f64 = 10.0;
 pub struct Target {
     pub name: &'static str,
     pub pid: Option<u32>,
+    /// Whether what the root's exited (reaped) children used counts: yes for a server's workers
+    /// (PostgreSQL's backends), no for the loadgen's fault commands (a profiler among them).
+    pub with_reaped: bool,
 }
 
 impl Target {
@@ -24,7 +27,11 @@ impl Target {
     /// (the postmaster, not a backend; the shared broker, started before any private one).
     pub fn find(name: &'static str, pid: Option<u32>, comm: &str) -> Target {
         let pid = pid.or_else(|| oldest_root_named(&processes(), comm));
-        Target { name, pid }
+        Target {
+            name,
+            pid,
+            with_reaped: true,
+        }
     }
 }
 
@@ -41,7 +48,10 @@ pub fn sample(targets: &[Target]) -> Sample {
         at: Instant::now(),
         trees_ms: targets
             .iter()
-            .map(|t| t.pid.and_then(|pid| tree_cpu_ms(&procs, pid)))
+            .map(|t| {
+                t.pid
+                    .and_then(|pid| tree_cpu_ms(&procs, pid, t.with_reaped))
+            })
             .collect(),
         machine_busy_ms: machine_busy_ms(),
     }
@@ -190,13 +200,17 @@ fn oldest_root_named(procs: &HashMap<u32, Proc>, comm: &str) -> Option<u32> {
 
 /// The CPU of `root` and every live descendant, plus what the root's reaped children used
 /// (a PostgreSQL backend that exited during the window still counts, via the postmaster).
-fn tree_cpu_ms(procs: &HashMap<u32, Proc>, root: u32) -> Option<f64> {
+fn tree_cpu_ms(procs: &HashMap<u32, Proc>, root: u32, with_reaped: bool) -> Option<f64> {
     let root_proc = procs.get(&root)?;
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     for (pid, p) in procs {
         children.entry(p.ppid).or_default().push(*pid);
     }
-    let mut ticks = root_proc.reaped_children;
+    let mut ticks = if with_reaped {
+        root_proc.reaped_children
+    } else {
+        0
+    };
     let mut stack = vec![root];
     while let Some(pid) = stack.pop() {
         if let Some(p) = procs.get(&pid) {
@@ -264,7 +278,8 @@ mod tests {
             (12, mk(11, "postgres", 3, 0)),
             (20, mk(1, "other", 1000, 0)),
         ]);
-        assert_eq!(tree_cpu_ms(&procs, 10), Some(1280.0));
+        assert_eq!(tree_cpu_ms(&procs, 10, true), Some(1280.0));
+        assert_eq!(tree_cpu_ms(&procs, 10, false), Some(280.0));
         assert_eq!(oldest_root_named(&procs, "postgres"), Some(10));
         assert_eq!(oldest_root_named(&procs, "beam.smp"), None);
     }

@@ -443,12 +443,14 @@ async fn measure(
         cores::Target {
             name: "herald",
             pid: args.herald_pid.filter(|_| !args.floor),
+            with_reaped: true,
         },
         cores::Target::find("PostgreSQL", args.postgres_pid, "postgres"),
         cores::Target::find("RabbitMQ", args.broker_pid, "beam.smp"),
         cores::Target {
             name: "loadgen",
             pid: Some(std::process::id()),
+            with_reaped: false,
         },
     ];
     let received_before = clients.shared.received.load(Ordering::Relaxed);
