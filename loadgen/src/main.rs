@@ -18,6 +18,7 @@
 
 mod baseline;
 mod check;
+mod cores;
 mod faults;
 mod floor;
 mod interrupt;
@@ -156,6 +157,13 @@ pub struct RunArgs {
     /// herald's process id, to read its resident memory before and after connecting.
     #[arg(long)]
     pub herald_pid: Option<u32>,
+    /// PostgreSQL's postmaster, for the core accounting (its backends are its children);
+    /// default: the oldest process named `postgres` whose parent is not one.
+    #[arg(long)]
+    pub postgres_pid: Option<u32>,
+    /// RabbitMQ's `beam.smp`, for the core accounting; default: the oldest one.
+    #[arg(long)]
+    pub broker_pid: Option<u32>,
     /// The client's floor: run against a trivial broadcaster started in this process (no
     /// database, no broker) instead of herald; `--url` and `--database-url` are not used.
     #[arg(long)]

@@ -60,6 +60,8 @@ pub struct RunFigures {
     /// herald's own latency stages over the load (from its `/metrics`).
     pub stages: Vec<crate::stages::StageFigure>,
     pub client: ClientFigures,
+    /// Where the cores went over the steady phase (first post sent → last answered).
+    pub cores: Option<crate::cores::CoreFigures>,
     pub herald: HeraldFigures,
     pub broker: BrokerFigures,
     pub realtime: RealtimeFigures,
@@ -392,6 +394,14 @@ impl Rows for RunFigures {
                 _ => "n/a".into(),
             },
         ));
+        if let Some(cores) = &self.cores {
+            for figure in &cores.rows {
+                rows.push((
+                    format!("CPU over the steady phase: {}", figure.name),
+                    crate::cores::cell(figure),
+                ));
+            }
+        }
         for stage in &self.stages {
             rows.push((
                 format!("herald stage {}", stage.stage),

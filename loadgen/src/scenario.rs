@@ -1,6 +1,7 @@
 //! `run`: one scenario end to end — seed, connect, load (with its faults), drain, check — with
 //! the readings around each phase, the pass/fail verdict, and the report files.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -10,6 +11,7 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 
 use crate::check;
+use crate::cores;
 use crate::faults;
 use crate::floor;
 use crate::interrupt::Interrupt;
@@ -438,6 +440,22 @@ async fn measure(
     figures.realtime.before = probes::realtime_counters(&args.url).await;
     let stages_before = stages::scrape(&args.url).await;
     let client_cpu_before = probes::cpu_ms(std::process::id());
+    let core_targets = [
+        cores::Target {
+            name: "herald",
+            pid: args.herald_pid.filter(|_| !args.floor),
+            with_reaped: true,
+        },
+        cores::Target::find("PostgreSQL", args.postgres_pid, "postgres"),
+        cores::Target::find("RabbitMQ", args.broker_pid, "beam.smp"),
+        cores::Target {
+            name: "loadgen",
+            pid: Some(std::process::id()),
+            with_reaped: false,
+        },
+    ];
+    let received_before = clients.shared.received.load(Ordering::Relaxed);
+    let cores_before = cores::sample(&core_targets);
     figures.client.threads = args.client_threads;
     note_dropped(figures, &clients.shared);
 
@@ -468,6 +486,8 @@ async fn measure(
         .await?;
     // The later of the last answer and the last fault's end.
     let load_finished = Instant::now();
+    let cores_after = cores::sample(&core_targets);
+    let received_in_load = clients.shared.received.load(Ordering::Relaxed) - received_before;
     bar.finish_and_clear();
     figures.faults = fault_figures;
     let posts = &mut figures.posts;
@@ -480,6 +500,13 @@ async fn measure(
         .as_secs_f64();
     posts.per_sec = per_second(posts.attempted, posts.seconds);
     posts.errors = outcome.error_samples.clone();
+    figures.cores = Some(cores::account(
+        &core_targets,
+        &cores_before,
+        &cores_after,
+        posts.attempted,
+        received_in_load,
+    ));
     eprintln!(
         "posted {} ({} failed) in {:.2} s",
         posts.attempted, posts.failed, posts.seconds

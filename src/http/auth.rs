@@ -27,11 +27,21 @@ pub fn bearer_token(req: &HttpRequest) -> Option<String> {
         .then(|| token.trim().to_owned())
 }
 
+/// The stored form of the request's bearer token, without asking the database: 401 when there
+/// is none, or it cannot be one herald issued. (For a write that checks the token itself.)
+pub fn bearer_hash(req: &HttpRequest) -> Result<Vec<u8>, ApiError> {
+    well_formed(&bearer_token(req).ok_or(ApiError::Unauthorized)?)
+}
+
 /// Resolves a token to its user; 401 for anything but a live token.
 pub async fn authenticate(pool: &DbPool, token: &str) -> Result<Uuid, ApiError> {
-    let hash = well_formed(token)?;
+    authenticate_hash(pool, &well_formed(token)?).await
+}
+
+/// [`authenticate`] for a token already in its stored form.
+pub async fn authenticate_hash(pool: &DbPool, hash: &[u8]) -> Result<Uuid, ApiError> {
     let mut conn = store::connection(pool).await?;
-    tokens::user_for(&mut conn, &hash)
+    tokens::user_for(&mut conn, hash)
         .await?
         .ok_or(ApiError::Unauthorized)
 }

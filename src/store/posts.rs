@@ -1,10 +1,12 @@
 //! Queries on `posts`: writes restricted to the author (each with its feed event, in one
 //! transaction), lookups, and the feed.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use diesel::dsl::{self, exists};
 use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{Bytea, Text, Timestamptz, Untyped, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -44,6 +46,94 @@ pub async fn create(
         Ok(post)
     })
     .await
+}
+
+/// [`create`] for the bearer of a token, in one autocommit statement (one round trip, where
+/// looking the token up and then writing in a transaction takes five): the token is checked in
+/// the statement's own snapshot, so a token revoked (`POST /logout`) or expired before it ran
+/// writes nothing, on every instance alike. The author's row is locked (`FOR SHARE`) before
+/// either insert and held until the statement commits, as [`events::record`] does for a post.
+/// `None`: the token is not live (or does not exist).
+pub async fn create_as_bearer(
+    conn: &mut AsyncPgConnection,
+    token_hash: &[u8],
+    text: &str,
+) -> Result<Option<Uuid>, StoreError> {
+    let created: Option<Created> = CreateAsBearer {
+        token_hash,
+        id: Uuid::now_v7(),
+        text,
+        now: Utc::now(),
+    }
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(created.map(|c| c.id))
+}
+
+#[derive(QueryableByName)]
+struct Created {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+}
+
+/// `create_as_bearer`'s statement, prepared once per connection (a static query id).
+struct CreateAsBearer<'a> {
+    token_hash: &'a [u8],
+    id: Uuid,
+    text: &'a str,
+    now: DateTime<Utc>,
+}
+
+impl QueryId for CreateAsBearer<'_> {
+    type QueryId = CreateAsBearer<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for CreateAsBearer<'_> {
+    type SqlType = Untyped;
+}
+
+impl QueryFragment<Pg> for CreateAsBearer<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "WITH author AS (
+                 SELECT users.id FROM login_tokens JOIN users ON users.id = login_tokens.user_id
+                  WHERE login_tokens.token_hash = ",
+        );
+        out.push_bind_param::<Bytea, _>(&self.token_hash)?;
+        out.push_sql(" AND login_tokens.expires_at > ");
+        out.push_bind_param::<Timestamptz, _>(&self.now)?;
+        out.push_sql(
+            " FOR SHARE OF users),
+             post AS (
+                 INSERT INTO posts (id, author_id, text, created_at, updated_at)
+                 SELECT ",
+        );
+        out.push_bind_param::<SqlUuid, _>(&self.id)?;
+        out.push_sql(", author.id, ");
+        out.push_bind_param::<Text, _>(&self.text)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&self.now)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&self.now)?;
+        out.push_sql(
+            " FROM author
+                 RETURNING id, author_id, text),
+             written AS (
+                 INSERT INTO feed_events (author_id, kind, follower_id, post_id, post_text)
+                 SELECT author_id, ",
+        );
+        out.push_sql("'post.created'"); // Kind::PostCreated.as_str()
+        out.push_sql(
+            ", NULL, id, text FROM post
+                 RETURNING post_id)
+             SELECT written.post_id AS id FROM written, LATERAL (SELECT pg_notify(",
+        );
+        out.push_bind_param::<Text, _>(&events::NOTIFY_CHANNEL)?;
+        out.push_sql(", '')) notified");
+        Ok(())
+    }
 }
 
 pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<Post>, StoreError> {
@@ -120,7 +210,7 @@ async fn erase_earlier_text(
     post_id: Uuid,
     now: Option<&str>,
 ) -> Result<(), StoreError> {
-    use diesel::sql_types::{Nullable, Text, Uuid as SqlUuid};
+    use diesel::sql_types::Nullable;
     // The post's events other than its deletion; `post_id` is indexed (feed_events_post_idx).
     diesel::sql_query(
         "UPDATE feed_events

@@ -379,6 +379,12 @@ async fn posts_crud_and_ownership() {
     assert_error(status, &body, 400);
     let (status, body) = app.post("/post/create", None, &json!({"text": "x"})).await;
     assert_error(status, &body, 401);
+    // Well formed, but no such token: the write's own statement refuses it.
+    let unknown = "ab".repeat(32);
+    let (status, body) = app
+        .post("/post/create", Some(&unknown), &json!({"text": "x"}))
+        .await;
+    assert_error(status, &body, 401);
     let (status, body) = app.get("/post/get/not-a-uuid", None).await;
     assert_error(status, &body, 400);
 

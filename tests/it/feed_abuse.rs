@@ -242,6 +242,8 @@ async fn logout_revokes_the_token_everywhere_and_closes_its_sessions_with_4001()
     let mut here = app.feed(&reader).await;
     let mut there = other.feed(&reader).await;
     let mut kept = app.feed(&second).await;
+    app.follow(&author, &reader).await;
+    let mut watching = app.feed(&author).await;
 
     let Answer { status, body, .. } = app.call("POST", "/logout", Some(&reader.token), None).await;
     assert_eq!(status, 200, "{body}");
@@ -257,6 +259,22 @@ async fn logout_revokes_the_token_everywhere_and_closes_its_sessions_with_4001()
     assert_eq!(status, 401);
     let answer = app.call("POST", "/logout", Some(&reader.token), None).await;
     assert_eq!(answer.status, 401);
+    // A write checks the token in its own statement: refused here and there, nothing written.
+    for instance in [&app, &other] {
+        let (status, body) = instance
+            .post(
+                "/post/create",
+                Some(&reader.token),
+                &serde_json::json!({"text": "after logout"}),
+            )
+            .await;
+        assert_eq!(status, 401, "{body}");
+    }
+    // The reader's follower sees the other token's next post first: the refused ones never were.
+    let later = app.create_post(&second, "from the other tab").await;
+    watching
+        .expect_created(later, &second, "from the other tab")
+        .await;
     let post = app.create_post(&author, "for the other tab").await;
     kept.expect_created(post, &author, "for the other tab")
         .await;
