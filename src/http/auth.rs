@@ -33,6 +33,20 @@ pub fn bearer_hash(req: &HttpRequest) -> Result<Vec<u8>, ApiError> {
     well_formed(&bearer_token(req).ok_or(ApiError::Unauthorized)?)
 }
 
+/// The request's bearer token in its stored form, as an extractor: put it first among a
+/// handler's arguments, so a request without a token is a 401 before its other parts (a key
+/// header, the body) are judged.
+pub struct BearerHash(pub Vec<u8>);
+
+impl FromRequest for BearerHash {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(bearer_hash(req).map(BearerHash))
+    }
+}
+
 /// Resolves a token to its user; 401 for anything but a live token.
 pub async fn authenticate(pool: &DbPool, token: &str) -> Result<Uuid, ApiError> {
     authenticate_hash(pool, &well_formed(token)?).await

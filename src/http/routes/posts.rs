@@ -1,11 +1,11 @@
 //! `/post/*`: writes by the author (each committed with its feed log event, then the relay
 //! woken), reads by anyone, and the feed with the position it reflects (`X-Feed-Seq`).
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::http::auth::{self, AuthenticatedUser};
+use crate::http::auth::{self, AuthenticatedUser, BearerHash};
 use crate::http::error::ApiError;
 use crate::http::idempotency::{self, IdempotencyKey};
 use crate::http::validation;
@@ -56,11 +56,10 @@ pub struct CreateRequest {
 /// one statement (see `posts::create_as_bearer`); with one, the key's user must be known first.
 pub async fn create(
     state: web::Data<AppState>,
-    req: HttpRequest,
+    BearerHash(token_hash): BearerHash,
     key: IdempotencyKey,
     body: web::Json<CreateRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let token_hash = auth::bearer_hash(&req)?;
     if key.0.is_none() {
         validation::post_text(&body.text)?;
         let mut conn = store::connection(&state.pool).await?;
