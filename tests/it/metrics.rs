@@ -42,19 +42,32 @@ async fn the_metrics_count_what_happened(mode: QueueMode) {
     let warm_up = app.create_post(&author, "warm-up").await;
     feed.expect_created(warm_up, &author, "warm-up").await;
     let before = scrape(&app).await;
-    let post = app.create_post(&author, "measured").await;
-    feed.expect_created(post, &author, "measured").await;
-
-    // The frame is counted and timed before it is written; the relay's confirm may come later.
-    let confirmed = "herald_feed_stage_seconds_count{stage=\"confirm\"}";
-    assert!(
-        app.eventually(|| async {
-            let text = scrape(&app).await;
-            sample(&text, confirmed).unwrap_or(0.0) > sample(&before, confirmed).unwrap_or(0.0)
-        })
-        .await,
-        "the measured post's confirm was never timed"
-    );
+    // The commit stage is the one stamp the relay takes from the writer's note, which can come
+    // a moment after the relay has already read the event (woken by the NOTIFY in the same
+    // commit): that event then goes untimed for that stage, by design (see `realtime::trace`).
+    // So measured posts are sent, each awaited, until one has been timed through it: at most
+    // five, and every other count below is per post.
+    let committed = "herald_feed_stage_seconds_count{stage=\"commit\"}";
+    let mut measured = 0.0;
+    loop {
+        let post = app.create_post(&author, "measured").await;
+        feed.expect_created(post, &author, "measured").await;
+        measured += 1.0;
+        // The frame is counted and timed before it is written; the relay's confirm (and the
+        // commit stage, observed as the relay publishes) may come later.
+        let confirmed = "herald_feed_stage_seconds_count{stage=\"confirm\"}";
+        let grown = |series: &str, text: &str| {
+            sample(text, series).unwrap_or(0.0) - sample(&before, series).unwrap_or(0.0)
+        };
+        assert!(
+            app.eventually(|| async { grown(confirmed, &scrape(&app).await) >= measured })
+                .await,
+            "the measured post's confirm was never timed"
+        );
+        if grown(committed, &scrape(&app).await) >= 1.0 || measured >= 5.0 {
+            break;
+        }
+    }
     let mode_label = mode.as_str();
     let text = scrape(&app).await;
     let at = |series: &str| sample(&text, series);
@@ -65,7 +78,7 @@ async fn the_metrics_count_what_happened(mode: QueueMode) {
         "{text}"
     );
     assert_eq!(at("herald_session_connects_total"), Some(1.0), "{text}");
-    assert_eq!(grew("herald_feed_deliveries_total"), 1.0, "{text}");
+    assert_eq!(grew("herald_feed_deliveries_total"), measured, "{text}");
     assert_eq!(at("herald_broker_link_up"), Some(1.0), "{text}");
     assert_eq!(at("herald_relay_leading"), Some(1.0), "{text}");
     assert!(
@@ -77,10 +90,14 @@ async fn the_metrics_count_what_happened(mode: QueueMode) {
         "{text}"
     );
     // The post's frame was timed through every stage, and written once.
-    assert_eq!(grew("herald_feed_delivery_seconds_count"), 1.0, "{text}");
+    assert_eq!(
+        grew("herald_feed_delivery_seconds_count"),
+        measured,
+        "{text}"
+    );
     assert_eq!(
         grew("herald_feed_first_delivery_seconds_count"),
-        1.0,
+        measured,
         "{text}"
     );
     for stage in [
@@ -92,7 +109,7 @@ async fn the_metrics_count_what_happened(mode: QueueMode) {
     // HTTP requests by route pattern (never the raw path) and status.
     assert_eq!(
         at("herald_http_requests_total{method=\"POST\",route=\"/post/create\",status=\"200\"}"),
-        Some(2.0),
+        Some(1.0 + measured),
         "{text}"
     );
     assert!(at(
