@@ -13,7 +13,7 @@ use herald::store::database;
 use herald::store::pg_tls::PgTls;
 
 use super::private_broker::{signal, stop_with_parent, tail};
-use super::private_postgres::{as_postgres, bin_dir, stop_server};
+use super::private_postgres::{as_postgres, bin_dir, postmaster_pid, stop_server};
 
 /// How long a start or a promotion may take on a busy machine.
 const SLOW_STEP: Duration = Duration::from_secs(120);
@@ -87,13 +87,7 @@ impl PgNode {
     }
 
     fn postmaster(&self) -> Option<u32> {
-        fs::read_to_string(self.data().join("postmaster.pid"))
-            .ok()?
-            .lines()
-            .next()?
-            .trim()
-            .parse()
-            .ok()
+        postmaster_pid(&self.data())
     }
 
     /// A fast shutdown (SIGINT), awaited.

@@ -210,13 +210,7 @@ impl PrivatePostgres {
 
     /// The postmaster's pid, from its pid file.
     fn postmaster(&self) -> Option<u32> {
-        fs::read_to_string(self.data().join("postmaster.pid"))
-            .ok()?
-            .lines()
-            .next()?
-            .trim()
-            .parse()
-            .ok()
+        postmaster_pid(&self.data())
     }
 
     /// Stops the server (blocking: this is for `Drop`): see [`stop_server`].
@@ -226,6 +220,17 @@ impl PrivatePostgres {
             stop_server(&mut server, self.postmaster(), &what);
         }
     }
+}
+
+/// The pid of the postmaster running the cluster in `data`, from its pid file.
+pub(super) fn postmaster_pid(data: &std::path::Path) -> Option<u32> {
+    fs::read_to_string(data.join("postmaster.pid"))
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Stops a PostgreSQL server (blocking: this is for `Drop`): a fast shutdown, then an immediate
