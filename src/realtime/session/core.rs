@@ -20,6 +20,7 @@ use super::in_order::{InOrder, Released};
 use super::protocol::{Deliver, Disconnect, FeedSync, Heartbeat, SessionHandle};
 use super::registry::{Deregister, Register, SessionRegistry};
 use super::token_watch::{TokenWatch, WatchToken};
+use super::worker_hub;
 use super::write_watch::WriteWatch;
 use crate::realtime::events::reset_frame;
 use crate::realtime::stats::Stats;
@@ -161,9 +162,13 @@ impl SessionCore {
         self.user_id = user_id;
         self.gate = InOrder::new(start.after, self.deps.held_max);
         self.gate.hold();
+        // Joins its thread's hub before the registry can hand it anything.
+        let hub = worker_hub::join(self.id, addr.clone().recipient(), self.write.clone());
         self.registry.do_send(Register {
             session_id: self.id,
-            handle: SessionHandle::new(user_id, addr).with_write_watch(self.write.clone()),
+            handle: SessionHandle::new(user_id, addr)
+                .with_write_watch(self.write.clone())
+                .with_hub(hub),
         });
         self.registered = true;
         if let Some((watch, grant)) = self.token.take() {
@@ -184,6 +189,7 @@ impl SessionCore {
     /// way): forget it everywhere. Also undoes an admission whose actor never registered.
     pub fn stopped(&mut self, close_code: Option<u16>) {
         if self.registered {
+            worker_hub::leave(self.id);
             self.deps.stats.count_disconnect(close_code.unwrap_or(1006));
         }
         self.registry.do_send(Deregister {

@@ -12,6 +12,7 @@ use crate::realtime::control::Control;
 use crate::realtime::events::Frame;
 use crate::realtime::routing::{ApplyControl, RouteAuthors, RouteEvent, UnrouteAuthors};
 use crate::realtime::session::protocol::{Deliver, Disconnect, DisconnectReason, FeedSync};
+use crate::realtime::session::worker_hub::{HandOut, Undelivered, WorkerHub};
 use crate::realtime::trace::Trace;
 
 enum Handed {
@@ -19,10 +20,25 @@ enum Handed {
     /// The session's mailbox is full: its client is not reading.
     TooSlow,
     Gone,
+    /// Left with its thread's hub, which hands it over with the hub's other sessions.
+    ViaHub,
+}
+
+/// One event's sessions on one worker hub.
+struct HubBatch {
+    hub: Addr<WorkerHub>,
+    id: u64,
+    sessions: Vec<Uuid>,
 }
 
 impl SessionRegistry {
-    fn deliver(&mut self, session_id: Uuid, frame: &Frame, trace: &Trace) -> Handed {
+    fn deliver(
+        &mut self,
+        session_id: Uuid,
+        frame: &Frame,
+        trace: &Trace,
+        batches: &mut Vec<HubBatch>,
+    ) -> Handed {
         let Some(entry) = self.sessions.get_mut(&session_id) else {
             return Handed::Gone;
         };
@@ -33,6 +49,18 @@ impl SessionRegistry {
             }
             return Handed::TooSlow;
         };
+        if let Some(hub) = &handle.hub {
+            // A node has a handful of worker threads: a scan beats a map.
+            match batches.iter_mut().find(|batch| batch.id == hub.id) {
+                Some(batch) => batch.sessions.push(session_id),
+                None => batches.push(HubBatch {
+                    hub: hub.addr.clone(),
+                    id: hub.id,
+                    sessions: vec![session_id],
+                }),
+            }
+            return Handed::ViaHub;
+        }
         handle.owe();
         match handle
             .deliver
@@ -43,14 +71,17 @@ impl SessionRegistry {
                 Handed::Ok
             }
             Err(SendError::Full(_)) => {
-                log::warn!(
-                    "session {session_id}: its mailbox is full at position {}; closing it as too slow",
-                    frame.0
-                );
+                self.too_slow(session_id, frame.0);
                 Handed::TooSlow
             }
             Err(SendError::Closed(_)) => Handed::Gone,
         }
+    }
+
+    fn too_slow(&self, session_id: Uuid, seq: i64) {
+        log::warn!(
+            "session {session_id}: its mailbox is full at position {seq}; closing it as too slow"
+        );
     }
 
     /// Closes a session that cannot keep up (1008). Its close frame waits behind what it has
@@ -68,16 +99,48 @@ impl SessionRegistry {
             .do_send(Disconnect(DisconnectReason::TooSlow));
     }
 
-    /// Hands one event to each of `targets`; closes the ones that cannot keep up.
+    /// Hands one event to each of `targets`: one message per worker hub for the sessions that
+    /// joined one (see `worker_hub`), straight to the others; closes the ones that cannot
+    /// keep up.
     pub(super) fn deliver_all(&mut self, targets: Vec<Uuid>, frame: &Frame, trace: &Trace) {
         trace.handing(&self.stats);
+        let mut batches = Vec::new();
         for session_id in targets {
-            match self.deliver(session_id, frame, trace) {
-                Handed::Ok => {}
+            match self.deliver(session_id, frame, trace, &mut batches) {
+                Handed::Ok | Handed::ViaHub => {}
                 Handed::Gone => {
                     self.remove(session_id);
                 }
                 Handed::TooSlow => self.drop_slow(session_id),
+            }
+        }
+        let Some(undelivered) = &self.undelivered else {
+            return; // not started: nobody joined a hub through it yet
+        };
+        for batch in batches {
+            batch.hub.do_send(HandOut {
+                sessions: batch.sessions,
+                frame: frame.clone(),
+                trace: trace.clone(),
+                stats: self.stats.clone(),
+                undelivered: undelivered.clone(),
+            });
+        }
+    }
+}
+
+impl Handler<Undelivered> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Undelivered, _: &mut Context<Self>) {
+        for session_id in msg.gone {
+            self.remove(session_id);
+        }
+        for (session_id, seq) in msg.too_slow {
+            // Only once: a later event may find the same full mailbox before this arrives.
+            if self.sessions.contains_key(&session_id) {
+                self.too_slow(session_id, seq);
+                self.drop_slow(session_id);
             }
         }
     }

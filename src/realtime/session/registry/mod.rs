@@ -14,6 +14,7 @@ use actix::prelude::*;
 use uuid::Uuid;
 
 use super::protocol::{Disconnect, DisconnectReason, FeedSync, SessionHandle};
+use super::worker_hub::Undelivered;
 use super::write_watch::WriteWatch;
 use crate::config::QueueMode;
 use crate::realtime::broker::error::BrokerError;
@@ -66,6 +67,8 @@ pub struct SessionRegistry {
     /// How many times the broker link was lost: a routing begun before the latest loss
     /// belongs to a dead link.
     link_epoch: u64,
+    /// Where worker hubs report sessions they could not hand an event to (set on start).
+    undelivered: Option<Recipient<Undelivered>>,
 }
 
 impl SessionRegistry {
@@ -79,6 +82,7 @@ impl SessionRegistry {
             by_author: HashMap::new(),
             condemned: Vec::new(),
             link_epoch: 0,
+            undelivered: None,
         }
     }
 
@@ -177,6 +181,10 @@ impl SessionRegistry {
 
 impl Actor for SessionRegistry {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.undelivered = Some(ctx.address().recipient());
+    }
 }
 
 /// A WebSocket upgrade is about to complete for `user_id`: route the user's events to this node
