@@ -66,19 +66,23 @@ pub struct Grant {
     pub user_id: Uuid,
     pub token_hash: Vec<u8>,
     pub expires_at: DateTime<Utc>,
+    /// The feed log's head when the token was checked: where a new session's feed may start
+    /// (`admission::admit_from`).
+    pub head: Option<i64>,
 }
 
 /// [`authenticate`] for a feed session: the user, with the token's hash and expiry.
 pub async fn grant(pool: &DbPool, token: &str) -> Result<Grant, ApiError> {
     let token_hash = well_formed(token)?;
     let mut conn = store::connection(pool).await?;
-    let (user_id, expires_at) = tokens::grant_for(&mut conn, &token_hash)
+    let (user_id, expires_at, head) = tokens::grant_for(&mut conn, &token_hash)
         .await?
         .ok_or(ApiError::Unauthorized)?;
     Ok(Grant {
         user_id,
         token_hash,
         expires_at,
+        head,
     })
 }
 

@@ -91,6 +91,21 @@ async fn history_in(
     Ok(History::Events(events))
 }
 
+/// The post events after `after` from every author `user_id` follows, in position order, in
+/// one statement and without the bound checks of [`history`]: for a position herald itself read
+/// moments ago (a new session's first fill), which is inside the bounds by construction. `None`
+/// when there are more than `max_events` (then [`history`] decides).
+pub async fn recent(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    after: i64,
+    max_events: i64,
+) -> Result<Option<Vec<LoggedEvent>>, StoreError> {
+    let limit = max_events.saturating_add(1);
+    let events: Vec<LoggedEvent> = history_query(user_id, after, limit).load(conn).await?;
+    Ok((events.len() as i64 <= max_events).then_some(events))
+}
+
 /// The resume query, separate so its plan can be checked: for each author the user follows, an
 /// index range scan of `feed_events_author_seq_idx` after the position.
 pub fn history_query(

@@ -47,18 +47,35 @@ pub async fn user_for(
         .optional()?)
 }
 
-/// The user a token belongs to and when it expires, if it exists and has not expired.
+#[derive(QueryableByName)]
+struct GrantRow {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    user_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    expires_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    head: Option<i64>,
+}
+
+/// What a token grants a feed session, if it exists and has not expired: its user, when it
+/// expires, and the feed log's head as of the same snapshot (`events::head`, read with it so
+/// that a connect pays one round trip for both).
 pub async fn grant_for(
     conn: &mut AsyncPgConnection,
     token_hash: &[u8],
-) -> Result<Option<(Uuid, DateTime<Utc>)>, StoreError> {
-    Ok(login_tokens::table
-        .find(token_hash)
-        .filter(login_tokens::expires_at.gt(Utc::now()))
-        .select((login_tokens::user_id, login_tokens::expires_at))
-        .first(conn)
-        .await
-        .optional()?)
+) -> Result<Option<(Uuid, DateTime<Utc>, Option<i64>)>, StoreError> {
+    let row: Option<GrantRow> = diesel::sql_query(
+        "SELECT user_id, expires_at,
+                (SELECT numbered_seq FROM feed_relay WHERE id = 1) AS head
+           FROM login_tokens
+          WHERE token_hash = $1 AND expires_at > $2",
+    )
+    .bind::<diesel::sql_types::Bytea, _>(token_hash)
+    .bind::<diesel::sql_types::Timestamptz, _>(Utc::now())
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(row.map(|row| (row.user_id, row.expires_at, row.head)))
 }
 
 /// Revokes a token (`POST /logout`): from now on it authenticates nothing, on any instance.

@@ -365,6 +365,23 @@ async fn history_is_bounded_and_resets_beyond_its_bounds() {
             .expect("history"),
     );
     assert_eq!(tail.len(), 2);
+    // A new session's first fill (a position herald read itself): the same events in one
+    // statement, and no answer when there are more than a gap may hold.
+    let recent = history::recent(&mut conn, reader, 1, 5)
+        .await
+        .expect("recent")
+        .expect("five fit in five");
+    assert_eq!(
+        recent.iter().map(|row| row.seq).collect::<Vec<_>>(),
+        [2, 4, 6, 8, 10]
+    );
+    assert_eq!(
+        history::recent(&mut conn, reader, 1, 4)
+            .await
+            .expect("recent"),
+        None,
+        "five do not fit in four: the bounded read decides"
+    );
     let tight = history::HistoryBounds {
         max_events: 4,
         ..bounds

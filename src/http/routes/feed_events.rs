@@ -33,7 +33,14 @@ pub async fn events(
     let permit = take_place(&req, &state, user_id)?;
 
     let session_id = Uuid::new_v4();
-    let head = admission::admit(&state.registry, &state.pool, session_id, user_id).await?;
+    let head = admission::admit_from(
+        &state.registry,
+        &state.pool,
+        session_id,
+        user_id,
+        grant.head,
+    )
+    .await?;
     // Only to shrink the send buffer as configured: a stream's actor never freezes, so it
     // needs no write watch.
     drop(connection_socket(&req, &state));

@@ -82,7 +82,14 @@ pub async fn connect(
     let permit = take_place(&req, &state, user_id)?;
 
     let session_id = Uuid::new_v4();
-    let head = admission::admit(&state.registry, &state.pool, session_id, user_id).await?;
+    let head = admission::admit_from(
+        &state.registry,
+        &state.pool,
+        session_id,
+        user_id,
+        grant.head,
+    )
+    .await?;
     let max_frame = state.realtime.max_frame_bytes;
     let (stream, frame_limit) = FrameGuard::new(stream, max_frame);
     let watch = WriteWatch::new(connection_socket(&req, &state));

@@ -30,9 +30,24 @@ pub async fn admit(
     session_id: Uuid,
     user_id: Uuid,
 ) -> Result<i64, AdmissionError> {
-    let head = {
-        let mut conn = store::connection(pool).await?;
-        events::head(&mut conn).await?
+    admit_from(registry, pool, session_id, user_id, None).await
+}
+
+/// [`admit`] with the feed position already read (`head`, with the token: see
+/// `tokens::grant_for`), before anything is routed; read here when `None`.
+pub async fn admit_from(
+    registry: &Addr<SessionRegistry>,
+    pool: &DbPool,
+    session_id: Uuid,
+    user_id: Uuid,
+    head: Option<i64>,
+) -> Result<i64, AdmissionError> {
+    let head = match head {
+        Some(head) => head,
+        None => {
+            let mut conn = store::connection(pool).await?;
+            events::head(&mut conn).await?
+        }
     };
     registry
         .send(Admit {

@@ -89,6 +89,9 @@ pub struct SessionCore {
     permit: Option<SessionPermit>,
     /// The token watch to register the session's token with, when it registers.
     token: Option<(Addr<TokenWatch>, TokenGrant)>,
+    /// The position read at admission, while its first fill has not been asked for, when the
+    /// client named none: that fill may skip the bound checks (`FeedHistory::fill_fresh`).
+    fresh_start: Option<i64>,
     /// How many `feed.reset` frames it has sent: a fill that answers "reset" after another
     /// reset went out meanwhile adds nothing (the client reloads from a later position already).
     resets_sent: u64,
@@ -107,6 +110,7 @@ impl SessionCore {
             registered: false,
             permit: None,
             token: None,
+            fresh_start: None,
             resets_sent: 0,
         }
     }
@@ -161,6 +165,7 @@ impl SessionCore {
     {
         self.user_id = user_id;
         self.gate = InOrder::new(start.after, self.deps.held_max);
+        self.fresh_start = (!start.resumed).then_some(start.after);
         self.gate.hold();
         // Joins its thread's hub before the registry can hand it anything.
         let hub = worker_hub::join(self.id, addr.clone().recipient(), self.write.clone());
@@ -236,12 +241,18 @@ impl SessionCore {
 
     /// Reads the gap after `after` from the log, off the actor, trying again while the
     /// database is unreachable (and the session alive); the answer comes to `me`.
-    fn fill(&self, after: i64, me: &Recipient<Filled>) {
+    fn fill(&mut self, after: i64, me: &Recipient<Filled>) {
         let (history, user_id, id) = (self.deps.history.clone(), self.user_id, self.id);
         let (me, resets_before) = (me.clone(), self.resets_sent);
+        let fresh = self.fresh_start.take() == Some(after);
         actix_rt::spawn(async move {
             loop {
-                match history.fill(user_id, after).await {
+                let fill = if fresh {
+                    history.fill_fresh(user_id, after).await
+                } else {
+                    history.fill(user_id, after).await
+                };
+                match fill {
                     Ok(fill) => {
                         return me.do_send(Filled {
                             after,
@@ -294,7 +305,12 @@ impl SessionCore {
     }
 
     /// Writes what the gate let through, and starts the check it asks for, if any.
-    fn release(&self, released: Released, me: &Recipient<Filled>, write: &mut dyn FnMut(Out<'_>)) {
+    fn release(
+        &mut self,
+        released: Released,
+        me: &Recipient<Filled>,
+        write: &mut dyn FnMut(Out<'_>),
+    ) {
         if released.duplicates > 0 {
             self.deps.stats.add_duplicates(released.duplicates as u64);
         }
