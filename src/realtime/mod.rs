@@ -39,8 +39,9 @@
 //!  SessionCore::register
 //!           ── Register ────▶ handle stored, backlog handed ─ AttachSession ─▶ consume its
 //!                                                               queue (session mode)
-//!  ... RouteEvent / ApplyControl (RegistryPort) ──▶ Deliver ──▶ core (InOrder, fills) ──▶
-//!                                                       the transport's framing ──▶ client
+//!  ... RouteEvent / ApplyControl (RegistryPort) ──▶ HandOut, one per worker thread ──▶
+//!      that thread's WorkerHub ──▶ Deliver ──▶ core (InOrder, fills) ──▶ the transport's
+//!      framing ──▶ client
 //!  session stops (the watchdog, a full mailbox, a stalled socket, 4001, or the client ends it)
 //!           ── Deregister ──▶ forget it ───────── ReleaseSession ─▶ release its holds/queue
 //! ```
