@@ -137,11 +137,19 @@ def model(inp):
         f"{celeb_online:,.0f} online followers, {per_node_burst:,.0f} per node; 1 publish, "
         f"{nodes} node-queue deliveries")
     # --- the relay ------------------------------------------------------------------------
+    # One relay (the instance holding the advisory lock) numbers and publishes every instance's
+    # events: its CPU, and its throughput against the ceiling measured by `bench/run R1`.
     relay_pub_us = v("relay_cpu_us_per_publish")
     once_share = v("posts_published_once_share")
-    publishes = posts * once_share + posts * (1 - once_share) * v("followers_below_threshold")
+    publishes_per_post = once_share + (1 - once_share) * v("followers_below_threshold")
+    publishes = posts * publishes_per_post
     row("steady (both)", "relay (one process, one core)", publishes * relay_pub_us / 1e6, 1,
         "cores", f"{publishes:,.0f} publishes/s")
+    ceiling = v("relay_publishes_per_sec_ceiling")
+    row("steady (both)", "relay throughput (one relay for the whole cluster)", publishes, ceiling,
+        "publishes/s", f"{publishes_per_post:.2f} publishes per post; the relay's ceiling is reached at "
+        f"{ceiling / publishes_per_post:,.0f} posts/s")
+    out["derived"]["relay_ceiling_posts_per_sec"] = ceiling / publishes_per_post
     out["rows"] = rows
     return out
 

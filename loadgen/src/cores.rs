@@ -1,7 +1,7 @@
 //! Where the machine's cores went during the steady phase: the CPU time (user + system, from
 //! `/proc`) of herald, PostgreSQL (the postmaster and all its backends), RabbitMQ (`beam.smp`)
-//! and this load generator, each a process tree sampled when the first post is sent and when
-//! the last is answered, and the machine's own busy time over the same window (`/proc/stat`),
+//! and this load generator, each a process tree (or several: every herald instance of a run)
+//! sampled when the first post is sent and when the last is answered, and the machine's own busy time over the same window (`/proc/stat`),
 //! so the rest ("other": other work on the machine, the kernel's own threads) shows too.
 
 use std::collections::HashMap;
@@ -12,11 +12,12 @@ use serde::Serialize;
 /// Clock ticks per second of `/proc` times (USER_HZ, 100 on every Linux this runs on).
 const TICK_MS: f64 = 10.0;
 
-/// One process tree to account for: found by pid, or as the oldest root process of that name.
+/// Process trees to account for as one: found by pid (several: the instances of a deployment on
+/// this machine, summed), or as the oldest root process of that name.
 #[derive(Clone, Debug)]
 pub struct Target {
     pub name: &'static str,
-    pub pid: Option<u32>,
+    pub pids: Vec<u32>,
     /// Whether what the root's exited (reaped) children used counts: yes for a server's workers
     /// (PostgreSQL's backends), no for the loadgen's fault commands (a profiler among them).
     pub with_reaped: bool,
@@ -29,7 +30,7 @@ impl Target {
         let pid = pid.or_else(|| oldest_root_named(&processes(), comm));
         Target {
             name,
-            pid,
+            pids: pid.into_iter().collect(),
             with_reaped: true,
         }
     }
@@ -48,10 +49,7 @@ pub fn sample(targets: &[Target]) -> Sample {
         at: Instant::now(),
         trees_ms: targets
             .iter()
-            .map(|t| {
-                t.pid
-                    .and_then(|pid| tree_cpu_ms(&procs, pid, t.with_reaped))
-            })
+            .map(|t| trees_cpu_ms(&procs, &t.pids, t.with_reaped))
             .collect(),
         machine_busy_ms: machine_busy_ms(),
     }
@@ -60,7 +58,7 @@ pub fn sample(targets: &[Target]) -> Sample {
 #[derive(Serialize, Clone, Debug)]
 pub struct CoreFigure {
     pub name: String,
-    pub pid: Option<u32>,
+    pub pids: Vec<u32>,
     pub cpu_ms: Option<f64>,
     /// CPU over wall time: 1.0 is one core kept busy.
     pub cores: Option<f64>,
@@ -87,9 +85,9 @@ pub fn account(
     deliveries: u64,
 ) -> CoreFigures {
     let wall_ms = after.at.saturating_duration_since(before.at).as_secs_f64() * 1000.0;
-    let row = |name: String, pid: Option<u32>, cpu_ms: Option<f64>| CoreFigure {
+    let row = |name: String, pids: Vec<u32>, cpu_ms: Option<f64>| CoreFigure {
         name,
-        pid,
+        pids,
         cpu_ms,
         cores: cpu_ms.filter(|_| wall_ms > 0.0).map(|ms| ms / wall_ms),
         us_per_post: cpu_ms
@@ -105,7 +103,7 @@ pub fn account(
         .map(|(target, (b, a))| {
             // A tree whose reading fell (a process gone) has no meaningful difference.
             let used = a.zip(*b).map(|(a, b)| a - b).filter(|ms| *ms >= 0.0);
-            row(target.name.to_owned(), target.pid, used)
+            row(target.name.to_owned(), target.pids.clone(), used)
         })
         .collect();
     let busy = after
@@ -115,10 +113,10 @@ pub fn account(
     let accounted: f64 = rows.iter().filter_map(|r| r.cpu_ms).sum();
     rows.push(row(
         "other".into(),
-        None,
+        Vec::new(),
         busy.map(|b| (b - accounted).max(0.0)),
     ));
-    rows.push(row("machine busy".into(), None, busy));
+    rows.push(row("machine busy".into(), Vec::new(), busy));
     CoreFigures {
         wall_seconds: wall_ms / 1000.0,
         posts,
@@ -223,6 +221,18 @@ fn tree_cpu_ms(procs: &HashMap<u32, Proc>, root: u32, with_reaped: bool) -> Opti
     Some(ticks as f64 * TICK_MS)
 }
 
+/// The CPU of every tree rooted at one of `roots`, summed; `None` when there are none or one of
+/// them is gone (a sum missing a member would read as a drop).
+fn trees_cpu_ms(procs: &HashMap<u32, Proc>, roots: &[u32], with_reaped: bool) -> Option<f64> {
+    if roots.is_empty() {
+        return None;
+    }
+    roots
+        .iter()
+        .map(|&root| tree_cpu_ms(procs, root, with_reaped))
+        .sum()
+}
+
 /// All CPUs' busy time so far (everything in `/proc/stat`'s `cpu` line but idle and iowait).
 fn machine_busy_ms() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
@@ -282,6 +292,22 @@ mod tests {
         assert_eq!(tree_cpu_ms(&procs, 10, false), Some(280.0));
         assert_eq!(oldest_root_named(&procs, "postgres"), Some(10));
         assert_eq!(oldest_root_named(&procs, "beam.smp"), None);
+    }
+
+    #[test]
+    fn several_roots_are_summed_and_a_missing_one_spoils_the_sum() {
+        let mk = |ppid, own| Proc {
+            ppid,
+            comm: "herald".into(),
+            own,
+            reaped_children: 1,
+            start: 0,
+        };
+        let procs = HashMap::from([(10, mk(1, 5)), (11, mk(10, 2)), (20, mk(1, 30))]);
+        assert_eq!(trees_cpu_ms(&procs, &[10, 20], false), Some(370.0));
+        assert_eq!(trees_cpu_ms(&procs, &[10, 20], true), Some(390.0));
+        assert_eq!(trees_cpu_ms(&procs, &[10, 99], false), None);
+        assert_eq!(trees_cpu_ms(&procs, &[], false), None);
     }
 
     #[test]

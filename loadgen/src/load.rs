@@ -33,7 +33,8 @@ pub enum Schedule {
 }
 
 pub struct Plan {
-    pub base_url: String,
+    /// Post `n` goes to `base_urls[n mod len]` (the instances of one deployment); not empty.
+    pub base_urls: Vec<String>,
     /// The author (user index) of post `n` is `authors[n]`; `n` is the post's sequence number.
     pub authors: Vec<u32>,
     pub schedule: Schedule,
@@ -64,7 +65,14 @@ pub struct Outcome {
 
 /// Writes every post of `plan`; `tokens[user]` must hold each author's token.
 pub async fn run(plan: Plan, tokens: &[Option<String>], progress: &ProgressBar) -> Result<Outcome> {
-    let url = format!("{}/post/create", plan.base_url);
+    if plan.base_urls.is_empty() {
+        bail!("no herald URL to post to");
+    }
+    let urls: Vec<String> = plan
+        .base_urls
+        .iter()
+        .map(|base| format!("{}/post/create", base.trim_end_matches('/')))
+        .collect();
     let concurrency = match plan.schedule {
         Schedule::AfterPrevious => 1,
         _ => plan.concurrency.max(1),
@@ -105,7 +113,7 @@ pub async fn run(plan: Plan, tokens: &[Option<String>], progress: &ProgressBar) 
             .ok_or_else(|| anyhow!("author {author} has no login token"))?;
         let client = clients[seq % clients.len()].clone();
         let (url, text, progress) = (
-            url.clone(),
+            urls[seq % urls.len()].clone(),
             format!("{POST_TEXT_PREFIX}{seq} {}", plan.tag),
             progress.clone(),
         );

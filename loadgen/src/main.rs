@@ -94,9 +94,11 @@ pub enum Transport {
 
 #[derive(Args, Clone, Serialize)]
 pub struct RunArgs {
-    /// herald's base URL (HTTP; the WebSocket URL is derived from it).
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    pub url: String,
+    /// herald's base URL (HTTP; the WebSocket URL is derived from it). Several (repeated or
+    /// comma-separated) for instances of one deployment: session `i` connects to the `i mod n`th,
+    /// post `p` is sent to the `p mod n`th, and `/metrics` and `/health` are summed over them.
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:8080")]
+    pub url: Vec<String>,
     /// herald's database, seeded directly (bulk SQL).
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/herald")]
     pub database_url: String,
@@ -154,9 +156,10 @@ pub struct RunArgs {
     /// Idle time after the last session connected, before herald's memory is read.
     #[arg(long, default_value_t = 2.0)]
     pub settle_secs: f64,
-    /// herald's process id, to read its resident memory before and after connecting.
-    #[arg(long)]
-    pub herald_pid: Option<u32>,
+    /// herald's process id, to read its resident memory before and after connecting and its
+    /// CPU. Several (repeated or comma-separated), one per `--url`: their figures are summed.
+    #[arg(long, value_delimiter = ',')]
+    pub herald_pid: Vec<u32>,
     /// PostgreSQL's postmaster, for the core accounting (its backends are its children);
     /// default: the oldest process named `postgres` whose parent is not one.
     #[arg(long)]
@@ -267,7 +270,39 @@ fn main() -> ExitCode {
 mod tests {
     use std::time::Duration;
 
-    use super::seconds_arg;
+    use clap::Parser;
+
+    use super::{seconds_arg, Cli, Command};
+
+    #[test]
+    fn urls_and_pids_may_be_repeated_or_comma_separated() {
+        let cli = Cli::try_parse_from([
+            "herald-loadgen",
+            "run",
+            "--url",
+            "http://a:1,http://b:2",
+            "--url",
+            "http://c:3",
+            "--herald-pid",
+            "10,11",
+            "--herald-pid",
+            "12",
+        ])
+        .expect("parses");
+        let Command::Run(args) = cli.command else {
+            panic!("a run");
+        };
+        assert_eq!(args.url, ["http://a:1", "http://b:2", "http://c:3"]);
+        assert_eq!(args.herald_pid, [10, 11, 12]);
+        let Command::Run(defaults) = Cli::try_parse_from(["herald-loadgen", "run"])
+            .expect("parses")
+            .command
+        else {
+            panic!("a run");
+        };
+        assert_eq!(defaults.url, ["http://127.0.0.1:8080"]);
+        assert!(defaults.herald_pid.is_empty());
+    }
 
     #[test]
     fn seconds_arguments_are_checked_not_panicked_on() {

@@ -91,6 +91,39 @@ pub async fn realtime_counters(base_url: &str) -> Option<RealtimeCounters> {
     serde_json::from_value(body.get("realtime")?.clone()).ok()
 }
 
+/// Every instance's realtime counters, summed (the mode is the first one's); `None` if one of
+/// them does not answer.
+pub async fn realtime_counters_all(base_urls: &[String]) -> Option<RealtimeCounters> {
+    let mut each = Vec::with_capacity(base_urls.len());
+    for url in base_urls {
+        each.push(realtime_counters(url).await?);
+    }
+    sum_counters(each)
+}
+
+fn sum_counters(each: Vec<RealtimeCounters>) -> Option<RealtimeCounters> {
+    let add = |a: Option<u64>, b: Option<u64>| Some(a? + b?);
+    each.into_iter().reduce(|total, next| RealtimeCounters {
+        mode: total.mode.or(next.mode),
+        sessions: add(total.sessions, next.sessions),
+        published: add(total.published, next.published),
+        consumed: add(total.consumed, next.consumed),
+        delivered: add(total.delivered, next.delivered),
+    })
+}
+
+/// Every process's resident memory, summed, in KiB; `None` if there are none or one is gone.
+pub fn rss_kib_all(pids: &[u32]) -> Option<u64> {
+    (!pids.is_empty()).then_some(())?;
+    pids.iter().map(|&pid| rss_kib(pid)).sum()
+}
+
+/// Every process's CPU time so far, summed, in ms; `None` if there are none or one is gone.
+pub fn cpu_ms_all(pids: &[u32]) -> Option<f64> {
+    (!pids.is_empty()).then_some(())?;
+    pids.iter().map(|&pid| cpu_ms(pid)).sum()
+}
+
 /// Raises the soft open-file limit as far as allowed (the hard limit too, where privileged),
 /// and fails early if it still cannot hold `needed` descriptors.
 pub fn raise_nofile_limit(needed: u64) -> Result<u64> {
@@ -124,6 +157,28 @@ mod tests {
         let status = "Name:\therald\nVmPeak:\t  999 kB\nVmRSS:\t   123456 kB\nThreads:\t4\n";
         assert_eq!(super::parse_vm_rss(status), Some(123_456));
         assert_eq!(super::parse_vm_rss("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn instances_counters_are_summed_and_a_missing_one_is_unknown() {
+        use super::{sum_counters, RealtimeCounters};
+        let counters = |published, consumed| RealtimeCounters {
+            mode: Some("node".into()),
+            sessions: Some(3),
+            published,
+            consumed,
+            delivered: Some(7),
+        };
+        let total =
+            sum_counters(vec![counters(Some(10), Some(1)), counters(Some(0), None)]).expect("some");
+        assert_eq!(total.mode.as_deref(), Some("node"));
+        assert_eq!(total.sessions, Some(6));
+        assert_eq!(total.published, Some(10));
+        assert_eq!(total.consumed, None);
+        assert_eq!(total.delivered, Some(14));
+        assert_eq!(sum_counters(Vec::new()), None);
+        assert_eq!(super::cpu_ms_all(&[]), None);
+        assert_eq!(super::rss_kib_all(&[]), None);
     }
 
     #[test]

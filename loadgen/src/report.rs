@@ -137,7 +137,8 @@ pub struct DeliveryFigures {
 
 #[derive(Serialize, Default)]
 pub struct HeraldFigures {
-    pub pid: Option<u32>,
+    /// Every instance's; the figures below are their sums.
+    pub pids: Vec<u32>,
     pub rss_before_kib: Option<u64>,
     pub rss_after_kib: Option<u64>,
     pub rss_per_session_kib: Option<f64>,

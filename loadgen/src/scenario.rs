@@ -109,7 +109,8 @@ fn plan_posts(args: &RunArgs, graph: &Graph, rng: &mut StdRng) -> Result<(Vec<u3
 
 /// Everything settled before the run touches herald or its database.
 struct Plan {
-    ws_url: String,
+    /// One per `--url`, in the same order.
+    ws_urls: Vec<String>,
     file_limit: u64,
     rng_seed: u64,
     graph: Graph,
@@ -127,7 +128,21 @@ impl Plan {
         if args.sessions > users {
             bail!("--sessions {} exceeds --users {users}", args.sessions);
         }
-        let ws_url = feed_url(&args.url, args.transport)?;
+        if args.url.is_empty() {
+            bail!("--url needs at least one URL");
+        }
+        if !args.herald_pid.is_empty() && args.herald_pid.len() != args.url.len() {
+            bail!(
+                "--herald-pid names {} processes for {} --url instances: give one per instance, or none",
+                args.herald_pid.len(),
+                args.url.len()
+            );
+        }
+        let ws_urls = args
+            .url
+            .iter()
+            .map(|url| feed_url(url, args.transport))
+            .collect::<Result<Vec<_>>>()?;
         let settle = seconds_arg("--settle-secs", args.settle_secs.max(0.0))?;
         let quiet = seconds_arg("--quiet-secs", args.quiet_secs.max(0.1))?;
         let drain_timeout = seconds_arg("--drain-timeout-secs", args.drain_timeout_secs.max(1.0))?;
@@ -141,7 +156,7 @@ impl Plan {
         let graph = Graph::generate(users, args.follows, args.celebrity_followers, &mut rng)?;
         let (authors, schedule) = plan_posts(args, &graph, &mut rng)?;
         Ok(Plan {
-            ws_url,
+            ws_urls,
             file_limit,
             rng_seed,
             graph,
@@ -168,12 +183,10 @@ pub async fn run(mut args: RunArgs, interrupt: &Interrupt) -> Result<Finished> {
     if args.floor {
         // As many worker threads as herald runs with its defaults: one per core.
         let workers = std::thread::available_parallelism().map_or(1, usize::from);
-        args.url = floor::start(&plan.graph, workers)?;
-        plan.ws_url = feed_url(&args.url, Transport::Json)?;
-        eprintln!(
-            "floor mode: a trivial broadcaster at {} stands in for herald",
-            args.url
-        );
+        let url = floor::start(&plan.graph, workers)?;
+        plan.ws_urls = vec![feed_url(&url, Transport::Json)?];
+        eprintln!("floor mode: a trivial broadcaster at {url} stands in for herald");
+        args.url = vec![url];
     }
     let rng_seed = plan.rng_seed;
     let mut figures = RunFigures::default();
@@ -263,7 +276,7 @@ async fn measure(
     interrupt: &Interrupt,
 ) -> Result<Checked> {
     let Plan {
-        ws_url,
+        ws_urls,
         file_limit,
         rng_seed,
         graph,
@@ -320,8 +333,8 @@ async fn measure(
         figures.seed.seconds
     );
 
-    figures.herald.pid = args.herald_pid;
-    figures.herald.rss_before_kib = args.herald_pid.and_then(probes::rss_kib);
+    figures.herald.pids = args.herald_pid.clone();
+    figures.herald.rss_before_kib = probes::rss_kib_all(&args.herald_pid);
     figures.broker.memory_before_bytes = probes::broker_memory_bytes();
 
     // Connect.
@@ -337,10 +350,10 @@ async fn measure(
     let bar = phase_bar("connect");
     bar.set_length(u64::from(args.sessions));
     let connect_started = Instant::now();
-    let cpu_before = args.herald_pid.and_then(probes::cpu_ms);
+    let cpu_before = probes::cpu_ms_all(&args.herald_pid);
     let clients = sessions::start(
         sessions::Plan {
-            ws_url,
+            ws_urls,
             sessions: sessions_plan,
             threads: args.client_threads,
             concurrency: args.connect_concurrency,
@@ -386,7 +399,7 @@ async fn measure(
             "{missing} sessions never reported: their client thread stopped"
         ));
     }
-    if let (Some(before), Some(after)) = (cpu_before, args.herald_pid.and_then(probes::cpu_ms)) {
+    if let (Some(before), Some(after)) = (cpu_before, probes::cpu_ms_all(&args.herald_pid)) {
         if figures.connect.connected > 0 {
             figures.herald.connect_cpu_ms_per_session =
                 Some((after - before) / figures.connect.connected as f64);
@@ -419,7 +432,7 @@ async fn measure(
             Ok(())
         })
         .await?;
-    figures.herald.rss_after_kib = args.herald_pid.and_then(probes::rss_kib);
+    figures.herald.rss_after_kib = probes::rss_kib_all(&args.herald_pid);
     figures.broker.memory_after_bytes = probes::broker_memory_bytes();
     let connected = figures.connect.connected;
     if connected > 0 {
@@ -437,20 +450,24 @@ async fn measure(
                 Some((after as f64 - before as f64) / connected as f64);
         }
     }
-    figures.realtime.before = probes::realtime_counters(&args.url).await;
-    let stages_before = stages::scrape(&args.url).await;
+    figures.realtime.before = probes::realtime_counters_all(&args.url).await;
+    let stages_before = stages::scrape_all(&args.url).await;
     let client_cpu_before = probes::cpu_ms(std::process::id());
     let core_targets = [
         cores::Target {
             name: "herald",
-            pid: args.herald_pid.filter(|_| !args.floor),
+            pids: if args.floor {
+                Vec::new()
+            } else {
+                args.herald_pid.clone()
+            },
             with_reaped: true,
         },
         cores::Target::find("PostgreSQL", args.postgres_pid, "postgres"),
         cores::Target::find("RabbitMQ", args.broker_pid, "beam.smp"),
         cores::Target {
             name: "loadgen",
-            pid: Some(std::process::id()),
+            pids: vec![std::process::id()],
             with_reaped: false,
         },
     ];
@@ -468,7 +485,7 @@ async fn measure(
             let (posted, faults) = futures_util::future::join(
                 load::run(
                     load::Plan {
-                        base_url: args.url.trim_end_matches('/').to_owned(),
+                        base_urls: args.url.clone(),
                         authors,
                         schedule,
                         http_clients: args.http_clients,
@@ -538,8 +555,8 @@ async fn measure(
     bar.finish_and_clear();
     figures.deliveries.drain_end = Some(drain_end);
     figures.deliveries.drain_seconds = drain_started.elapsed().as_secs_f64();
-    figures.realtime.after = probes::realtime_counters(&args.url).await;
-    if let (Some(before), Some(after)) = (&stages_before, stages::scrape(&args.url).await) {
+    figures.realtime.after = probes::realtime_counters_all(&args.url).await;
+    if let (Some(before), Some(after)) = (&stages_before, stages::scrape_all(&args.url).await) {
         figures.stages = stages::figures(before, &after);
     }
     if let (Some(before), Some(after)) = (client_cpu_before, probes::cpu_ms(std::process::id())) {

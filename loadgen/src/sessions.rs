@@ -128,7 +128,8 @@ impl Shared {
 
 /// What the client threads need to open sessions.
 pub struct Plan {
-    pub ws_url: String,
+    /// Session `i` connects to `ws_urls[i mod n]` (the instances of one deployment).
+    pub ws_urls: Vec<String>,
     /// (session index = user index, token) pairs.
     pub sessions: Vec<(u32, String)>,
     pub threads: usize,
@@ -171,7 +172,7 @@ pub fn start(plan: Plan, outcomes: mpsc::UnboundedSender<ConnectOutcome>) -> Res
     for (number, sessions) in shares.into_iter().enumerate() {
         let (stop_tx, stop_rx) = oneshot::channel();
         let worker = Worker {
-            ws_url: plan.ws_url.clone(),
+            ws_urls: plan.ws_urls.clone(),
             addresses: addresses.clone(),
             sessions,
             permits: Arc::clone(&permits),
@@ -211,7 +212,7 @@ impl ClientThreads {
 }
 
 struct Worker {
-    ws_url: String,
+    ws_urls: Vec<String>,
     addresses: Vec<Ipv4Addr>,
     sessions: Vec<(u32, String)>,
     permits: Arc<Semaphore>,
@@ -247,7 +248,16 @@ impl Worker {
                     .finish()
             })
             .collect();
-        let url: Rc<str> = self.ws_url.into();
+        let urls: Vec<Rc<str>> = self.ws_urls.into_iter().map(Rc::from).collect();
+        if urls.is_empty() {
+            for (session, _) in self.sessions {
+                let _ = self.outcomes.send(ConnectOutcome::Failed {
+                    session,
+                    error: "no feed URL to connect to".into(),
+                });
+            }
+            return;
+        }
         let mut sessions = self.sessions.into_iter();
         for (session, token) in sessions.by_ref() {
             let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
@@ -260,7 +270,8 @@ impl Worker {
                 break;
             };
             let client = clients[session as usize % clients.len()].clone();
-            let (url, log, shared) = (Rc::clone(&url), Rc::clone(&log), Arc::clone(&self.shared));
+            let url = Rc::clone(&urls[session as usize % urls.len()]);
+            let (log, shared) = (Rc::clone(&log), Arc::clone(&self.shared));
             // Reports the handshake however the task ends, even by a panic.
             let mut pending = Pending {
                 session,

@@ -2,7 +2,8 @@
 //! (`herald_feed_stage_seconds` by stage, `herald_feed_delivery_seconds`,
 //! `herald_feed_first_delivery_seconds`) read from `/metrics` before and after the load, and
 //! the difference turned into a count, p50 and p99 per stage, interpolated within buckets the
-//! way Prometheus' `histogram_quantile` does.
+//! way Prometheus' `histogram_quantile` does. Several instances' histograms (a run against a
+//! deployment of several) are summed bucket by bucket, as `sum by (le)` would.
 
 use std::collections::BTreeMap;
 
@@ -80,6 +81,30 @@ pub async fn scrape(base_url: &str) -> Option<Scrape> {
     }
     let body = response.body().limit(16 << 20).await.ok()?;
     Some(parse(&String::from_utf8_lossy(&body)))
+}
+
+/// Every instance's `/metrics`, summed; `None` if one of them does not answer (a sum missing
+/// an instance before or after the load would not be a difference of like with like).
+pub async fn scrape_all(base_urls: &[String]) -> Option<Scrape> {
+    let mut scrapes = Vec::with_capacity(base_urls.len());
+    for url in base_urls {
+        scrapes.push(scrape(url).await?);
+    }
+    Some(sum(scrapes))
+}
+
+/// Bucket counts added series by series and bound by bound.
+fn sum(scrapes: Vec<Scrape>) -> Scrape {
+    let mut total: BTreeMap<String, Buckets> = BTreeMap::new();
+    for Scrape(series) in scrapes {
+        for (key, buckets) in series {
+            let into = total.entry(key).or_default();
+            for (bound, count) in buckets {
+                *into.entry(bound).or_default() += count;
+            }
+        }
+    }
+    Scrape(total)
 }
 
 /// The latency histograms' buckets in a text exposition.
@@ -201,7 +226,7 @@ pub fn spans(stage: &str) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::{figures, parse, quantile};
+    use super::{figures, parse, quantile, sum};
 
     const BEFORE: &str = r#"# HELP herald_feed_stage_seconds Time.
 # TYPE herald_feed_stage_seconds histogram
@@ -251,5 +276,22 @@ herald_feed_delivery_seconds_bucket{le="+Inf"} 10
             .expect("delivery");
         assert_eq!(delivery.count, 10);
         assert!(stages.iter().all(|s| s.stage != "http"));
+    }
+
+    #[test]
+    fn instances_are_summed_bucket_by_bucket() {
+        let total = sum(vec![parse(BEFORE), parse(AFTER)]);
+        let stages = figures(&parse(""), &total);
+        let broker = stages.iter().find(|s| s.stage == "broker").expect("broker");
+        // 2 + 102 events; 54 of them at or below 2 ms.
+        assert_eq!(broker.count, 104);
+        let delivery = stages
+            .iter()
+            .find(|s| s.stage == "delivery")
+            .expect("delivery");
+        assert_eq!(delivery.count, 10);
+        // Against itself as the earlier scrape: nothing happened.
+        let none = figures(&total, &total);
+        assert!(none.iter().all(|s| s.count == 0 && s.p99_ms.is_none()));
     }
 }
