@@ -19,8 +19,12 @@
 //!
 //! A publish that fails or is refused is retried from the last recorded position (a session
 //! drops what it already has), so an event is never lost, though a failover may send one twice.
-//! Writers wake the relay at once: the writing instance through [`Relay::nudge`], the others
-//! through PostgreSQL `NOTIFY` on commit. A slow tick is only a safety net.
+//! Writers wake the relay at once, after their commit, through [`Relay::nudge`]: it wakes this
+//! instance's relay, and unless this instance leads, its notifier (`notifier`) sends a
+//! PostgreSQL `NOTIFY` on a connection of its own, which every instance `LISTEN`s for (`listen`):
+//! the writes' transactions take no `NOTIFY` lock. A slow tick ([`IDLE_TICK`]) is only a safety
+//! net: for a lost `NOTIFY`, a write whose answer was lost after its commit, and writes made
+//! by a tool outside herald.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +36,7 @@ use lapin::Channel;
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
+use self::notifier::Notifier;
 use self::outbox::{Outbox, PublishError};
 use super::control::{self, Control};
 use super::events::frame_of;
@@ -47,6 +52,7 @@ use keepalives::with_keepalives;
 
 mod keepalives;
 mod listen;
+mod notifier;
 mod outbox;
 use crate::store::{database, friends, StoreError};
 
@@ -74,16 +80,21 @@ const PRUNE_BATCH: i64 = 10_000;
 pub struct Relay {
     nudge: Arc<Notify>,
     commits: Commits,
+    notifier: Notifier,
     leading: Arc<AtomicBool>,
     stop: Arc<watch::Sender<bool>>,
 }
 
 impl Relay {
     /// A committed write has an event waiting: wake this instance's relay now (and note when,
-    /// to time the event from its commit).
+    /// to time the event from its commit), and unless it leads, the leading instance's (through
+    /// the notifier's `NOTIFY`). Call it only after the write's commit.
     pub fn nudge(&self) {
         self.commits.note();
         self.nudge.notify_one();
+        if !self.is_leading() {
+            self.notifier.wrote();
+        }
     }
 
     /// Whether this instance relays the log right now.
@@ -97,7 +108,7 @@ impl Relay {
     }
 }
 
-/// Starts the relay and its `LISTEN` task on the current arbiter. `channel` carries the
+/// Starts the relay, its `LISTEN` task and its notifier on the current arbiter. `channel` carries the
 /// publishing channel (confirms on), `None` while the broker is unreachable: the relay then
 /// waits, and writes keep committing their events meanwhile.
 pub fn spawn(
@@ -111,6 +122,7 @@ pub fn spawn(
     let relay = Relay {
         nudge: Arc::new(Notify::new()),
         commits: Commits::default(),
+        notifier: Notifier::default(),
         leading: Arc::new(AtomicBool::new(false)),
         stop: Arc::new(stop),
     };
@@ -120,6 +132,7 @@ pub fn spawn(
         exchange: settings.exchange.clone(),
         page_size: settings.fanout_page_size,
         batch: settings.relay_batch,
+        coalesce: Duration::from_micros(settings.relay_coalesce_us),
         max_in_flight: settings.max_confirms_in_flight,
         history_ttl: settings.history_ttl(),
         // Node queues bind shards (see `broker::shards`); session queues, their own keys.
@@ -132,8 +145,16 @@ pub fn spawn(
     actix_rt::spawn(leader.run());
     actix_rt::spawn(listen::listen(
         database_url.to_owned(),
-        tls,
+        tls.clone(),
         Arc::clone(&relay.nudge),
+        LEAD_RETRY,
+        relay.stop.subscribe(),
+    ));
+    actix_rt::spawn(notifier::run(
+        database_url.to_owned(),
+        tls,
+        relay.notifier.clone(),
+        Arc::clone(&relay.leading),
         LEAD_RETRY,
         relay.stop.subscribe(),
     ));
@@ -158,6 +179,7 @@ struct Leader {
     exchange: String,
     page_size: i64,
     batch: i64,
+    coalesce: Duration,
     max_in_flight: usize,
     history_ttl: Duration,
     shards: shards::ShardCounts,
@@ -186,6 +208,9 @@ impl Leader {
             }
             if was_leading {
                 log::info!("this instance no longer relays the feed log");
+                // Writes here skipped their NOTIFY while this instance led: wake whichever
+                // instance leads next, in case one already does and waits.
+                self.relay.notifier.wrote();
             }
             if self.pause(LEAD_RETRY).await.is_err() {
                 return;
@@ -241,6 +266,8 @@ impl Leader {
         // failed publish): they go first. Once none do, each batch is numbered and read in one
         // statement, the one round trip an event waits for here.
         let mut backlog = true;
+        // Whether the last numbering left nothing committed behind it, and found anything.
+        let (mut caught_up, mut busy) = (false, false);
         let mut last_prune: Option<Instant> = None;
         let mut failing_since: Option<Instant> = None;
         loop {
@@ -254,16 +281,18 @@ impl Leader {
             let rows = if backlog {
                 let rows = log_store::numbered_after(conn, published, self.batch).await?;
                 backlog = rows.len() as i64 >= self.batch;
+                caught_up = false; // what committed meanwhile is numbered next, at once
                 rows
             } else {
-                let rows = log_store::number_batch(conn, self.batch).await?;
-                if rows.is_empty() {
-                    tokio::select! {
-                        _ = self.relay.nudge.notified() => {}
-                        _ = tokio::time::sleep(IDLE_TICK) => {}
-                        _ = self.stopped.wait_for(|stop| *stop) => return Err(RelayError::Stopped),
-                    }
+                if caught_up {
+                    self.wait_for_writes(busy).await?;
                 }
+                let rows = log_store::number_batch(conn, self.batch).await?;
+                // A full batch may have left more: number again at once. Else every event
+                // committed since has woken the relay (or will, within the idle tick), so it
+                // waits for that instead of numbering nothing.
+                caught_up = (rows.len() as i64) < self.batch;
+                busy = !rows.is_empty();
                 rows
             };
             if rows.is_empty() {
@@ -294,6 +323,21 @@ impl Leader {
                 }
             }
         }
+    }
+
+    /// Waits for a write to wake the relay (or the idle tick), then, in a busy spell, for
+    /// `realtime.relay_coalesce_us`, so the next numbering covers the writes committing
+    /// meanwhile. A wake-up always comes after its write's commit (see [`Relay::nudge`]).
+    async fn wait_for_writes(&mut self, busy: bool) -> Result<(), RelayError> {
+        tokio::select! {
+            _ = self.relay.nudge.notified() => {}
+            _ = tokio::time::sleep(IDLE_TICK) => {}
+            _ = self.stopped.wait_for(|stop| *stop) => return Err(RelayError::Stopped),
+        }
+        if busy && !self.coalesce.is_zero() {
+            self.pause(self.coalesce).await?;
+        }
+        Ok(())
     }
 
     async fn prune(&self, conn: &mut AsyncPgConnection) -> Result<(), RelayError> {
