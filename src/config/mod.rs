@@ -177,10 +177,6 @@ pub struct RealtimeSettings {
     pub history_max_events: i64,
     pub history_ttl_secs: u64,
     pub relay_batch: i64,
-    /// After a wake-up that follows a batch with events (a busy spell), the leading relay waits
-    /// this long before numbering, so one statement numbers the writes that commit meanwhile;
-    /// 0: it numbers at once.
-    pub relay_coalesce_us: u64,
     pub write_timeout_secs: u64,
     pub socket_send_buffer_bytes: usize,
     /// Open feed sessions one user may hold on this instance; the next upgrade gets 429.

@@ -79,10 +79,6 @@ impl Settings {
                 "realtime.relay_batch must be between 1 and 100000",
             ),
             (
-                rt.relay_coalesce_us <= 100_000,
-                "realtime.relay_coalesce_us must be between 0 and 100000",
-            ),
-            (
                 self.database.pool_size > 0,
                 "database.pool_size must be > 0",
             ),

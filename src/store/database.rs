@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
+use deadpool::managed::{Hook, HookError, HookResult};
 use diesel::prelude::*;
+use diesel::sql_types::Integer;
 use diesel::sql_types::Text;
 use diesel::{ConnectionError, ConnectionResult};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-use deadpool::managed::{Hook, HookError, HookResult};
-use diesel::sql_types::Integer;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, PoolError, RecyclingMethod,
 };

@@ -26,7 +26,6 @@
 //! net: for a lost `NOTIFY`, a write whose answer was lost after its commit, and writes made
 //! by a tool outside herald.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,19 +33,15 @@ use std::time::{Duration, Instant};
 use diesel_async::AsyncPgConnection;
 use lapin::Channel;
 use tokio::sync::{watch, Notify};
-use uuid::Uuid;
 
 use self::notifier::Notifier;
-use self::outbox::{Outbox, PublishError};
-use super::control::{self, Control};
-use super::events::frame_of;
+use self::outbox::PublishError;
 use super::stats::Stats;
-use super::trace::{self, Commits, Sent};
+use super::trace::{self, Commits};
 use crate::config::RealtimeSettings;
 use crate::realtime::broker::shards;
-use crate::realtime::broker::topology::{author_routing_key, user_routing_key};
 use crate::store::epochs::{self, Epoch};
-use crate::store::events::{self as log_store, Kind, RelayedEvent};
+use crate::store::events::{self as log_store};
 use crate::store::pg_tls::PgTls;
 use keepalives::with_keepalives;
 
@@ -54,7 +49,8 @@ mod keepalives;
 mod listen;
 mod notifier;
 mod outbox;
-use crate::store::{database, friends, StoreError};
+mod publish;
+use crate::store::{database, StoreError};
 
 /// How often an instance that does not lead tries to take the lead.
 pub const LEAD_RETRY: Duration = Duration::from_secs(1);
@@ -132,7 +128,6 @@ pub fn spawn(
         exchange: settings.exchange.clone(),
         page_size: settings.fanout_page_size,
         batch: settings.relay_batch,
-        coalesce: Duration::from_micros(settings.relay_coalesce_us),
         max_in_flight: settings.max_confirms_in_flight,
         history_ttl: settings.history_ttl(),
         // Node queues bind shards (see `broker::shards`); session queues, their own keys.
@@ -179,7 +174,6 @@ struct Leader {
     exchange: String,
     page_size: i64,
     batch: i64,
-    coalesce: Duration,
     max_in_flight: usize,
     history_ttl: Duration,
     shards: shards::ShardCounts,
@@ -266,8 +260,8 @@ impl Leader {
         // failed publish): they go first. Once none do, each batch is numbered and read in one
         // statement, the one round trip an event waits for here.
         let mut backlog = true;
-        // Whether the last numbering left nothing committed behind it, and found anything.
-        let (mut caught_up, mut busy) = (false, false);
+        // Whether the last numbering left nothing committed behind it.
+        let mut caught_up = false;
         let mut last_prune: Option<Instant> = None;
         let mut failing_since: Option<Instant> = None;
         loop {
@@ -285,14 +279,13 @@ impl Leader {
                 rows
             } else {
                 if caught_up {
-                    self.wait_for_writes(busy).await?;
+                    self.wait_for_writes().await?;
                 }
                 let rows = log_store::number_batch(conn, self.batch).await?;
                 // A full batch may have left more: number again at once. Else every event
                 // committed since has woken the relay (or will, within the idle tick), so it
                 // waits for that instead of numbering nothing.
                 caught_up = (rows.len() as i64) < self.batch;
-                busy = !rows.is_empty();
                 rows
             };
             if rows.is_empty() {
@@ -325,19 +318,17 @@ impl Leader {
         }
     }
 
-    /// Waits for a write to wake the relay (or the idle tick), then, in a busy spell, for
-    /// `realtime.relay_coalesce_us`, so the next numbering covers the writes committing
-    /// meanwhile. A wake-up always comes after its write's commit (see [`Relay::nudge`]).
-    async fn wait_for_writes(&mut self, busy: bool) -> Result<(), RelayError> {
+    /// Waits for a write to wake the relay, or for the idle tick. A wake-up always comes after
+    /// its write's commit (see [`Relay::nudge`]), and one that comes while the relay is busy
+    /// is kept for its next wait, so no committed event waits past the tick. (Waiting a moment
+    /// more, to number more writes per statement, measured no fewer statements per post: under
+    /// load the publish of one batch already gathers the next.)
+    async fn wait_for_writes(&mut self) -> Result<(), RelayError> {
         tokio::select! {
-            _ = self.relay.nudge.notified() => {}
-            _ = tokio::time::sleep(IDLE_TICK) => {}
-            _ = self.stopped.wait_for(|stop| *stop) => return Err(RelayError::Stopped),
+            _ = self.relay.nudge.notified() => Ok(()),
+            _ = tokio::time::sleep(IDLE_TICK) => Ok(()),
+            _ = self.stopped.wait_for(|stop| *stop) => Err(RelayError::Stopped),
         }
-        if busy && !self.coalesce.is_zero() {
-            self.pause(self.coalesce).await?;
-        }
-        Ok(())
     }
 
     async fn prune(&self, conn: &mut AsyncPgConnection) -> Result<(), RelayError> {
@@ -370,114 +361,6 @@ impl Leader {
                 Err(_) => Err(RelayError::CannotPublish(GIVE_UP_AFTER)),
             },
             _ = self.stopped.wait_for(|stop| *stop) => Err(RelayError::Stopped),
-        }
-    }
-
-    /// Publishes `rows` (read at `picked`, microseconds since the epoch) in order and waits
-    /// for every confirm.
-    async fn publish(
-        &self,
-        conn: &mut AsyncPgConnection,
-        channel: &Channel,
-        rows: &[RelayedEvent],
-        picked: i64,
-    ) -> Result<(), PublishError> {
-        let mut out = Outbox {
-            channel,
-            exchange: &self.exchange,
-            in_flight: VecDeque::new(),
-            max_in_flight: self.max_in_flight,
-            stats: &self.stats,
-            sent: Sent::default(),
-            first_of_event: false,
-            shards: self.shards,
-        };
-        for row in rows {
-            let event = &row.event;
-            let seq = event.seq;
-            out.sent = Sent {
-                recorded_us: row.recorded_us,
-                committed_us: self.relay.commits.after(row.recorded_us),
-                picked_us: picked,
-            };
-            let Some(kind) = Kind::parse(&event.kind) else {
-                log::warn!(
-                    "feed position {seq} has an unknown kind {:?}; skipped",
-                    event.kind
-                );
-                continue;
-            };
-            // Stages are timed for what sessions see (post events), not for routing changes.
-            out.first_of_event = kind.is_post();
-            match kind {
-                Kind::PostCreated | Kind::PostUpdated | Kind::PostDeleted => {
-                    let Some((_, frame)) = frame_of(event) else {
-                        log::warn!("feed position {seq} is a post event without a post; skipped");
-                        continue;
-                    };
-                    let properties = control::properties(seq, false);
-                    if row.once() {
-                        let key = author_routing_key(event.author_id);
-                        out.send(key, frame.as_bytes(), properties).await?;
-                    } else {
-                        self.to_followers(
-                            conn,
-                            &mut out,
-                            event.author_id,
-                            frame.as_bytes(),
-                            seq,
-                            false,
-                        )
-                        .await?;
-                    }
-                }
-                Kind::Follow | Kind::Unfollow if row.once() => {
-                    let Some(follower) = event.follower_id else {
-                        continue;
-                    };
-                    let control = match kind {
-                        Kind::Follow => Control::Watch(event.author_id),
-                        _ => Control::Unwatch(event.author_id),
-                    };
-                    let properties = control::properties(seq, true);
-                    out.send(user_routing_key(follower), &control.to_json(), properties)
-                        .await?;
-                }
-                // A follow of an author published per follower changes nothing at the nodes:
-                // the relay reads the followers when it publishes.
-                Kind::Follow | Kind::Unfollow => {}
-                Kind::Celebrity => {
-                    let watch = Control::Watch(event.author_id).to_json();
-                    self.to_followers(conn, &mut out, event.author_id, &watch, seq, true)
-                        .await?;
-                }
-            }
-        }
-        out.finish().await
-    }
-
-    /// Publishes `payload` to every follower of `author_id`, a keyset page at a time.
-    async fn to_followers(
-        &self,
-        conn: &mut AsyncPgConnection,
-        out: &mut Outbox<'_>,
-        author_id: Uuid,
-        payload: &[u8],
-        seq: i64,
-        is_control: bool,
-    ) -> Result<(), PublishError> {
-        let mut after = Uuid::nil();
-        loop {
-            let page = friends::followers_page(conn, author_id, after, self.page_size).await?;
-            for follower in &page {
-                let properties = control::properties(seq, is_control);
-                out.send(user_routing_key(*follower), payload, properties)
-                    .await?;
-            }
-            match page.last() {
-                Some(last) if page.len() as i64 == self.page_size => after = *last,
-                _ => return Ok(()),
-            }
         }
     }
 }
