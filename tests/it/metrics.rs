@@ -41,6 +41,14 @@ async fn the_metrics_count_what_happened(mode: QueueMode) {
     // written live (a frame held while a fill runs is written with it, untimed).
     let warm_up = app.create_post(&author, "warm-up").await;
     feed.expect_created(warm_up, &author, "warm-up").await;
+    // The client may have had it from that fill, with its live copy (counted as a delivery when
+    // handed, then dropped as a duplicate) still on its way: counts start once it was handed.
+    let handed = "herald_feed_stage_seconds_count{stage=\"registry\"}";
+    assert!(
+        app.eventually(|| async { sample(&scrape(&app).await, handed) >= Some(1.0) })
+            .await,
+        "the warm-up's live copy was never handed to the session"
+    );
     let before = scrape(&app).await;
     // The commit stage is the one stamp the relay takes from the writer's note. Every wake-up
     // of the relay by a write comes after that note (writes no longer NOTIFY in their own
