@@ -4,11 +4,15 @@
 
 use std::time::Duration;
 
+use deadpool::managed::{Hook, HookError, HookResult};
 use diesel::prelude::*;
+use diesel::sql_types::Integer;
 use diesel::sql_types::Text;
 use diesel::{ConnectionError, ConnectionResult};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, PoolError, RecyclingMethod,
+};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
@@ -252,19 +256,50 @@ pub fn build_pool(settings: &DatabaseSettings, tls: &PgTls) -> Result<DbPool, Da
             Ok(conn)
         })
     });
+    // No `SELECT 1` on every checkout (a round trip on every request): a connection that was in
+    // use a moment ago is handed out as it is, unless closed (deadpool drops one whose socket
+    // the server closed, as in a crash or a failover); one idle longer is verified first.
+    config.recycling_method = RecyclingMethod::Fast;
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
         settings.url.clone(),
         config,
     );
-    let timeout = Some(Duration::from_millis(settings.acquire_timeout_ms));
+    let acquire = Duration::from_millis(settings.acquire_timeout_ms);
+    let timeout = Some(acquire);
     DbPool::builder(manager)
         .max_size(settings.pool_size)
         .wait_timeout(timeout)
         .create_timeout(timeout)
         .recycle_timeout(timeout)
+        .post_recycle(Hook::async_fn(move |conn, metrics| {
+            Box::pin(verify_if_idle(conn, metrics.last_used(), acquire))
+        }))
         .runtime(deadpool::Runtime::Tokio1)
         .build()
         .map_err(|e| DatabaseError::Pool(e.to_string()))
+}
+
+/// A pooled connection not checked out for this long is verified (`SELECT 1`) before it is
+/// handed out again.
+const VERIFY_IDLE_AFTER: Duration = Duration::from_secs(1);
+
+/// Verifies `conn` if it has been idle [`VERIFY_IDLE_AFTER`] or longer: a server that went away
+/// without closing the socket (a host lost from the network) is found here, within `timeout`,
+/// and the pool opens another connection, rather than by the request's query.
+async fn verify_if_idle(
+    conn: &mut AsyncPgConnection,
+    idle: Duration,
+    timeout: Duration,
+) -> HookResult<PoolError> {
+    if idle < VERIFY_IDLE_AFTER {
+        return Ok(());
+    }
+    let ping = diesel::select(1_i32.into_sql::<Integer>()).get_result::<i32>(conn);
+    match tokio::time::timeout(timeout, ping).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(HookError::Backend(PoolError::QueryError(error))),
+        Err(_) => Err(HookError::message("the connection did not answer in time")),
+    }
 }
 
 #[cfg(test)]

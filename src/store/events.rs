@@ -15,7 +15,10 @@ use uuid::Uuid;
 
 use super::StoreError;
 
-/// The PostgreSQL channel a committed write notifies, so relays wake at once.
+/// The PostgreSQL channel each instance's notifier (`realtime::relay`) sends a `NOTIFY` on after
+/// its writes commit, and every relay listens on, so the leading one wakes at once. A tool that
+/// writes the log outside herald may `NOTIFY herald_feed` after its commit; without it, its
+/// events are relayed within the relay's one-second idle tick.
 pub const NOTIFY_CHANNEL: &str = "herald_feed";
 
 /// The advisory lock the relaying instance holds (any fixed 64-bit number will do; this one
@@ -109,8 +112,8 @@ impl<'a> NewEvent<'a> {
     }
 }
 
-/// Writes `event`, and wakes the relays once the transaction commits. Call it inside the
-/// transaction of the change it records.
+/// Writes `event`. Call it inside the transaction of the change it records, and wake the relay
+/// after that commits (`Relay::nudge`): the write takes no `NOTIFY` lock of its own.
 ///
 /// A post event first locks its author's user row (`FOR SHARE`) until the transaction ends;
 /// follows, unfollows and switches already hold that row through their follower-count update.
@@ -150,10 +153,9 @@ impl QueryFragment<Pg> for RecordEvent<'_> {
         out.push_sql(" AND ");
         out.push_bind_param::<diesel::sql_types::Bool, _>(&self.is_post)?;
         out.push_sql(
-            " FOR SHARE),
-             written AS (
-                 INSERT INTO feed_events (author_id, kind, follower_id, post_id, post_text)
-                 SELECT ",
+            " FOR SHARE)
+             INSERT INTO feed_events (author_id, kind, follower_id, post_id, post_text)
+             SELECT ",
         );
         out.push_bind_param::<SqlUuid, _>(&event.author_id)?;
         out.push_sql(", ");
@@ -164,13 +166,7 @@ impl QueryFragment<Pg> for RecordEvent<'_> {
         out.push_bind_param::<Nullable<SqlUuid>, _>(&event.post_id)?;
         out.push_sql(", ");
         out.push_bind_param::<Nullable<Text>, _>(&event.post_text)?;
-        out.push_sql(
-            " FROM (SELECT count(*) FROM author) locked
-                 RETURNING id)
-             SELECT pg_notify(",
-        );
-        out.push_bind_param::<Text, _>(&NOTIFY_CHANNEL)?;
-        out.push_sql(", '') FROM written");
+        out.push_sql(" FROM (SELECT count(*) FROM author) locked");
         Ok(())
     }
 }

@@ -128,10 +128,8 @@ impl QueryFragment<Pg> for CreateAsBearer<'_> {
         out.push_sql(
             ", NULL, id, text FROM post
                  RETURNING post_id)
-             SELECT written.post_id AS id FROM written, LATERAL (SELECT pg_notify(",
+             SELECT written.post_id AS id FROM written",
         );
-        out.push_bind_param::<Text, _>(&events::NOTIFY_CHANNEL)?;
-        out.push_sql(", '')) notified");
         Ok(())
     }
 }

@@ -12,8 +12,8 @@ use crate::store::events::NOTIFY_CHANNEL;
 use crate::store::pg_tls::PgTls;
 use crate::store::{database, StoreError};
 
-/// Wakes the local relay whenever another instance commits an event (PostgreSQL `NOTIFY`),
-/// reconnecting after any failure.
+/// Wakes the local relay whenever another instance commits an event (its notifier's PostgreSQL
+/// `NOTIFY`, see `notifier`), reconnecting after any failure.
 pub async fn listen(
     url: String,
     tls: PgTls,

@@ -19,10 +19,13 @@
 //!
 //! A publish that fails or is refused is retried from the last recorded position (a session
 //! drops what it already has), so an event is never lost, though a failover may send one twice.
-//! Writers wake the relay at once: the writing instance through [`Relay::nudge`], the others
-//! through PostgreSQL `NOTIFY` on commit. A slow tick is only a safety net.
+//! Writers wake the relay at once, after their commit, through [`Relay::nudge`]: it wakes this
+//! instance's relay, and unless this instance leads, its notifier (`notifier`) sends a
+//! PostgreSQL `NOTIFY` on a connection of its own, which every instance `LISTEN`s for (`listen`):
+//! the writes' transactions take no `NOTIFY` lock. A slow tick ([`IDLE_TICK`]) is only a safety
+//! net: for a lost `NOTIFY`, a write whose answer was lost after its commit, and writes made
+//! by a tool outside herald.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,25 +33,24 @@ use std::time::{Duration, Instant};
 use diesel_async::AsyncPgConnection;
 use lapin::Channel;
 use tokio::sync::{watch, Notify};
-use uuid::Uuid;
 
-use self::outbox::{Outbox, PublishError};
-use super::control::{self, Control};
-use super::events::frame_of;
+use self::notifier::Notifier;
+use self::outbox::PublishError;
 use super::stats::Stats;
-use super::trace::{self, Commits, Sent};
+use super::trace::{self, Commits};
 use crate::config::RealtimeSettings;
 use crate::realtime::broker::shards;
-use crate::realtime::broker::topology::{author_routing_key, user_routing_key};
 use crate::store::epochs::{self, Epoch};
-use crate::store::events::{self as log_store, Kind, RelayedEvent};
+use crate::store::events::{self as log_store};
 use crate::store::pg_tls::PgTls;
 use keepalives::with_keepalives;
 
 mod keepalives;
 mod listen;
+mod notifier;
 mod outbox;
-use crate::store::{database, friends, StoreError};
+mod publish;
+use crate::store::{database, StoreError};
 
 /// How often an instance that does not lead tries to take the lead.
 pub const LEAD_RETRY: Duration = Duration::from_secs(1);
@@ -74,16 +76,21 @@ const PRUNE_BATCH: i64 = 10_000;
 pub struct Relay {
     nudge: Arc<Notify>,
     commits: Commits,
+    notifier: Notifier,
     leading: Arc<AtomicBool>,
     stop: Arc<watch::Sender<bool>>,
 }
 
 impl Relay {
     /// A committed write has an event waiting: wake this instance's relay now (and note when,
-    /// to time the event from its commit).
+    /// to time the event from its commit), and unless it leads, the leading instance's (through
+    /// the notifier's `NOTIFY`). Call it only after the write's commit.
     pub fn nudge(&self) {
         self.commits.note();
         self.nudge.notify_one();
+        if !self.is_leading() {
+            self.notifier.wrote();
+        }
     }
 
     /// Whether this instance relays the log right now.
@@ -97,7 +104,7 @@ impl Relay {
     }
 }
 
-/// Starts the relay and its `LISTEN` task on the current arbiter. `channel` carries the
+/// Starts the relay, its `LISTEN` task and its notifier on the current arbiter. `channel` carries the
 /// publishing channel (confirms on), `None` while the broker is unreachable: the relay then
 /// waits, and writes keep committing their events meanwhile.
 pub fn spawn(
@@ -111,6 +118,7 @@ pub fn spawn(
     let relay = Relay {
         nudge: Arc::new(Notify::new()),
         commits: Commits::default(),
+        notifier: Notifier::default(),
         leading: Arc::new(AtomicBool::new(false)),
         stop: Arc::new(stop),
     };
@@ -132,8 +140,16 @@ pub fn spawn(
     actix_rt::spawn(leader.run());
     actix_rt::spawn(listen::listen(
         database_url.to_owned(),
-        tls,
+        tls.clone(),
         Arc::clone(&relay.nudge),
+        LEAD_RETRY,
+        relay.stop.subscribe(),
+    ));
+    actix_rt::spawn(notifier::run(
+        database_url.to_owned(),
+        tls,
+        relay.notifier.clone(),
+        Arc::clone(&relay.leading),
         LEAD_RETRY,
         relay.stop.subscribe(),
     ));
@@ -186,6 +202,9 @@ impl Leader {
             }
             if was_leading {
                 log::info!("this instance no longer relays the feed log");
+                // Writes here skipped their NOTIFY while this instance led: wake whichever
+                // instance leads next, in case one already does and waits.
+                self.relay.notifier.wrote();
             }
             if self.pause(LEAD_RETRY).await.is_err() {
                 return;
@@ -241,6 +260,8 @@ impl Leader {
         // failed publish): they go first. Once none do, each batch is numbered and read in one
         // statement, the one round trip an event waits for here.
         let mut backlog = true;
+        // Whether the last numbering left nothing committed behind it.
+        let mut caught_up = false;
         let mut last_prune: Option<Instant> = None;
         let mut failing_since: Option<Instant> = None;
         loop {
@@ -254,16 +275,17 @@ impl Leader {
             let rows = if backlog {
                 let rows = log_store::numbered_after(conn, published, self.batch).await?;
                 backlog = rows.len() as i64 >= self.batch;
+                caught_up = false; // what committed meanwhile is numbered next, at once
                 rows
             } else {
-                let rows = log_store::number_batch(conn, self.batch).await?;
-                if rows.is_empty() {
-                    tokio::select! {
-                        _ = self.relay.nudge.notified() => {}
-                        _ = tokio::time::sleep(IDLE_TICK) => {}
-                        _ = self.stopped.wait_for(|stop| *stop) => return Err(RelayError::Stopped),
-                    }
+                if caught_up {
+                    self.wait_for_writes().await?;
                 }
+                let rows = log_store::number_batch(conn, self.batch).await?;
+                // A full batch may have left more: number again at once. Else every event
+                // committed since has woken the relay (or will, within the idle tick), so it
+                // waits for that instead of numbering nothing.
+                caught_up = (rows.len() as i64) < self.batch;
                 rows
             };
             if rows.is_empty() {
@@ -293,6 +315,19 @@ impl Leader {
                     self.pause(REPUBLISH_PAUSE).await?;
                 }
             }
+        }
+    }
+
+    /// Waits for a write to wake the relay, or for the idle tick. A wake-up always comes after
+    /// its write's commit (see [`Relay::nudge`]), and one that comes while the relay is busy
+    /// is kept for its next wait, so no committed event waits past the tick. (Waiting a moment
+    /// more, to number more writes per statement, measured no fewer statements per post: under
+    /// load the publish of one batch already gathers the next.)
+    async fn wait_for_writes(&mut self) -> Result<(), RelayError> {
+        tokio::select! {
+            _ = self.relay.nudge.notified() => Ok(()),
+            _ = tokio::time::sleep(IDLE_TICK) => Ok(()),
+            _ = self.stopped.wait_for(|stop| *stop) => Err(RelayError::Stopped),
         }
     }
 
@@ -326,114 +361,6 @@ impl Leader {
                 Err(_) => Err(RelayError::CannotPublish(GIVE_UP_AFTER)),
             },
             _ = self.stopped.wait_for(|stop| *stop) => Err(RelayError::Stopped),
-        }
-    }
-
-    /// Publishes `rows` (read at `picked`, microseconds since the epoch) in order and waits
-    /// for every confirm.
-    async fn publish(
-        &self,
-        conn: &mut AsyncPgConnection,
-        channel: &Channel,
-        rows: &[RelayedEvent],
-        picked: i64,
-    ) -> Result<(), PublishError> {
-        let mut out = Outbox {
-            channel,
-            exchange: &self.exchange,
-            in_flight: VecDeque::new(),
-            max_in_flight: self.max_in_flight,
-            stats: &self.stats,
-            sent: Sent::default(),
-            first_of_event: false,
-            shards: self.shards,
-        };
-        for row in rows {
-            let event = &row.event;
-            let seq = event.seq;
-            out.sent = Sent {
-                recorded_us: row.recorded_us,
-                committed_us: self.relay.commits.after(row.recorded_us),
-                picked_us: picked,
-            };
-            let Some(kind) = Kind::parse(&event.kind) else {
-                log::warn!(
-                    "feed position {seq} has an unknown kind {:?}; skipped",
-                    event.kind
-                );
-                continue;
-            };
-            // Stages are timed for what sessions see (post events), not for routing changes.
-            out.first_of_event = kind.is_post();
-            match kind {
-                Kind::PostCreated | Kind::PostUpdated | Kind::PostDeleted => {
-                    let Some((_, frame)) = frame_of(event) else {
-                        log::warn!("feed position {seq} is a post event without a post; skipped");
-                        continue;
-                    };
-                    let properties = control::properties(seq, false);
-                    if row.once() {
-                        let key = author_routing_key(event.author_id);
-                        out.send(key, frame.as_bytes(), properties).await?;
-                    } else {
-                        self.to_followers(
-                            conn,
-                            &mut out,
-                            event.author_id,
-                            frame.as_bytes(),
-                            seq,
-                            false,
-                        )
-                        .await?;
-                    }
-                }
-                Kind::Follow | Kind::Unfollow if row.once() => {
-                    let Some(follower) = event.follower_id else {
-                        continue;
-                    };
-                    let control = match kind {
-                        Kind::Follow => Control::Watch(event.author_id),
-                        _ => Control::Unwatch(event.author_id),
-                    };
-                    let properties = control::properties(seq, true);
-                    out.send(user_routing_key(follower), &control.to_json(), properties)
-                        .await?;
-                }
-                // A follow of an author published per follower changes nothing at the nodes:
-                // the relay reads the followers when it publishes.
-                Kind::Follow | Kind::Unfollow => {}
-                Kind::Celebrity => {
-                    let watch = Control::Watch(event.author_id).to_json();
-                    self.to_followers(conn, &mut out, event.author_id, &watch, seq, true)
-                        .await?;
-                }
-            }
-        }
-        out.finish().await
-    }
-
-    /// Publishes `payload` to every follower of `author_id`, a keyset page at a time.
-    async fn to_followers(
-        &self,
-        conn: &mut AsyncPgConnection,
-        out: &mut Outbox<'_>,
-        author_id: Uuid,
-        payload: &[u8],
-        seq: i64,
-        is_control: bool,
-    ) -> Result<(), PublishError> {
-        let mut after = Uuid::nil();
-        loop {
-            let page = friends::followers_page(conn, author_id, after, self.page_size).await?;
-            for follower in &page {
-                let properties = control::properties(seq, is_control);
-                out.send(user_routing_key(*follower), payload, properties)
-                    .await?;
-            }
-            match page.last() {
-                Some(last) if page.len() as i64 == self.page_size => after = *last,
-                _ => return Ok(()),
-            }
         }
     }
 }
