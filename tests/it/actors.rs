@@ -221,6 +221,7 @@ impl Actor for FakeSession {
             ctx.set_mailbox_capacity(2);
         }
         self.registry.do_send(Register {
+            hub: None,
             session_id: self.id,
             handle: SessionHandle::new(self.user_id, &ctx.address()),
         });

@@ -171,9 +171,8 @@ impl SessionCore {
         let hub = worker_hub::join(self.id, addr.clone().recipient(), self.write.clone());
         self.registry.do_send(Register {
             session_id: self.id,
-            handle: SessionHandle::new(user_id, addr)
-                .with_write_watch(self.write.clone())
-                .with_hub(hub),
+            handle: SessionHandle::new(user_id, addr).with_write_watch(self.write.clone()),
+            hub: Some(hub),
         });
         self.registered = true;
         if let Some((watch, grant)) = self.token.take() {

@@ -9,7 +9,6 @@ use actix::dev::ToEnvelope;
 use actix::prelude::*;
 use uuid::Uuid;
 
-use super::worker_hub::HubLink;
 use super::write_watch::WriteWatch;
 use crate::realtime::events::Frame;
 use crate::realtime::trace::Trace;
@@ -85,9 +84,6 @@ pub struct SessionHandle {
     pub disconnect: Recipient<Disconnect>,
     /// Whether its connection takes what is sent (WebSocket sessions; `None` for stand-ins).
     pub write: Option<Arc<WriteWatch>>,
-    /// The hub of the session's thread, which the registry hands its live events through
-    /// (`None`: straight to `deliver`, as for stand-ins that did not join one).
-    pub hub: Option<HubLink>,
 }
 
 impl SessionHandle {
@@ -106,19 +102,12 @@ impl SessionHandle {
             heartbeat: addr.clone().recipient(),
             disconnect: addr.clone().recipient(),
             write: None,
-            hub: None,
         }
     }
 
     /// The same handle, watched for a connection that stops taking output.
     pub fn with_write_watch(mut self, watch: Option<Arc<WriteWatch>>) -> Self {
         self.write = watch;
-        self
-    }
-
-    /// The same handle, with its live events handed out through `hub`.
-    pub fn with_hub(mut self, hub: HubLink) -> Self {
-        self.hub = Some(hub);
         self
     }
 

@@ -49,7 +49,7 @@ impl SessionRegistry {
             }
             return Handed::TooSlow;
         };
-        if let Some(hub) = &handle.hub {
+        if let Some(hub) = &entry.hub {
             // A node has a handful of worker threads: a scan beats a map.
             match batches.iter_mut().find(|batch| batch.id == hub.id) {
                 Some(batch) => batch.sessions.push(session_id),

@@ -14,7 +14,7 @@ use actix::prelude::*;
 use uuid::Uuid;
 
 use super::protocol::{Disconnect, DisconnectReason, FeedSync, SessionHandle};
-use super::worker_hub::Undelivered;
+use super::worker_hub::{HubLink, Undelivered};
 use super::write_watch::WriteWatch;
 use crate::config::QueueMode;
 use crate::realtime::broker::error::BrokerError;
@@ -41,6 +41,8 @@ struct Entry {
     admitted: Instant,
     /// `None` until the session's actor has started.
     handle: Option<SessionHandle>,
+    /// Its thread's hub, once it has started (see `worker_hub`).
+    hub: Option<HubLink>,
     backlog: Vec<Frame>,
     /// Holding its live events since the link its routing belonged to was lost.
     link_held: bool,
@@ -213,6 +215,7 @@ impl Handler<Admit> for SessionRegistry {
                 admitted: Instant::now(),
                 handle: None,
                 backlog: Vec::new(),
+                hub: None,
                 link_held: false,
                 binds_in_flight: 0,
                 watching: HashSet::new(),
@@ -344,6 +347,9 @@ impl Handler<WatchAuthors> for SessionRegistry {
 pub struct Register {
     pub session_id: Uuid,
     pub handle: SessionHandle,
+    /// The hub of the session's thread, which its live events go through (`None`: straight
+    /// to the handle, as for stand-ins that joined none).
+    pub hub: Option<HubLink>,
 }
 
 impl Handler<Register> for SessionRegistry {
@@ -359,6 +365,7 @@ impl Handler<Register> for SessionRegistry {
         };
         let backlog = std::mem::take(&mut entry.backlog);
         entry.handle = Some(msg.handle.clone());
+        entry.hub = msg.hub;
         // The session holds its events until its first fill; that fill may read the log only
         // once everything routed to it is bound.
         if entry.binds_in_flight == 0 {
