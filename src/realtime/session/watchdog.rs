@@ -1,5 +1,6 @@
 //! `Watchdog`: every `realtime.ping_interval_secs` it heartbeats every registered session (the
-//! session pings its client and says when it last heard from it), stops sessions whose client
+//! session pings its client and says when it last heard from it; a large node's heartbeats are
+//! spread over half the interval), stops sessions whose client
 //! has been silent for `realtime.client_timeout_secs` or whose actor no longer answers, drops
 //! admissions whose session never started, and has the broker release every queue (session
 //! mode) or binding (node mode) that no live session needs. More often, it has the registry
@@ -16,6 +17,11 @@ use super::protocol::{Disconnect, DisconnectReason, Heartbeat};
 use super::registry::upkeep::{NeededKeys, Prune, ReapStalled, Snapshot};
 use super::registry::{Deregister, SessionRegistry};
 use crate::realtime::broker::actor::{BrokerActor, CheckLink, Sweep};
+
+/// Heartbeats go out in slices of this many sessions, spread over the first half of a round, so
+/// that a node's thousands of pings (each a message to the session, a WebSocket Ping written,
+/// an answer) are not one burst that every delivery and request behind it waits for.
+const HEARTBEAT_SLICE: usize = 256;
 
 pub struct Watchdog {
     registry: Addr<SessionRegistry>,
@@ -101,19 +107,28 @@ impl Handler<Round> for Watchdog {
             let Ok(sessions) = registry.send(Snapshot).await else {
                 return report;
             };
-            let checks = sessions.into_iter().map(|(id, handle)| async move {
-                handle.owe();
-                let answer = tokio::time::timeout(interval, handle.heartbeat.send(Heartbeat)).await;
-                let verdict = match answer {
-                    Ok(Ok(last_heard)) if last_heard.elapsed() <= timeout => Verdict::Alive,
-                    // No answer from a WebSocket session: its actor is frozen behind a socket
-                    // its client does not read. The reaper drops it as too slow.
-                    Err(_) if handle.write.is_some() => Verdict::Stuck,
-                    Ok(Ok(_)) | Err(_) => Verdict::Silent,
-                    Ok(Err(_)) => Verdict::Gone,
-                };
-                (id, handle, verdict)
-            });
+            let total = sessions.len();
+            let checks = sessions
+                .into_iter()
+                .enumerate()
+                .map(|(n, (id, handle))| async move {
+                    let delay = heartbeat_delay(n, total, interval);
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    handle.owe();
+                    let answer =
+                        tokio::time::timeout(interval, handle.heartbeat.send(Heartbeat)).await;
+                    let verdict = match answer {
+                        Ok(Ok(last_heard)) if last_heard.elapsed() <= timeout => Verdict::Alive,
+                        // No answer from a WebSocket session: its actor is frozen behind a socket
+                        // its client does not read. The reaper drops it as too slow.
+                        Err(_) if handle.write.is_some() => Verdict::Stuck,
+                        Ok(Ok(_)) | Err(_) => Verdict::Silent,
+                        Ok(Err(_)) => Verdict::Gone,
+                    };
+                    (id, handle, verdict)
+                });
             let mut live: HashSet<Uuid> = HashSet::new();
             for (id, handle, verdict) in join_all(checks).await {
                 match verdict {
@@ -156,6 +171,14 @@ impl Handler<Round> for Watchdog {
     }
 }
 
+/// When the `n`th of `total` sessions gets its heartbeat, from the start of a round: slices of
+/// [`HEARTBEAT_SLICE`] evenly over the first half of the interval (the first at once).
+fn heartbeat_delay(n: usize, total: usize, interval: Duration) -> Duration {
+    let slices = u32::try_from(total.div_ceil(HEARTBEAT_SLICE).max(1)).unwrap_or(u32::MAX);
+    let slice = u32::try_from(n / HEARTBEAT_SLICE).unwrap_or(u32::MAX);
+    ((interval / 2) / slices).saturating_mul(slice)
+}
+
 /// Stops the watchdog's rounds (on shutdown).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -166,5 +189,34 @@ impl Handler<Stop> for Watchdog {
 
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{heartbeat_delay, HEARTBEAT_SLICE};
+    use std::time::Duration;
+
+    #[test]
+    fn heartbeats_are_spread_over_half_the_interval_in_slices() {
+        let interval = Duration::from_secs(10);
+        // A small node: everyone at once, as before.
+        assert!(
+            (0..HEARTBEAT_SLICE).all(|n| heartbeat_delay(n, HEARTBEAT_SLICE, interval).is_zero())
+        );
+        // 10 slices of 256: 0, 0.5 s, 1 s, … 4.5 s.
+        let total = 10 * HEARTBEAT_SLICE;
+        assert!(heartbeat_delay(HEARTBEAT_SLICE - 1, total, interval).is_zero());
+        assert_eq!(
+            heartbeat_delay(HEARTBEAT_SLICE, total, interval),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            heartbeat_delay(total - 1, total, interval),
+            Duration::from_millis(4500)
+        );
+        // Never past half the interval, whatever the count.
+        let many = 1_000_000;
+        assert!(heartbeat_delay(many - 1, many, interval) < interval / 2);
     }
 }
