@@ -14,8 +14,8 @@ use uuid::Uuid;
 use serde_json::json;
 
 use crate::support::{
-    assert_event, test_settings_in, FeedClient, NodeClient, PrivateBroker, PrivateCluster,
-    Received, TestApp, TestUser,
+    assert_event, eventually, test_settings_in, FeedClient, NodeClient, PrivateBroker,
+    PrivateCluster, Received, TestApp, TestUser,
 };
 
 in_both_modes!(
@@ -112,6 +112,13 @@ async fn audience(app: &TestApp) -> (TestUser, Feeds) {
         client.ready().await;
         others.push(client);
     }
+    // A STOMP client is ready once it has sent SUBSCRIBE, which herald admits a moment later:
+    // every session is counted before a test takes the count it must keep.
+    let expected = json.len() + others.len();
+    assert!(
+        eventually(|| async { app.session_count().await == expected }).await,
+        "all {expected} sessions registered"
+    );
     (author, Feeds { json, others })
 }
 
