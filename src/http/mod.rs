@@ -29,6 +29,7 @@ use crate::limits::per_address::AddressLimiter;
 use crate::metrics::Metrics;
 use crate::realtime::relay::Relay;
 use crate::realtime::session::caps::SessionCaps;
+use crate::realtime::session::core::FeedDeps;
 use crate::realtime::session::history::FeedHistory;
 use crate::realtime::session::token_watch::TokenWatch;
 use crate::realtime::transport::sockjs::http_session::SockJsSession;
@@ -66,6 +67,17 @@ pub struct AppState {
     pub token_watch: Addr<TokenWatch>,
     /// How long a write's `Idempotency-Key` is remembered.
     pub idempotency_ttl: Duration,
+}
+
+impl AppState {
+    /// What each feed session needs to fill its gaps, whatever its transport.
+    pub(crate) fn feed_deps(&self) -> FeedDeps {
+        FeedDeps {
+            history: self.history.clone(),
+            stats: self.stats.clone(),
+            held_max: self.realtime.held_max(),
+        }
+    }
 }
 
 /// Mounts every route of the contract (plus `/health` and the browser client's files) and the

@@ -18,7 +18,7 @@ use super::feed_socket::{
 use crate::http::error::ApiError;
 use crate::http::AppState;
 use crate::realtime::session::admission;
-use crate::realtime::session::core::{FeedDeps, FeedStart, SessionCore};
+use crate::realtime::session::core::{FeedStart, SessionCore};
 use crate::realtime::transport::sse::Sse;
 use crate::realtime::transport::stream_session::{body_of, StreamSession};
 
@@ -44,18 +44,11 @@ pub async fn events(
     // Only to shrink the send buffer as configured: a stream's actor never freezes, so it
     // needs no write watch.
     drop(connection_socket(&req, &state));
-    let deps = FeedDeps {
-        history: state.history.clone(),
-        stats: state.stats.clone(),
-        held_max: state.realtime.held_max(),
-    };
+    let deps = state.feed_deps();
     let mut core = SessionCore::new(session_id, state.registry.clone(), deps);
     core.hold_permit(permit);
     core.watch_token(state.token_watch.clone(), token_grant(grant));
-    let start = FeedStart {
-        after: since.unwrap_or(head),
-        resumed: since.is_some(),
-    };
+    let start = FeedStart::new(since, head);
     // Room for the largest fill (a gap of up to `held_max` events) plus live events behind it.
     let (body, receiver) = mpsc::channel::<Bytes>(state.realtime.held_max() + 64);
     let _ = body.try_send(Bytes::from(Sse::preamble()));

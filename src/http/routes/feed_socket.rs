@@ -22,7 +22,7 @@ use crate::http::routes::users::client_ip;
 use crate::http::AppState;
 use crate::realtime::session::admission;
 use crate::realtime::session::caps::{CapRefusal, SessionPermit};
-use crate::realtime::session::core::{FeedDeps, FeedStart, SessionCore, TokenGrant};
+use crate::realtime::session::core::{FeedStart, SessionCore, TokenGrant};
 use crate::realtime::session::registry::Deregister;
 use crate::realtime::session::write_watch::WriteWatch;
 use crate::realtime::transport::frame_guard::FrameGuard;
@@ -93,19 +93,12 @@ pub async fn connect(
     let max_frame = state.realtime.max_frame_bytes;
     let (stream, frame_limit) = FrameGuard::new(stream, max_frame);
     let watch = WriteWatch::new(connection_socket(&req, &state));
-    let deps = FeedDeps {
-        history: state.history.clone(),
-        stats: state.stats.clone(),
-        held_max: state.realtime.held_max(),
-    };
+    let deps = state.feed_deps();
     let mut core = SessionCore::new(session_id, state.registry.clone(), deps)
         .with_write_watch(Some(Arc::clone(&watch)));
     core.hold_permit(permit);
     core.watch_token(state.token_watch.clone(), token_grant(grant));
-    let start = FeedStart {
-        after: since.unwrap_or(head),
-        resumed: since.is_some(),
-    };
+    let start = FeedStart::new(since, head);
     let session = WsSession::new(
         core,
         JsonFeed,

@@ -21,7 +21,7 @@ use crate::http::error::ApiError;
 use crate::http::routes::users::client_ip;
 use crate::http::AppState;
 use crate::realtime::session::caps::CapRefusal;
-use crate::realtime::session::core::{FeedDeps, SessionCore};
+use crate::realtime::session::core::SessionCore;
 use crate::realtime::session::write_watch::WriteWatch;
 use crate::realtime::transport::frame_guard::FrameGuard;
 use crate::realtime::transport::framing::Framing;
@@ -111,11 +111,7 @@ impl StompStart {
         state: &AppState,
         session_id: Uuid,
     ) -> (SessionCore, Stomp, Admission) {
-        let deps = FeedDeps {
-            history: state.history.clone(),
-            stats: state.stats.clone(),
-            held_max: state.realtime.held_max(),
-        };
+        let deps = state.feed_deps();
         let core = SessionCore::new(session_id, state.registry.clone(), deps);
         let framing = Stomp::new(StompSettings {
             max_frame: state.realtime.max_frame_bytes,

@@ -47,6 +47,17 @@ pub struct FeedStart {
     pub resumed: bool,
 }
 
+impl FeedStart {
+    /// After the client's `since` when it names one (a resume), else after `head`, the
+    /// position read at admission.
+    pub fn new(since: Option<i64>, head: i64) -> Self {
+        FeedStart {
+            after: since.unwrap_or(head),
+            resumed: since.is_some(),
+        }
+    }
+}
+
 /// The token a session was opened with: its user, and what the token watch needs to close the
 /// session with 4001 once the token expires or is revoked.
 #[derive(Debug, Clone)]

@@ -210,10 +210,7 @@ where
         *parts.busy = false;
         match outcome {
             Ok(head) => {
-                let start = FeedStart {
-                    after: since.unwrap_or(head),
-                    resumed: since.is_some(),
-                };
+                let start = FeedStart::new(since, head);
                 parts.core.register(user_id, start, &ctx.address());
                 host.drain(ctx);
             }
